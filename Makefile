@@ -1,0 +1,93 @@
+# milterd — build, test, demo and install.
+#
+#   make            build milterd and milterctl
+#   make check      install missing packages, build, run every test
+#   make demo       install missing packages, build, run a real verification end to end
+#   make deps       install the Debian packages the build, tests and demo need
+#   make fuzz       build the libFuzzer targets (clang)
+#   make install    PREFIX=/usr/local DESTDIR=
+
+PREFIX    ?= /usr/local
+SBINDIR   ?= $(PREFIX)/sbin
+DATADIR   ?= $(PREFIX)/share/milterd
+SYSCONFDIR ?= /etc/milterd
+DESTDIR   ?=
+
+CC        ?= cc
+PKGS      := milter opendkim libpq libpsl inih libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN      := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
+             -Wpointer-arith -Wcast-qual -Wsign-compare -Wformat=2
+CFLAGS    ?= -O2 -g
+CPPFLAGS  += -D_GNU_SOURCE -DSQLDIR='"$(DATADIR)/sql"' -DSYSCONFDIR='"$(SYSCONFDIR)"'
+ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(PKG_CFLAGS) -pthread
+LDLIBS    += $(PKG_LIBS) -lunbound -lspf2 -lpthread
+
+ifdef SANITIZER
+ALL_CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS    += -fsanitize=$(SANITIZER)
+endif
+
+BUILD     ?= build
+SRC_COMMON := buf.c log.c config.c address.c token.c store.c
+SRC_DAEMON := main.c milter.c session.c
+SRC_CTL    := milterctl.c
+OBJ_COMMON := $(SRC_COMMON:%.c=$(BUILD)/%.o)
+OBJ_DAEMON := $(SRC_DAEMON:%.c=$(BUILD)/%.o)
+OBJ_CTL    := $(SRC_CTL:%.c=$(BUILD)/%.o)
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*_test.c))
+
+# Debian packages needed to build, test and demo (checked one by one, installed if missing).
+DEB_PACKAGES := gcc make pkg-config libmilter-dev libopendkim-dev libspf2-dev libpq-dev \
+	libssl-dev libunbound-dev libpsl-dev libinih-dev postgresql postgresql-contrib \
+	miltertest python3 python3-dkim unbound dnsutils iproute2 clang libclang-rt-14-dev
+
+.PHONY: all check demo deps fuzz install clean unit
+all: $(BUILD)/milterd $(BUILD)/milterctl
+
+$(BUILD)/%.o: milterd/%.c milterd/*.h | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Imilterd -c -o $@ $<
+
+$(BUILD):
+	mkdir -p $(BUILD)/tests
+
+$(BUILD)/milterd: $(OBJ_DAEMON) $(OBJ_COMMON)
+	$(CC) $(LDFLAGS) -pthread -o $@ $^ $(LDLIBS)
+
+$(BUILD)/milterctl: $(OBJ_CTL) $(OBJ_COMMON)
+	$(CC) $(LDFLAGS) -pthread -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(OBJ_COMMON) | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Imilterd -o $@ $< $(OBJ_COMMON) $(LDFLAGS) $(LDLIBS)
+
+unit: $(UNIT_TESTS)
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "deps: run as root to install:$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: all packages present"; fi
+
+check: deps
+	$(MAKE) all unit
+	tests/run
+
+demo: deps
+	$(MAKE) all
+	tests/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/policies \
+		$(DESTDIR)$(SYSCONFDIR)
+	install -m 0755 $(BUILD)/milterd $(BUILD)/milterctl $(DESTDIR)$(SBINDIR)/
+	install -m 0644 milterd/sql/*.sql $(DESTDIR)$(DATADIR)/sql/
+	install -m 0644 milterd/milterd.conf $(DESTDIR)$(DATADIR)/milterd.conf.example
+
+clean:
+	rm -rf $(BUILD)

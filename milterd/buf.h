@@ -1,0 +1,39 @@
+/* buf.h — one growable, always NUL-terminated string type with overflow checks. */
+#ifndef MILTERD_BUF_H
+#define MILTERD_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+	char	*s;	/* NUL-terminated, never NULL after buf_init */
+	size_t	 len;	/* bytes used, not counting the NUL */
+	size_t	 cap;	/* bytes allocated */
+};
+
+/* All functions returning int give 0 on success, -1 when memory ran out
+ * (the buffer is then left unchanged). */
+void	buf_init(struct buf *);
+void	buf_free(struct buf *);
+void	buf_reset(struct buf *);
+int	buf_reserve(struct buf *, size_t);
+int	buf_append(struct buf *, const char *, size_t);
+int	buf_puts(struct buf *, const char *);
+int	buf_putc(struct buf *, char);
+int	buf_printf(struct buf *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+int	buf_vprintf(struct buf *, const char *, va_list)
+	    __attribute__((format(printf, 2, 0)));
+char	*buf_steal(struct buf *);
+
+/* Bounded copy: returns 0, or -1 when src did not fit (dst then holds a
+ * truncated, NUL-terminated copy). */
+int	str_copy(char *dst, const char *src, size_t size);
+/* ASCII lowercase in place. */
+void	str_lower(char *);
+/* ASCII case-insensitive equality. */
+int	str_ieq(const char *, const char *);
+/* Trim ASCII white space at both ends, in place; returns s. */
+char	*str_trim(char *s);
+
+#endif

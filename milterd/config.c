@@ -1,0 +1,587 @@
+/* config.c — table-driven parser and validator for milterd.conf (via libinih). */
+#include <sys/types.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ini.h>
+#include <libpq-fe.h>
+
+#include "config.h"
+#include "log.h"
+
+enum config_type {
+	CT_STRING,	/* any non-empty text */
+	CT_OPTSTRING,	/* text, may be empty */
+	CT_INT,		/* decimal in [min, max] */
+	CT_MODE,	/* octal file mode */
+	CT_SOCKET,	/* libmilter socket spec */
+	CT_CONNINFO,	/* libpq conninfo, checked by libpq itself */
+	CT_FILE,	/* readable file */
+	CT_OPTFILE,	/* readable file, or empty */
+	CT_ADDRESS,	/* local@domain without subaddress */
+	CT_RESOLVER,	/* "system" or IP[@port] */
+	CT_LOGLEVEL,
+	CT_FACILITY,
+	CT_HOSTNAME,	/* authserv-id: a hostname-like token */
+};
+
+struct config_key {
+	const char	*name;
+	enum config_type type;
+	size_t		 offset;
+	const char	*def;		/* default, as it would be written */
+	int		 reloadable;	/* may change on SIGHUP */
+	long		 min, max;	/* CT_INT */
+};
+
+#define OFF(f) offsetof(struct config, f)
+
+static const struct config_key config_keys[] = {
+	{ "socket",		CT_SOCKET,	OFF(socket), "unix:/run/milterd/milterd.sock", 0, 0, 0 },
+	{ "socket_mode",	CT_MODE,	OFF(socket_mode), "0660", 0, 0, 0777 },
+	{ "socket_owner",	CT_OPTSTRING,	OFF(socket_owner), "", 0, 0, 0 },
+	{ "database",		CT_CONNINFO,	OFF(database), "dbname=milterd", 0, 0, 0 },
+	{ "db_pool_size",	CT_INT,		OFF(db_pool_size), "8", 0, 1, 256 },
+	{ "db_timeout",		CT_INT,		OFF(db_timeout), "5", 1, 1, 300 },
+	{ "policy",		CT_FILE,	OFF(policy), SYSCONFDIR "/policies/gouv-fr.conf", 1, 0, 0 },
+	{ "verify_address",	CT_ADDRESS,	OFF(verify_address), "verify@certify.example.org", 1, 0, 0 },
+	{ "authserv_id",	CT_HOSTNAME,	OFF(authserv_id), "", 1, 0, 0 },
+	{ "dns_resolver",	CT_RESOLVER,	OFF(dns_resolver), "system", 0, 0, 0 },
+	{ "dns_trust_anchor",	CT_OPTFILE,	OFF(dns_trust_anchor), "", 0, 0, 0 },
+	{ "dns_timeout",	CT_INT,		OFF(dns_timeout), "5", 1, 1, 60 },
+	{ "user",		CT_OPTSTRING,	OFF(user), "", 0, 0, 0 },
+	{ "pidfile",		CT_OPTSTRING,	OFF(pidfile), "", 0, 0, 0 },
+	{ "log_level",		CT_LOGLEVEL,	OFF(log_level), "info", 1, 0, 0 },
+	{ "syslog_facility",	CT_FACILITY,	OFF(syslog_facility), "mail", 0, 0, 0 },
+};
+
+#define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+
+struct config_parse {
+	const char	*path;
+	FILE		*fp;
+	int		 lineno;
+	int		 seen[NKEYS];	/* line where each key was set, 0 if not */
+	struct config	*cfg;
+	struct buf	*errors;
+	int		 nerrors;
+	char		*line;		/* getline buffer */
+	size_t		 linecap;
+};
+
+const char *
+config_key_name(size_t i)
+{
+	return i < NKEYS ? config_keys[i].name : NULL;
+}
+
+static void
+config_error(struct config_parse *p, int line, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+config_error(struct config_parse *p, int line, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+
+	buf_printf(p->errors, "%s:%d: ", p->path, line);
+	if (key != NULL)
+		buf_printf(p->errors, "%s: ", key);
+	va_start(ap, fmt);
+	buf_vprintf(p->errors, fmt, ap);
+	va_end(ap);
+	buf_putc(p->errors, '\n');
+	p->nerrors++;
+}
+
+/* Levenshtein distance, for "did you mean" on misspelt keys. */
+static size_t
+config_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+
+	if (la >= 63 || lb >= 63)
+		return 99;
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+
+			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+		memcpy(prev, cur, sizeof(cur));
+	}
+	return prev[lb];
+}
+
+static const char *
+config_suggest(const char *name)
+{
+	const char *best = NULL;
+	size_t bestd = 3;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		size_t d = config_distance(name, config_keys[i].name);
+
+		if (d < bestd) {
+			bestd = d;
+			best = config_keys[i].name;
+		}
+	}
+	return best;
+}
+
+static int
+config_parse_long(const char *v, int base, long *out)
+{
+	char *end;
+	long n;
+
+	if (*v == '\0' || *v == '-' || *v == '+' || isspace((unsigned char)*v))
+		return -1;
+	errno = 0;
+	n = strtol(v, &end, base);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	*out = n;
+	return 0;
+}
+
+static int
+config_valid_hostname(const char *h)
+{
+	size_t len = strlen(h), lab = 0;
+
+	if (len == 0 || len > 253)
+		return 0;
+	for (const char *c = h; *c; c++) {
+		if (*c == '.') {
+			if (lab == 0)
+				return 0;
+			lab = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_')
+			return 0;
+		if (++lab > 63)
+			return 0;
+	}
+	return lab > 0;
+}
+
+/* Checks a libmilter socket spec: {unix|local}:/path, inet:port[@host],
+ * inet6:port[@host], or a bare absolute path. */
+static const char *
+config_check_socket(const char *v)
+{
+	const char *rest;
+	long port;
+	char pbuf[16];
+	size_t n;
+
+	if (v[0] == '/')
+		return NULL;
+	if (strncmp(v, "unix:", 5) == 0 || strncmp(v, "local:", 6) == 0) {
+		rest = strchr(v, ':') + 1;
+		return rest[0] == '/' ? NULL : "unix socket path must be absolute";
+	}
+	if (strncmp(v, "inet:", 5) == 0)
+		rest = v + 5;
+	else if (strncmp(v, "inet6:", 6) == 0)
+		rest = v + 6;
+	else
+		return "expected unix:/path, inet:PORT@HOST or inet6:PORT@HOST";
+	n = strcspn(rest, "@");
+	if (n == 0 || n >= sizeof(pbuf))
+		return "missing or bad port";
+	memcpy(pbuf, rest, n);
+	pbuf[n] = '\0';
+	if (config_parse_long(pbuf, 10, &port) == -1 || port < 1 || port > 65535)
+		return "port must be a number from 1 to 65535";
+	if (rest[n] == '@' && rest[n + 1] == '\0')
+		return "empty host after '@'";
+	return NULL;
+}
+
+static const char *
+config_check_resolver(const char *v)
+{
+	char ip[INET6_ADDRSTRLEN + 1];
+	unsigned char addr[sizeof(struct in6_addr)];
+	const char *at;
+	long port;
+	size_t n;
+
+	if (strcmp(v, "system") == 0)
+		return NULL;
+	at = strrchr(v, '@');
+	n = at ? (size_t)(at - v) : strlen(v);
+	if (n == 0 || n >= sizeof(ip))
+		return "expected 'system' or IP[@port]";
+	memcpy(ip, v, n);
+	ip[n] = '\0';
+	if (inet_pton(AF_INET, ip, addr) != 1 && inet_pton(AF_INET6, ip, addr) != 1)
+		return "expected 'system' or IP[@port]: not an IP address";
+	if (at != NULL && (config_parse_long(at + 1, 10, &port) == -1 ||
+	    port < 1 || port > 65535))
+		return "port must be a number from 1 to 65535";
+	return NULL;
+}
+
+/* Validates one value and stores it; returns NULL or the complaint. The
+ * complaint may point into msgbuf. */
+static const char *
+config_set(struct config *cfg, const struct config_key *k, const char *v,
+    char *msgbuf, size_t msgsize)
+{
+	char **sp = (char **)(void *)((char *)cfg + k->offset);
+	int *ip = (int *)(void *)((char *)cfg + k->offset);
+	const char *complaint = NULL;
+	char *errmsg = NULL;
+	PQconninfoOption *opts;
+	long n;
+
+	switch (k->type) {
+	case CT_STRING:
+		if (*v == '\0')
+			return "must not be empty";
+		break;
+	case CT_OPTSTRING:
+		break;
+	case CT_INT:
+		if (config_parse_long(v, 10, &n) == -1 || n < k->min || n > k->max) {
+			snprintf(msgbuf, msgsize, "'%s' is not a whole number from %ld to %ld",
+			    v, k->min, k->max);
+			return msgbuf;
+		}
+		*ip = (int)n;
+		return NULL;
+	case CT_MODE:
+		if (config_parse_long(v, 8, &n) == -1 || n < 0 || n > k->max) {
+			snprintf(msgbuf, msgsize, "'%s' is not an octal mode like 0660", v);
+			return msgbuf;
+		}
+		*ip = (int)n;
+		return NULL;
+	case CT_SOCKET:
+		complaint = config_check_socket(v);
+		break;
+	case CT_CONNINFO:
+		opts = PQconninfoParse(v, &errmsg);
+		if (opts == NULL) {
+			snprintf(msgbuf, msgsize, "not a valid libpq conninfo: %s",
+			    errmsg ? str_trim(errmsg) : "out of memory");
+			PQfreemem(errmsg);
+			return msgbuf;
+		}
+		PQconninfoFree(opts);
+		break;
+	case CT_OPTFILE:
+		if (*v == '\0')
+			break;
+		/* FALLTHROUGH */
+	case CT_FILE:
+		if (*v == '\0')
+			return "must name a file";
+		if (access(v, R_OK) == -1) {
+			snprintf(msgbuf, msgsize, "cannot read '%s': %s", v, strerror(errno));
+			return msgbuf;
+		}
+		break;
+	case CT_ADDRESS: {
+		const char *at = strchr(v, '@');
+
+		if (at == NULL || at == v || strchr(at + 1, '@') != NULL ||
+		    !config_valid_hostname(at + 1))
+			return "expected local@domain, e.g. verify@certify.example.org";
+		if (memchr(v, '+', (size_t)(at - v)) != NULL)
+			return "the local part must not contain '+': tokens ride as +subaddress";
+		for (const char *c = v; c < at; c++)
+			if (!isalnum((unsigned char)*c) && strchr("._-", *c) == NULL)
+				return "the local part may hold only letters, digits, '.', '_' and '-'";
+		break;
+	}
+	case CT_RESOLVER:
+		complaint = config_check_resolver(v);
+		break;
+	case CT_LOGLEVEL:
+		if ((*ip = log_level_parse(v)) == -1)
+			return "expected one of err, warning, notice, info, debug";
+		return NULL;
+	case CT_FACILITY:
+		if ((*ip = log_facility_parse(v)) == -1)
+			return "expected a syslog facility: mail, daemon, user, local0 ... local7";
+		return NULL;
+	case CT_HOSTNAME:
+		if (*v != '\0' && !config_valid_hostname(v))
+			return "expected a hostname-like identifier";
+		break;
+	}
+	if (complaint != NULL)
+		return complaint;
+	free(*sp);
+	if ((*sp = strdup(v)) == NULL)
+		return "out of memory";
+	return NULL;
+}
+
+/* libinih reader: one physical line per call, so p->lineno always names the
+ * line the handler is looking at. Lines inih would misread are reported
+ * here and replaced by an empty line. */
+static char *
+config_reader(char *dst, int size, void *user)
+{
+	struct config_parse *p = user;
+	ssize_t n;
+	char *s;
+
+	n = getline(&p->line, &p->linecap, p->fp);
+	if (n == -1)
+		return NULL;
+	p->lineno++;
+	dst[0] = '\0';
+	if (memchr(p->line, '\0', (size_t)n) != NULL) {
+		config_error(p, p->lineno, NULL, "NUL byte in line");
+		return dst;
+	}
+	s = str_trim(p->line);
+	if (*s == '\0' || *s == '#' || *s == ';')
+		return dst;
+	if (strlen(s) >= (size_t)size - 1) {
+		config_error(p, p->lineno, NULL, "line longer than %d characters", size - 2);
+		return dst;
+	}
+	if (*s == '[') {
+		if (s[strlen(s) - 1] != ']')
+			config_error(p, p->lineno, NULL, "unterminated section header");
+		else
+			config_error(p, p->lineno, NULL,
+			    "sections are not used in milterd.conf");
+		return dst;
+	}
+	if (strpbrk(s, "=:") == NULL || *s == '=' || *s == ':') {
+		config_error(p, p->lineno, NULL, "expected 'key = value'");
+		return dst;
+	}
+	/* Leading white space would make inih read a continuation line. */
+	snprintf(dst, (size_t)size, "%s\n", s);
+	return dst;
+}
+
+static int
+config_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct config_parse *p = user;
+	char msg[512];
+	const char *complaint, *hint;
+
+	(void)section;
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (strcmp(name, config_keys[i].name) != 0)
+			continue;
+		if (p->seen[i]) {
+			config_error(p, p->lineno, name, "set twice (first at line %d)", p->seen[i]);
+			return 1;
+		}
+		p->seen[i] = p->lineno;
+		complaint = config_set(p->cfg, &config_keys[i], value, msg, sizeof(msg));
+		if (complaint != NULL)
+			config_error(p, p->lineno, name, "%s", complaint);
+		return 1;
+	}
+	hint = config_suggest(name);
+	if (hint)
+		config_error(p, p->lineno, name, "unknown key (did you mean '%s'?)", hint);
+	else
+		config_error(p, p->lineno, name, "unknown key");
+	return 1;
+}
+
+static struct config *
+config_new(void)
+{
+	struct config *cfg;
+
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL)
+		return NULL;
+	cfg->refs = 1;
+	return cfg;
+}
+
+static int
+config_finish(struct config_parse *p)
+{
+	struct config *cfg = p->cfg;
+	char host[256];
+	const char *at;
+
+	if (cfg->authserv_id == NULL || cfg->authserv_id[0] == '\0') {
+		if (gethostname(host, sizeof(host)) == -1)
+			str_copy(host, "localhost", sizeof(host));
+		host[sizeof(host) - 1] = '\0';
+		free(cfg->authserv_id);
+		cfg->authserv_id = strdup(host);
+	}
+	at = strchr(cfg->verify_address, '@');
+	cfg->verify_local = strndup(cfg->verify_address, (size_t)(at - cfg->verify_address));
+	cfg->verify_domain = strdup(at + 1);
+	if (cfg->authserv_id == NULL || cfg->verify_local == NULL || cfg->verify_domain == NULL)
+		return -1;
+	str_lower(cfg->verify_local);
+	str_lower(cfg->verify_domain);
+	return 0;
+}
+
+struct config *
+config_load(const char *path, struct buf *errors)
+{
+	struct config_parse p;
+	char msg[512];
+	const char *complaint;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	p.path = path;
+	p.errors = errors;
+	if ((p.cfg = config_new()) == NULL || (p.cfg->path = strdup(path)) == NULL) {
+		buf_printf(errors, "%s: out of memory\n", path);
+		free(p.cfg);
+		return NULL;
+	}
+	/* Defaults first, except files, which are only checked when set. */
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+		char **sp = (char **)(void *)((char *)p.cfg + k->offset);
+
+		if (k->type == CT_FILE || k->type == CT_OPTFILE)
+			*sp = strdup(k->def);
+		else if ((complaint = config_set(p.cfg, k, k->def, msg, sizeof(msg))) != NULL)
+			buf_printf(errors, "%s: default of %s: %s\n", path, k->name, complaint);
+	}
+	if ((p.fp = fopen(path, "r")) == NULL) {
+		buf_printf(errors, "%s: cannot open: %s\n", path, strerror(errno));
+		config_unref(p.cfg);
+		return NULL;
+	}
+	rc = ini_parse_stream(config_reader, &p, config_handler, &p);
+	if (rc != 0 && p.nerrors == 0)
+		config_error(&p, rc > 0 ? rc : p.lineno, NULL, "cannot parse");
+	if (ferror(p.fp))
+		config_error(&p, p.lineno, NULL, "read error");
+	fclose(p.fp);
+	free(p.line);
+	/* A default file that was never set must still exist. */
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+
+		if (k->type == CT_FILE && !p.seen[i] &&
+		    (complaint = config_set(p.cfg, k, k->def, msg, sizeof(msg))) != NULL)
+			buf_printf(errors, "%s: %s: %s (default; set %s in the file)\n",
+			    path, k->name, complaint, k->name), p.nerrors++;
+	}
+	if (p.nerrors > 0 || config_finish(&p) == -1) {
+		config_unref(p.cfg);
+		return NULL;
+	}
+	return p.cfg;
+}
+
+void
+config_ref(struct config *cfg)
+{
+	__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_SEQ_CST);
+}
+
+void
+config_unref(struct config *cfg)
+{
+	if (cfg == NULL || __atomic_sub_fetch(&cfg->refs, 1, __ATOMIC_SEQ_CST) > 0)
+		return;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+
+		switch (k->type) {
+		case CT_INT: case CT_MODE: case CT_LOGLEVEL: case CT_FACILITY:
+			break;
+		default:
+			free(*(char **)(void *)((char *)cfg + k->offset));
+		}
+	}
+	free(cfg->verify_local);
+	free(cfg->verify_domain);
+	free(cfg->path);
+	free(cfg);
+}
+
+static void
+config_format(const struct config *cfg, const struct config_key *k, char *out, size_t size)
+{
+	const char *s = *(char *const *)(const void *)((const char *)cfg + k->offset);
+	int v = *(const int *)(const void *)((const char *)cfg + k->offset);
+
+	switch (k->type) {
+	case CT_INT:
+		snprintf(out, size, "%d", v);
+		break;
+	case CT_MODE:
+		snprintf(out, size, "%04o", (unsigned)v);
+		break;
+	case CT_LOGLEVEL:
+		snprintf(out, size, "%s", log_level_name(v));
+		break;
+	case CT_FACILITY:
+		for (const char *const *f = (const char *const[]){ "mail", "daemon",
+		    "user", "local0", "local1", "local2", "local3", "local4", "local5",
+		    "local6", "local7", NULL }; *f; f++)
+			if (log_facility_parse(*f) == v) {
+				snprintf(out, size, "%s", *f);
+				break;
+			}
+		break;
+	default:
+		snprintf(out, size, "%s", s ? s : "");
+	}
+}
+
+void
+config_dump(const struct config *cfg, FILE *fp)
+{
+	char val[1024];
+
+	fprintf(fp, "# effective configuration of %s\n", cfg->path);
+	for (size_t i = 0; i < NKEYS; i++) {
+		config_format(cfg, &config_keys[i], val, sizeof(val));
+		fprintf(fp, "%s = %s\n", config_keys[i].name, val);
+	}
+}
+
+int
+config_reload_conflicts(const struct config *old, const struct config *new,
+    struct buf *errors)
+{
+	char a[1024], b[1024];
+	int n = 0;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (config_keys[i].reloadable)
+			continue;
+		config_format(old, &config_keys[i], a, sizeof(a));
+		config_format(new, &config_keys[i], b, sizeof(b));
+		if (strcmp(a, b) != 0) {
+			buf_printf(errors, "%s: %s: changing it needs a restart\n",
+			    new->path, config_keys[i].name);
+			n++;
+		}
+	}
+	return n;
+}

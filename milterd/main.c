@@ -1,0 +1,178 @@
+/* main.c — milterd: arguments, configuration, privileges, daemon start, smfi_main. */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "milter.h"
+#include "store.h"
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: milterd [-f] [-n[n]] [-c FILE]\n"
+	    "  -c FILE  configuration (default %s)\n"
+	    "  -f       stay in the foreground, log to stderr\n"
+	    "  -n       check the configuration and exit; -nn prints it\n",
+	    CONFIG_DEFAULT_PATH);
+	exit(2);
+}
+
+/* The filesystem path of a unix socket spec, or NULL for inet sockets. */
+static const char *
+socket_path(const char *spec)
+{
+	if (spec[0] == '/')
+		return spec;
+	if (strncmp(spec, "unix:", 5) == 0)
+		return spec + 5;
+	if (strncmp(spec, "local:", 6) == 0)
+		return spec + 6;
+	return NULL;
+}
+
+/* Sets the unix socket's mode and owner, then drops to cfg->user. Any
+ * failure is fatal: running as root by accident is worse than not running. */
+static int
+drop_privileges(const struct config *cfg)
+{
+	const char *path = socket_path(cfg->socket);
+	struct passwd *pw = NULL;
+	struct group *gr;
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	char owner[256], *colon;
+
+	if (path != NULL && chmod(path, (mode_t)cfg->socket_mode) == -1) {
+		log_err("chmod %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (path != NULL && cfg->socket_owner[0] != '\0') {
+		str_copy(owner, cfg->socket_owner, sizeof(owner));
+		if ((colon = strchr(owner, ':')) != NULL) {
+			*colon++ = '\0';
+			if ((gr = getgrnam(colon)) == NULL) {
+				log_err("socket_owner: unknown group %s", colon);
+				return -1;
+			}
+			gid = gr->gr_gid;
+		}
+		if (owner[0] != '\0') {
+			if ((pw = getpwnam(owner)) == NULL) {
+				log_err("socket_owner: unknown user %s", owner);
+				return -1;
+			}
+			uid = pw->pw_uid;
+		}
+		if (chown(path, uid, gid) == -1) {
+			log_err("chown %s: %s", path, strerror(errno));
+			return -1;
+		}
+	}
+	if (cfg->user[0] == '\0')
+		return 0;
+	if ((pw = getpwnam(cfg->user)) == NULL) {
+		log_err("user: unknown user %s", cfg->user);
+		return -1;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1) {
+		log_err("cannot drop privileges to %s: %s", cfg->user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		log_err("privileges were not dropped: setuid(0) still works");
+		return -1;
+	}
+	log_info("running as user %s", cfg->user);
+	return 0;
+}
+
+static int
+write_pidfile(const char *path)
+{
+	FILE *fp;
+
+	if (path[0] == '\0')
+		return 0;
+	if ((fp = fopen(path, "w")) == NULL) {
+		log_err("pidfile %s: %s", path, strerror(errno));
+		return -1;
+	}
+	fprintf(fp, "%ld\n", (long)getpid());
+	if (fclose(fp) == EOF) {
+		log_err("pidfile %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = CONFIG_DEFAULT_PATH;
+	struct config *cfg;
+	struct store *st;
+	struct buf errors;
+	int ch, check = 0, foreground = 0, rc;
+
+	while ((ch = getopt(argc, argv, "c:fn")) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'f': foreground = 1; break;
+		case 'n': check++; break;
+		default: usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	buf_init(&errors);
+	cfg = config_load(path, &errors);
+	if (cfg == NULL) {
+		fputs(errors.s, stderr);
+		buf_free(&errors);
+		return 1;
+	}
+	buf_free(&errors);
+	if (check) {
+		if (check > 1)
+			config_dump(cfg, stdout);
+		else
+			printf("config OK\n");
+		config_unref(cfg);
+		return 0;
+	}
+
+	log_open("milterd", foreground, cfg->syslog_facility);
+	log_set_level(cfg->log_level);
+	if ((st = store_open(cfg->database, cfg->db_pool_size, cfg->db_timeout)) == NULL) {
+		log_err("out of memory");
+		return 1;
+	}
+	if (milter_setup(cfg, st) == -1 || drop_privileges(cfg) == -1)
+		return 1;
+	if (!foreground && daemon(0, 0) == -1) {
+		log_err("daemon: %s", strerror(errno));
+		return 1;
+	}
+	if (write_pidfile(cfg->pidfile) == -1)
+		return 1;
+	log_info("milterd started on %s, verify address %s", cfg->socket, cfg->verify_address);
+	rc = milter_run();
+	log_info("milterd stopping");
+	if (cfg->pidfile[0] != '\0')
+		unlink(cfg->pidfile);
+	store_close(st);
+	config_unref(cfg);
+	return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,42 @@
+/* store.h — PostgreSQL access for the daemon: a pool of libpq connections with
+ * prepared statements that reconnects by itself. */
+#ifndef MILTERD_STORE_H
+#define MILTERD_STORE_H
+
+#include "buf.h"
+#include "token.h"
+
+enum store_rc {
+	STORE_OK,
+	STORE_NOTFOUND,
+	STORE_TEMPFAIL,		/* database unreachable or failing: answer 4xx */
+};
+
+enum request_state {
+	REQ_PENDING,
+	REQ_VERIFIED,
+	REQ_EXPIRED,
+	REQ_REVOKED,
+};
+
+struct store_request {
+	long long		id;
+	char			account[256];
+	char			email[321];
+	enum request_state	state;		/* expiry already applied */
+	double			created_at;	/* epoch seconds */
+	double			expires_at;
+};
+
+struct store;
+
+/* Nothing is connected yet: connections are made on first use. */
+struct store	*store_open(const char *conninfo, int size, int timeout);
+void		 store_close(struct store *);
+const char	*store_state_name(enum request_state);
+
+/* Looks a request up by token hash. On STORE_TEMPFAIL, err says why. */
+enum store_rc	 store_lookup(struct store *, const unsigned char *hash,
+		    struct store_request *out, struct buf *err);
+
+#endif

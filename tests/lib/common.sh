@@ -1,0 +1,102 @@
+# common.sh — shared helpers for test scripts: result lines, milterd start/stop, waiting.
+#
+# A test script prints one line per check: "ok - NAME" or "not ok - NAME: WHY";
+# tests/run counts them. Scripts get from tests/run: TOP (the checkout), BUILD,
+# WORK (a private temporary directory) and the database variables of pg.sh.
+
+ok() { echo "ok - $*"; }
+not_ok() { echo "not ok - $*"; }
+
+# check NAME COMMAND...: ok if the command succeeds.
+check() {
+	local name="$1"; shift
+	if "$@" >"$WORK/check.out" 2>&1; then
+		ok "$name"
+	else
+		not_ok "$name: $(tail -n 5 "$WORK/check.out" | tr '\n' ' ')"
+	fi
+}
+
+# expect_eq NAME EXPECTED ACTUAL
+expect_eq() {
+	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1: expected '$2', got '$3'"; fi
+}
+
+# expect_grep NAME PATTERN FILE: ok if an extended regex matches in FILE.
+expect_grep() {
+	if grep -Eq -- "$2" "$3"; then ok "$1"; else not_ok "$1: no /$2/ in $(basename "$3")"; fi
+}
+
+# A fresh port nobody listens on.
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 20000))
+		ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
+	done
+}
+
+# wait_for SECONDS COMMAND...: poll until the command succeeds.
+wait_for() {
+	local t=$(( $1 * 10 )); shift
+	while [ "$t" -gt 0 ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+		t=$((t - 1))
+	done
+	return 1
+}
+
+# write_config FILE [key=value ...]: a milterd.conf for tests, extra keys appended.
+write_config() {
+	local f="$1"; shift
+	{
+		echo "# milterd.conf written by $(basename "$0")"
+		echo "socket = unix:$WORK/milterd.sock"
+		echo "database = $MILTERD_DATABASE"
+		echo "policy = $TOP/policies/gouv-fr.conf"
+		echo "verify_address = verify@certify.test"
+		echo "authserv_id = mx.certify.test"
+		echo "db_timeout = 2"
+		echo "log_level = debug"
+		[ -n "${DNS_SPEC:-}" ] && echo "dns_resolver = $DNS_SPEC"
+		for kv in "$@"; do echo "$kv"; done
+	} >"$f"
+}
+
+# milterd_start CONF: start milterd in the foreground (background job), wait for its socket.
+milterd_start() {
+	MILTERD_LOG="$WORK/milterd.log"
+	: >"$MILTERD_LOG"
+	$MILTERD_WRAPPER "$BUILD/milterd" -f -c "$1" 2>>"$MILTERD_LOG" &
+	MILTERD_PID=$!
+	MILTERD_SOCK="unix:$WORK/milterd.sock"
+	wait_for 10 test -S "$WORK/milterd.sock" || { cat "$MILTERD_LOG" >&2; return 1; }
+}
+
+milterd_stop() {
+	[ -n "${MILTERD_PID:-}" ] || return 0
+	kill "$MILTERD_PID" 2>/dev/null
+	wait "$MILTERD_PID" 2>/dev/null
+	MILTERD_PID=
+}
+
+# mt SCRIPT [NAME=VALUE ...]: run a miltertest script against the running milterd.
+mt() {
+	local script="$1"; shift
+	local defs=(-D "socket=$MILTERD_SOCK")
+	for kv in "$@"; do defs+=(-D "$kv"); done
+	miltertest "${defs[@]}" -s "$TOP/tests/integration/$script"
+}
+
+# db_reset: an empty database with the current schema applied.
+db_reset() {
+	psql -d postgres -qc "DROP DATABASE IF EXISTS milterd WITH (FORCE)" >/dev/null &&
+	psql -d postgres -qc "CREATE DATABASE milterd" >/dev/null &&
+	MILTERD_SQLDIR="$TOP/milterd/sql" "$BUILD/milterctl" db migrate >/dev/null
+}
+
+# new_token ACCOUNT EMAIL [TTL]: create a request, print its token.
+new_token() {
+	"$BUILD/milterctl" request --account "$1" --email "$2" ${3:+--ttl "$3"}
+}
