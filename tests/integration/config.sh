@@ -1,0 +1,42 @@
+# config.sh — milterd -n / -nn: "config OK", every error as FILE:LINE: key: what is
+# wrong (golden file), the normalized dump (golden file).
+. "$TOP/tests/lib/common.sh"
+M="$BUILD/milterd"
+
+# Golden files hold @TOP@ and @DIR@ where this run's paths go.
+sed "s|@TOP@|$TOP|g" "$TOP/tests/config/good.conf" >"$WORK/good.conf"
+cp "$TOP/tests/config/broken.conf" "$WORK/broken.conf"
+ref() { sed -e "s|@TOP@|$TOP|g" -e "s|@DIR@|$WORK|g" "$TOP/tests/config/$1"; }
+
+out=$("$M" -n -c "$WORK/good.conf" 2>&1); rc=$?
+expect_eq "good config: -n says config OK" "config OK/0" "$out/$rc"
+
+"$M" -nn -c "$WORK/good.conf" >"$WORK/dump" 2>&1
+if diff -u <(ref good.ref) "$WORK/dump" >"$WORK/diff"; then
+	ok "-nn prints the normalized config (good.ref)"
+else
+	not_ok "-nn prints the normalized config: $(tr '\n' ' ' <"$WORK/diff")"
+fi
+
+"$M" -n -c "$WORK/broken.conf" >"$WORK/errors" 2>&1; rc=$?
+expect_eq "broken config: -n exits 1" 1 "$rc"
+if diff -u <(ref broken.ref) "$WORK/errors" >"$WORK/diff"; then
+	ok "broken config: every error named with file, line and key (broken.ref)"
+else
+	not_ok "broken config errors differ: $(tr '\n' ' ' <"$WORK/diff")"
+fi
+
+out=$("$M" -n -c "$WORK/missing.conf" 2>&1); rc=$?
+expect_eq "missing file: named, exit 1" "$WORK/missing.conf: cannot open: No such file or directory/1" "$out/$rc"
+
+printf 'socket = unix:/run/x.sock\npolicy = %s/policies/gouv-fr.conf\nsocket = inet:1@127.0.0.1\n' \
+	"$TOP" >"$WORK/twice.conf"
+out=$("$M" -n -c "$WORK/twice.conf" 2>&1)
+expect_eq "duplicate key names both lines" "$WORK/twice.conf:3: socket: set twice (first at line 1)" "$out"
+
+printf 'policy = %s/policies/gouv-fr.conf\nauthserv_id = %0300d\n' "$TOP" 0 >"$WORK/long.conf"
+out=$("$M" -n -c "$WORK/long.conf" 2>&1)
+expect_eq "over-long line refused, not truncated" "$WORK/long.conf:2: line longer than 198 characters" "$out"
+
+out=$("$M" -x 2>&1); rc=$?
+expect_eq "unknown option: usage, exit 2" 2 "$rc"

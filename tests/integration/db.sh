@@ -1,0 +1,80 @@
+# db.sh — the SQL API and milterctl against a real PostgreSQL: migrations, tokens
+# (format, hash-only storage), supersession, status, NOTIFY, exit codes.
+. "$TOP/tests/lib/pg.sh"
+. "$TOP/tests/lib/common.sh"
+C="$BUILD/milterctl"
+export MILTERD_SQLDIR="$TOP/milterd/sql"
+
+psql -d postgres -qc "DROP DATABASE IF EXISTS milterd WITH (FORCE)" -qc "CREATE DATABASE milterd" >/dev/null
+out=$("$C" db migrate 2>&1)
+expect_eq "db migrate applies 001 on an empty database" "applied 001_schema.sql
+1 migration(s) applied" "$out"
+out=$("$C" db migrate 2>&1); rc=$?
+expect_eq "db migrate is idempotent" "schema up to date/0" "$out/$rc"
+expect_eq "schema_migrations records the version" 1 "$(pg_psql 'SELECT count(*) FROM milterd.schema_migrations')"
+
+# Two migrations racing (two MX hosts at once) take turns on the advisory lock.
+psql -d postgres -qc "DROP DATABASE milterd WITH (FORCE)" -qc "CREATE DATABASE milterd" >/dev/null
+"$C" db migrate >"$WORK/m1" 2>&1 & p1=$!
+"$C" db migrate >"$WORK/m2" 2>&1 & p2=$!
+wait $p1; r1=$?; wait $p2; r2=$?
+expect_eq "concurrent migrations both succeed, schema applied once" "0 0 1" \
+	"$r1 $r2 $(cat "$WORK/m1" "$WORK/m2" | grep -c '^applied')"
+
+tok=$("$C" request --account alice --email '  Alice@AGRI.gouv.FR ')
+if [[ "$tok" =~ ^[a-z2-7]{25}[aeimquy4]$ ]]; then ok "token is 26 lowercase base32 chars"; else not_ok "token format: '$tok'"; fi
+expect_eq "email stored lowercased and trimmed" "alice@agri.gouv.fr" \
+	"$(pg_psql "SELECT email FROM milterd.requests WHERE account = 'alice'")"
+expect_eq "only the SHA-256 of the token is stored" \
+	"$(printf %s "$tok" | sha256sum | cut -c1-64)" \
+	"$(pg_psql "SELECT encode(token_hash, 'hex') FROM milterd.requests WHERE account = 'alice'")"
+expect_eq "the token itself appears nowhere in the database" 0 \
+	"$(pg_dump -a -n milterd milterd | grep -c "$tok")"
+
+tok2=$("$C" request --account alice --email alice@agri.gouv.fr)
+expect_eq "a second request supersedes the first (revoked)" "revoked pending" \
+	"$(pg_psql "SELECT string_agg(state, ' ' ORDER BY id) FROM milterd.requests WHERE account = 'alice'")"
+[ "$tok" != "$tok2" ] && ok "each request gets a fresh token" || not_ok "each request gets a fresh token"
+
+expect_eq "verification_status() gives the latest request" "alice|alice@agri.gouv.fr|pending" \
+	"$(pg_psql "SELECT account, email, state FROM milterd.verification_status('alice')")"
+out=$("$C" status alice | awk '$1 == "state" {print $2}')
+expect_eq "milterctl status shows the state" pending "$out"
+out=$("$C" --json status alice)
+if [[ "$out" == '{"account":"alice","email":"alice@agri.gouv.fr","state":"pending",'* ]]; then
+	ok "milterctl --json status"; else not_ok "milterctl --json status: $out"; fi
+"$C" status nobody >/dev/null 2>"$WORK/err"; rc=$?
+expect_eq "status of an unknown account: exit 1 with a message" "1/milterctl: no request for account nobody" \
+	"$rc/$(cat "$WORK/err")"
+
+# Expiry is applied at read time, without any sweeper.
+"$C" request --account erin --email erin@agri.gouv.fr --ttl '1 second' >/dev/null
+sleep 1.1
+expect_eq "a request past its deadline reads as expired" expired \
+	"$(pg_psql "SELECT state FROM milterd.verification_status('erin')")"
+
+# NOTIFY milterd_verified with the account as payload, when a request turns verified.
+out=$(psql -Atq <<'SQL' 2>&1
+LISTEN milterd_verified;
+UPDATE milterd.requests SET state = 'verified', verified_at = now() WHERE account = 'alice' AND state = 'pending';
+SELECT 1;
+SQL
+)
+if grep -q 'notification "milterd_verified" with payload "alice"' <<<"$out"; then
+	ok "NOTIFY milterd_verified carries the account"; else not_ok "NOTIFY milterd_verified: $out"; fi
+
+"$C" request --account frank --email frank@agri.gouv.fr >/dev/null
+expect_eq "list --state pending" "frank" "$("$C" --json list --state pending | grep -o '"account":"[a-z]*"' | cut -d'"' -f4 | tr '\n' ' ' | xargs)"
+out=$("$C" revoke frank); rc=$?
+expect_eq "revoke a pending request" "revoked frank/0" "$out/$rc"
+"$C" revoke frank >/dev/null 2>&1; rc=$?
+expect_eq "revoke with nothing pending: exit 1" 1 "$rc"
+
+"$C" request --account x --email 'not an address' >/dev/null 2>"$WORK/err"; rc=$?
+if [ "$rc" = 3 ] && grep -q "is not an email address" "$WORK/err"; then
+	ok "bad email refused with a message"; else not_ok "bad email refused: rc=$rc $(cat "$WORK/err")"; fi
+"$C" request --account x >/dev/null 2>&1; rc=$?
+expect_eq "missing --email: usage error, exit 2" 2 "$rc"
+"$C" --database "host=$WORK/nowhere dbname=x" status alice >/dev/null 2>"$WORK/err"; rc=$?
+if [ "$rc" = 3 ] && grep -q "cannot connect to the database" "$WORK/err"; then
+	ok "unreachable database: exit 3 with a message"; else not_ok "unreachable database: rc=$rc"; fi
