@@ -31,8 +31,8 @@ LDFLAGS    += -fsanitize=$(SANITIZER)
 endif
 
 BUILD     ?= build
-SRC_COMMON := buf.c log.c config.c address.c token.c store.c
-SRC_DAEMON := main.c milter.c session.c
+SRC_COMMON := buf.c log.c config.c address.c token.c store.c dns.c dkim.c align.c policy.c authres.c session.c
+SRC_DAEMON := main.c milter.c
 SRC_CTL    := milterctl.c
 OBJ_COMMON := $(SRC_COMMON:%.c=$(BUILD)/%.o)
 OBJ_DAEMON := $(SRC_DAEMON:%.c=$(BUILD)/%.o)
@@ -41,14 +41,15 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*
 
 # Debian packages needed to build, test and demo (checked one by one, installed if missing).
 DEB_PACKAGES := gcc make pkg-config libmilter-dev libopendkim-dev libspf2-dev libpq-dev \
-	libssl-dev libunbound-dev libpsl-dev libinih-dev postgresql postgresql-contrib \
-	miltertest python3 python3-dkim unbound dnsutils iproute2 clang libclang-rt-14-dev
+	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev postgresql postgresql-contrib \
+	miltertest python3 python3-dkim python3-dnspython unbound bind9-dnsutils openssl iproute2 util-linux clang libclang-rt-14-dev
 
 .PHONY: all check demo deps fuzz install clean unit
 all: $(BUILD)/milterd $(BUILD)/milterctl
 
 $(BUILD)/%.o: milterd/%.c milterd/*.h | $(BUILD)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Imilterd -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Imilterd -c -o $@ $<
 
 $(BUILD):
 	mkdir -p $(BUILD)/tests

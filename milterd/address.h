@@ -6,6 +6,8 @@
 
 #include "token.h"
 
+#define ADDRESS_MAXLEN 320	/* 64 local + @ + 255 domain */
+
 enum rcpt_kind {
 	RCPT_OTHER,		/* not ours: pass untouched */
 	RCPT_VERIFY,		/* verify+TOKEN@domain with a well-formed token */
@@ -21,5 +23,21 @@ enum rcpt_kind	address_verify_rcpt(const char *rcpt, const char *vlocal,
 /* Splits an envelope address into a lowercase, trimmed "local@domain" in out.
  * Returns 0, or -1 if it does not look like one mailbox. */
 int		address_envelope(const char *in, char *out, size_t size);
+
+
+/* The one From mailbox, parsed strictly (DESIGN.md, "One From"). */
+struct from_addr {
+	char	addr[ADDRESS_MAXLEN + 1];	/* local@domain, lowercased */
+	char	domain[256];			/* lowercased */
+};
+
+/* Parses the value of the single From header. Returns 0, or -1 with a short
+ * reason for the log in why. */
+int	address_parse_from(const char *value, struct from_addr *out,
+	    const char **why);
+
+/* A valid hostname: LDH labels of 1-63 characters, at least two labels, no
+ * trailing dot, at most 253 characters. */
+int	address_valid_domain(const char *);
 
 #endif

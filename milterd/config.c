@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "policy.h"
 
 enum config_type {
 	CT_STRING,	/* any non-empty text */
@@ -64,16 +65,27 @@ static const struct config_key config_keys[] = {
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
-struct config_parse {
+/* The INI front-end shared by milterd.conf and policy files. */
+struct ini_parse {
 	const char	*path;
 	FILE		*fp;
+	int		 lineno;
+	int		 sections;	/* [sections] allowed */
+	struct buf	*errors;
+	int		 nerrors;
+	char		*line;		/* getline buffer */
+	size_t		 linecap;
+	config_ini_handler handler;
+	void		*user;
+};
+
+struct config_parse {
+	const char	*path;
 	int		 lineno;
 	int		 seen[NKEYS];	/* line where each key was set, 0 if not */
 	struct config	*cfg;
 	struct buf	*errors;
 	int		 nerrors;
-	char		*line;		/* getline buffer */
-	size_t		 linecap;
 };
 
 const char *
@@ -101,6 +113,21 @@ config_error(struct config_parse *p, int line, const char *key, const char *fmt,
 	p->nerrors++;
 }
 
+void
+config_file_error(struct buf *errors, const char *path, int line, const char *key,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	buf_printf(errors, "%s:%d: ", path, line);
+	if (key != NULL)
+		buf_printf(errors, "%s: ", key);
+	va_start(ap, fmt);
+	buf_vprintf(errors, fmt, ap);
+	va_end(ap);
+	buf_putc(errors, '\n');
+}
+
 /* Levenshtein distance, for "did you mean" on misspelt keys. */
 static size_t
 config_distance(const char *a, const char *b)
@@ -124,18 +151,18 @@ config_distance(const char *a, const char *b)
 	return prev[lb];
 }
 
-static const char *
-config_suggest(const char *name)
+const char *
+config_suggest(const char *name, const char *(*key)(size_t))
 {
-	const char *best = NULL;
+	const char *best = NULL, *k;
 	size_t bestd = 3;
 
-	for (size_t i = 0; i < NKEYS; i++) {
-		size_t d = config_distance(name, config_keys[i].name);
+	for (size_t i = 0; (k = key(i)) != NULL; i++) {
+		size_t d = config_distance(name, k);
 
 		if (d < bestd) {
 			bestd = d;
-			best = config_keys[i].name;
+			best = k;
 		}
 	}
 	return best;
@@ -339,9 +366,9 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
  * line the handler is looking at. Lines inih would misread are reported
  * here and replaced by an empty line. */
 static char *
-config_reader(char *dst, int size, void *user)
+config_ini_reader(char *dst, int size, void *user)
 {
-	struct config_parse *p = user;
+	struct ini_parse *p = user;
 	ssize_t n;
 	char *s;
 
@@ -351,26 +378,36 @@ config_reader(char *dst, int size, void *user)
 	p->lineno++;
 	dst[0] = '\0';
 	if (memchr(p->line, '\0', (size_t)n) != NULL) {
-		config_error(p, p->lineno, NULL, "NUL byte in line");
+		config_file_error(p->errors, p->path, p->lineno, NULL, "NUL byte in line");
+		p->nerrors++;
 		return dst;
 	}
 	s = str_trim(p->line);
 	if (*s == '\0' || *s == '#' || *s == ';')
 		return dst;
 	if (strlen(s) >= (size_t)size - 1) {
-		config_error(p, p->lineno, NULL, "line longer than %d characters", size - 2);
+		config_file_error(p->errors, p->path, p->lineno, NULL,
+		    "line longer than %d characters", size - 2);
+		p->nerrors++;
 		return dst;
 	}
 	if (*s == '[') {
 		if (s[strlen(s) - 1] != ']')
-			config_error(p, p->lineno, NULL, "unterminated section header");
-		else
-			config_error(p, p->lineno, NULL,
+			config_file_error(p->errors, p->path, p->lineno, NULL,
+			    "unterminated section header");
+		else if (!p->sections)
+			config_file_error(p->errors, p->path, p->lineno, NULL,
 			    "sections are not used in milterd.conf");
+		else {
+			snprintf(dst, (size_t)size, "%s\n", s);
+			return dst;
+		}
+		p->nerrors++;
 		return dst;
 	}
 	if (strpbrk(s, "=:") == NULL || *s == '=' || *s == ':') {
-		config_error(p, p->lineno, NULL, "expected 'key = value'");
+		config_file_error(p->errors, p->path, p->lineno, NULL, "expected 'key = value'");
+		p->nerrors++;
 		return dst;
 	}
 	/* Leading white space would make inih read a continuation line. */
@@ -379,32 +416,76 @@ config_reader(char *dst, int size, void *user)
 }
 
 static int
-config_handler(void *user, const char *section, const char *name, const char *value)
+config_ini_dispatch(void *user, const char *section, const char *name, const char *value)
+{
+	struct ini_parse *p = user;
+
+	if (p->handler(p->user, p->lineno, section, name, value) == -1)
+		p->nerrors++;
+	return 1;
+}
+
+int
+config_parse_ini(const char *path, int sections, config_ini_handler handler, void *user,
+    struct buf *errors)
+{
+	struct ini_parse p;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	p.path = path;
+	p.sections = sections;
+	p.errors = errors;
+	p.handler = handler;
+	p.user = user;
+	if ((p.fp = fopen(path, "r")) == NULL) {
+		buf_printf(errors, "%s: cannot open: %s\n", path, strerror(errno));
+		return 1;
+	}
+	rc = ini_parse_stream(config_ini_reader, &p, config_ini_dispatch, &p);
+	if (rc != 0 && p.nerrors == 0) {
+		config_file_error(errors, path, rc > 0 ? rc : p.lineno, NULL, "cannot parse");
+		p.nerrors++;
+	}
+	if (ferror(p.fp)) {
+		config_file_error(errors, path, p.lineno, NULL, "read error");
+		p.nerrors++;
+	}
+	fclose(p.fp);
+	free(p.line);
+	return p.nerrors;
+}
+
+static int
+config_handler(void *user, int lineno, const char *section, const char *name,
+    const char *value)
 {
 	struct config_parse *p = user;
 	char msg[512];
 	const char *complaint, *hint;
+	int before = p->nerrors;
 
 	(void)section;
+	p->lineno = lineno;
 	for (size_t i = 0; i < NKEYS; i++) {
 		if (strcmp(name, config_keys[i].name) != 0)
 			continue;
 		if (p->seen[i]) {
 			config_error(p, p->lineno, name, "set twice (first at line %d)", p->seen[i]);
-			return 1;
+			return -1;
 		}
 		p->seen[i] = p->lineno;
 		complaint = config_set(p->cfg, &config_keys[i], value, msg, sizeof(msg));
 		if (complaint != NULL)
 			config_error(p, p->lineno, name, "%s", complaint);
-		return 1;
+		return p->nerrors > before ? -1 : 0;
 	}
-	hint = config_suggest(name);
+	hint = config_suggest(name, config_key_name);
 	if (hint)
 		config_error(p, p->lineno, name, "unknown key (did you mean '%s'?)", hint);
 	else
 		config_error(p, p->lineno, name, "unknown key");
-	return 1;
+	return -1;
 }
 
 static struct config *
@@ -448,7 +529,6 @@ config_load(const char *path, struct buf *errors)
 	struct config_parse p;
 	char msg[512];
 	const char *complaint;
-	int rc;
 
 	memset(&p, 0, sizeof(p));
 	p.path = path;
@@ -468,18 +548,11 @@ config_load(const char *path, struct buf *errors)
 		else if ((complaint = config_set(p.cfg, k, k->def, msg, sizeof(msg))) != NULL)
 			buf_printf(errors, "%s: default of %s: %s\n", path, k->name, complaint);
 	}
-	if ((p.fp = fopen(path, "r")) == NULL) {
-		buf_printf(errors, "%s: cannot open: %s\n", path, strerror(errno));
+	p.nerrors = config_parse_ini(path, 0, config_handler, &p, errors);
+	if (access(path, R_OK) == -1) {
 		config_unref(p.cfg);
 		return NULL;
 	}
-	rc = ini_parse_stream(config_reader, &p, config_handler, &p);
-	if (rc != 0 && p.nerrors == 0)
-		config_error(&p, rc > 0 ? rc : p.lineno, NULL, "cannot parse");
-	if (ferror(p.fp))
-		config_error(&p, p.lineno, NULL, "read error");
-	fclose(p.fp);
-	free(p.line);
 	/* A default file that was never set must still exist. */
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct config_key *k = &config_keys[i];
@@ -489,6 +562,9 @@ config_load(const char *path, struct buf *errors)
 			buf_printf(errors, "%s: %s: %s (default; set %s in the file)\n",
 			    path, k->name, complaint, k->name), p.nerrors++;
 	}
+	/* The policy is part of the snapshot: checked by -n, swapped on reload. */
+	if (p.nerrors == 0 && (p.cfg->pol = policy_load(p.cfg->policy, errors)) == NULL)
+		p.nerrors++;
 	if (p.nerrors > 0 || config_finish(&p) == -1) {
 		config_unref(p.cfg);
 		return NULL;
@@ -517,6 +593,7 @@ config_unref(struct config *cfg)
 			free(*(char **)(void *)((char *)cfg + k->offset));
 		}
 	}
+	policy_free(cfg->pol);
 	free(cfg->verify_local);
 	free(cfg->verify_domain);
 	free(cfg->path);

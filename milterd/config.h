@@ -12,8 +12,11 @@
 #endif
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/milterd.conf"
 
+struct policy;
+
 struct config {
 	int	 refs;
+	struct policy *pol;	/* parsed from the policy key */
 	char	*path;
 
 	char	*socket;
@@ -49,6 +52,20 @@ void		 config_dump(const struct config *, FILE *);
  * new but cannot change without a restart. Returns the number of such keys. */
 int		 config_reload_conflicts(const struct config *old,
 		    const struct config *new, struct buf *errors);
+/* The INI front-end shared with policy files: calls handler for each key
+ * with its line number; handler returns 0, or -1 after appending an error.
+ * Syntax errors are appended as "FILE:LINE: what". Returns the number of
+ * errors (handler's included); a file that cannot be opened counts one. */
+typedef int (*config_ini_handler)(void *user, int line, const char *section,
+		    const char *key, const char *value);
+int		 config_parse_ini(const char *path, int sections,
+		    config_ini_handler handler, void *user, struct buf *errors);
+void		 config_file_error(struct buf *errors, const char *path, int line,
+		    const char *key, const char *fmt, ...)
+		    __attribute__((format(printf, 5, 6)));
+/* The key closest to a misspelt name (edit distance < 3), or NULL; key(i)
+ * enumerates the candidates until it returns NULL. */
+const char	*config_suggest(const char *name, const char *(*key)(size_t));
 /* Iterates over the key table, for documentation checks: returns the name
  * of key i, or NULL past the end. */
 const char	*config_key_name(size_t i);

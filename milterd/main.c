@@ -11,9 +11,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "align.h"
 #include "config.h"
+#include "dkim.h"
+#include "dns.h"
 #include "log.h"
 #include "milter.h"
+#include "policy.h"
 #include "store.h"
 
 static void
@@ -122,6 +126,7 @@ main(int argc, char **argv)
 	const char *path = CONFIG_DEFAULT_PATH;
 	struct config *cfg;
 	struct store *st;
+	struct dns *dns;
 	struct buf errors;
 	int ch, check = 0, foreground = 0, rc;
 
@@ -145,8 +150,11 @@ main(int argc, char **argv)
 	}
 	buf_free(&errors);
 	if (check) {
-		if (check > 1)
+		if (check > 1) {
 			config_dump(cfg, stdout);
+			printf("\n");
+			policy_dump(cfg->pol, stdout);
+		}
 		else
 			printf("config OK\n");
 		config_unref(cfg);
@@ -159,6 +167,17 @@ main(int argc, char **argv)
 		log_err("out of memory");
 		return 1;
 	}
+	buf_init(&errors);
+	if (align_init() == -1) {
+		log_err("cannot load the Public Suffix List");
+		return 1;
+	}
+	if ((dns = dns_open(cfg->dns_resolver, cfg->dns_trust_anchor, cfg->dns_timeout,
+	    &errors)) == NULL || dkimv_init(dns, cfg->dns_timeout, &errors) == -1) {
+		log_err("%s", errors.s);
+		return 1;
+	}
+	buf_free(&errors);
 	if (milter_setup(cfg, st) == -1 || drop_privileges(cfg) == -1)
 		return 1;
 	if (!foreground && daemon(0, 0) == -1) {
@@ -172,6 +191,8 @@ main(int argc, char **argv)
 	log_info("milterd stopping");
 	if (cfg->pidfile[0] != '\0')
 		unlink(cfg->pidfile);
+	dkimv_shutdown();
+	dns_close(dns);
 	store_close(st);
 	config_unref(cfg);
 	return rc == 0 ? 0 : 1;

@@ -123,15 +123,69 @@ milter_data(SMFICTX *ctx)
 }
 
 static sfsistat
+milter_header(SMFICTX *ctx, char *name, char *value)
+{
+	struct session *s = smfi_getpriv(ctx);
+
+	if (s != NULL)
+		session_header(s, name, value ? value : "");
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+milter_eoh(SMFICTX *ctx)
+{
+	struct session *s = smfi_getpriv(ctx);
+
+	if (s != NULL)
+		session_eoh(s);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+milter_body(SMFICTX *ctx, unsigned char *p, size_t n)
+{
+	struct session *s = smfi_getpriv(ctx);
+
+	if (s != NULL)
+		session_body(s, p, n);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
 milter_eom(SMFICTX *ctx)
 {
 	struct session *s = milter_session(ctx);
+	struct session_eom out;
+	sfsistat rc;
 
 	if (s == NULL)
 		return SMFIS_TEMPFAIL;
 	milter_qid(ctx, s);
+	session_eom(s, milter_store, &out);
+	/* Headers claiming our authserv-id came from outside: remove them,
+	 * last first so that indices stay valid. */
+	for (int i = out.ndelete_ar - 1; i >= 0; i--)
+		if (smfi_chgheader(ctx, "Authentication-Results", out.delete_ar[i], NULL) !=
+		    MI_SUCCESS)
+			log_msg(LOG_WARNING, s->msg.qid, "cannot remove a forged"
+			    " Authentication-Results header");
+	if (out.authres.len > 0 &&
+	    smfi_insheader(ctx, 0, "Authentication-Results", out.authres.s) != MI_SUCCESS)
+		log_msg(LOG_WARNING, s->msg.qid, "cannot add Authentication-Results");
+	switch (out.verdict.action) {
+	case VA_REPLY:
+		rc = milter_reply(ctx, &out.verdict);
+		break;
+	case VA_DISCARD:
+		rc = SMFIS_DISCARD;
+		break;
+	default:
+		rc = SMFIS_ACCEPT;
+	}
+	session_eom_free(&out);
 	session_msg_reset(s);
-	return SMFIS_CONTINUE;
+	return rc;
 }
 
 static sfsistat
@@ -159,10 +213,18 @@ milter_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long
     unsigned long f3, unsigned long *pf0, unsigned long *pf1, unsigned long *pf2,
     unsigned long *pf3)
 {
-	(void)ctx; (void)f2; (void)f3;
+	(void)f2; (void)f3;
 	*pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS);
 	/* Steps we have no use for are skipped: fewer round trips. */
-	*pf1 = f1 & SMFIP_NOUNKNOWN;
+	*pf1 = f1 & (SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC);
+	{
+		struct session *s = milter_session(ctx);
+
+		/* With HDR_LEADSPC header values come exactly as sent, which
+		 * "simple" DKIM canonicalization needs. */
+		if (s != NULL)
+			s->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+	}
 	*pf2 = 0;
 	*pf3 = 0;
 	return SMFIS_CONTINUE;
@@ -176,6 +238,9 @@ static struct smfiDesc milter_desc = {
 	.xxfi_helo = milter_helo,
 	.xxfi_envfrom = milter_envfrom,
 	.xxfi_envrcpt = milter_envrcpt,
+	.xxfi_header = milter_header,
+	.xxfi_eoh = milter_eoh,
+	.xxfi_body = milter_body,
 	.xxfi_eom = milter_eom,
 	.xxfi_abort = milter_abort,
 	.xxfi_close = milter_close,

@@ -1,32 +1,14 @@
-/* session.c — connection and message state; screening of verification
- * recipients at RCPT time. */
+/* session.c — connection and message state; the steps of a verification mail
+ * from RCPT to end of message. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "address.h"
+#include "authres.h"
 #include "log.h"
 #include "session.h"
-
-static const char *const reason_names[] = {
-	[R_NONE] = "none",
-	[R_VERIFIED] = "verified",
-	[R_ALREADY_VERIFIED] = "already_verified",
-	[R_UNKNOWN_TOKEN] = "unknown_token",
-	[R_EXPIRED] = "expired",
-	[R_FROM_MISMATCH] = "from_mismatch",
-	[R_DOMAIN_NOT_ALLOWED] = "domain_not_allowed",
-	[R_NOT_AUTHENTICATED] = "not_authenticated",
-	[R_TOKEN_NOT_SIGNED] = "token_not_signed",
-	[R_MALFORMED] = "malformed",
-	[R_TEMPORARY] = "temporary",
-};
-
-const char *
-reason_name(enum reason r)
-{
-	return (unsigned)r < sizeof(reason_names) / sizeof(reason_names[0]) ?
-	    reason_names[r] : "none";
-}
 
 struct session *
 session_new(struct config *cfg)
@@ -38,6 +20,7 @@ session_new(struct config *cfg)
 	config_ref(cfg);
 	s->cfg = cfg;
 	str_copy(s->client_addr, "unknown", sizeof(s->client_addr));
+	buf_init(&s->msg.body);
 	return s;
 }
 
@@ -46,6 +29,7 @@ session_free(struct session *s)
 {
 	if (s == NULL)
 		return;
+	session_msg_reset(s);
 	config_unref(s->cfg);
 	free(s);
 }
@@ -69,17 +53,45 @@ session_set_client(struct session *s, const char *host, const struct sockaddr *s
 void
 session_msg_reset(struct session *s)
 {
-	memset(&s->msg, 0, sizeof(s->msg));
+	struct msg *m = &s->msg;
+	struct session_header *hs[] = { &m->from, &m->to, &m->cc, &m->subject, &m->message_id };
+
+	dkimv_free(m->dkim);
+	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
+		free(hs[i]->value);
+	buf_free(&m->body);
+	memset(m, 0, sizeof(*m));
+	buf_init(&m->body);
 }
 
 static void
-verdict_set(struct verdict *v, enum reason r, const char *rcode, const char *xcode,
-    const char *text)
+verdict_set(struct verdict *v, enum reason r, const char *rcode, const char *xcode)
 {
+	v->action = VA_REPLY;
 	v->reason = r;
 	v->rcode = rcode;
 	v->xcode = xcode;
-	snprintf(v->text, sizeof(v->text), "%s: %s", reason_name(r), text);
+	snprintf(v->text, sizeof(v->text), "%s: %s", reason_name(r), policy_reply_text(r));
+}
+
+/* Evidence for a decision taken at RCPT on a known request. */
+static void
+session_rcpt_evidence(struct session *s, struct store *st, const struct store_request *req,
+    enum reason r)
+{
+	struct store_evidence ev = {
+		.request_id = req->id, .token_hash = s->msg.hash, .reason = reason_name(r),
+		.stage = "rcpt", .client_addr = s->client_addr, .helo = s->helo,
+		.mail_from = s->msg.mail_from, .queue_id = s->msg.qid[0] ? s->msg.qid : NULL,
+		.token_prefix = s->msg.hash_prefix,
+	};
+	char final[32];
+	struct buf err;
+
+	buf_init(&err);
+	if (store_decide(st, &ev, final, sizeof(final), &err) != STORE_OK)
+		log_warn("evidence not recorded: %s", err.s);
+	buf_free(&err);
 }
 
 int
@@ -96,9 +108,10 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	case RCPT_OTHER:
 		return 0;
 	case RCPT_VERIFY_MALFORMED:
-		verdict_set(v, R_MALFORMED, "550", "5.1.1",
-		    "this verification address holds no valid token;"
-		    " reply to the challenge mail without changing its address");
+		verdict_set(v, R_MALFORMED, "550", "5.1.1");
+		snprintf(v->text, sizeof(v->text), "malformed: this verification address"
+		    " holds no valid token; reply to the challenge mail without changing"
+		    " its address");
 		log_msg(LOG_NOTICE, m->qid, "rcpt=%s reason=malformed reply=550", rcpt);
 		return 1;
 	case RCPT_VERIFY:
@@ -109,43 +122,39 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	if (m->has_token) {
 		if (memcmp(m->hash, hash, sizeof(hash)) == 0)
 			return 0;
-		verdict_set(v, R_MALFORMED, "452", "4.5.3",
-		    "one verification per message; send this one separately");
+		verdict_set(v, R_MALFORMED, "452", "4.5.3");
+		snprintf(v->text, sizeof(v->text),
+		    "malformed: one verification per message; send this one separately");
 		log_msg(LOG_NOTICE, m->qid, "token=%s reason=malformed reply=452"
 		    " detail=second token in one message", prefix);
 		return 1;
 	}
 	buf_init(&err);
 	rc = store_lookup(st, hash, &req, &err);
-	switch (rc) {
-	case STORE_TEMPFAIL:
-		verdict_set(v, R_TEMPORARY, "451", "4.3.0",
-		    "the verification service is temporarily unavailable; your mail"
-		    " server will retry");
+	if (rc == STORE_TEMPFAIL) {
+		verdict_set(v, R_TEMPORARY, "451", "4.3.0");
 		log_msg(LOG_WARNING, m->qid, "token=%s reason=temporary reply=451 detail=%s",
 		    prefix, err.s);
 		buf_free(&err);
 		return 1;
-	case STORE_NOTFOUND:
-		verdict_set(v, R_UNKNOWN_TOKEN, "550", "5.1.1",
-		    "this verification address is unknown; reply to the most recent"
-		    " challenge mail or ask for a new one");
-		log_msg(LOG_NOTICE, m->qid, "token=%s reason=unknown_token reply=550", prefix);
-		buf_free(&err);
-		return 1;
-	case STORE_OK:
-		break;
 	}
 	buf_free(&err);
+	if (rc == STORE_NOTFOUND) {
+		verdict_set(v, R_UNKNOWN_TOKEN, "550", "5.1.1");
+		log_msg(LOG_NOTICE, m->qid, "token=%s reason=unknown_token reply=550", prefix);
+		return 1;
+	}
+	memcpy(m->hash, hash, sizeof(hash));
+	memcpy(m->hash_prefix, prefix, sizeof(prefix));
 	switch (req.state) {
 	case REQ_EXPIRED:
-		verdict_set(v, R_EXPIRED, "550", "5.1.1",
-		    "this verification request has expired; ask for a new one");
+		verdict_set(v, R_EXPIRED, "550", "5.1.1");
 		break;
 	case REQ_REVOKED:
-		verdict_set(v, R_UNKNOWN_TOKEN, "550", "5.1.1",
-		    "this verification request was cancelled or replaced by a newer"
-		    " one; reply to the most recent challenge mail");
+		verdict_set(v, R_UNKNOWN_TOKEN, "550", "5.1.1");
+		snprintf(v->text, sizeof(v->text), "unknown_token: this verification request"
+		    " was cancelled or replaced by a newer one; reply to the most recent"
+		    " challenge mail");
 		break;
 	case REQ_PENDING:
 	case REQ_VERIFIED:
@@ -153,8 +162,6 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 		 * successful reply must get its 250, not a bounce. */
 		m->has_token = 1;
 		memcpy(m->token, token, sizeof(token));
-		memcpy(m->hash, hash, sizeof(hash));
-		memcpy(m->hash_prefix, prefix, sizeof(prefix));
 		m->req = req;
 		log_msg(LOG_INFO, m->qid, "token=%s request=%lld state=%s rcpt accepted",
 		    prefix, req.id, store_state_name(req.state));
@@ -162,5 +169,231 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	}
 	log_msg(LOG_NOTICE, m->qid, "token=%s request=%lld reason=%s reply=550", prefix,
 	    req.id, reason_name(v->reason));
+	session_rcpt_evidence(s, st, &req, v->reason);
 	return 1;
+}
+
+static void
+session_fail(struct msg *m, const char *what, const char *why)
+{
+	if (m->failed)
+		return;
+	m->failed = 1;
+	snprintf(m->failure, sizeof(m->failure), "%s: %s", what, why);
+}
+
+static void
+session_keep(struct msg *m, struct session_header *h, const char *value)
+{
+	char *copy = strdup(value);
+
+	if (copy == NULL) {
+		session_fail(m, "header", "out of memory");
+		return;
+	}
+	free(h->value);
+	h->value = copy;
+	h->count++;
+}
+
+void
+session_header(struct session *s, const char *name, const char *value)
+{
+	struct msg *m = &s->msg;
+	struct buf err, v;
+	size_t n = strlen(name);
+
+	if (!m->has_token)
+		return;
+	/* "From :" is obsolete syntax some parsers read differently. */
+	if (n > 4 && strncasecmp(name, "From", 4) == 0 &&
+	    strspn(name + 4, " \t") == n - 4) {
+		m->from_bad_name = 1;
+		session_keep(m, &m->from, value);
+	} else if (strcasecmp(name, "From") == 0)
+		session_keep(m, &m->from, value);
+	else if (strcasecmp(name, "To") == 0)
+		session_keep(m, &m->to, value);
+	else if (strcasecmp(name, "Cc") == 0)
+		session_keep(m, &m->cc, value);
+	else if (strcasecmp(name, "Subject") == 0)
+		session_keep(m, &m->subject, value);
+	else if (strcasecmp(name, "Message-ID") == 0)
+		session_keep(m, &m->message_id, value);
+	else if (strcasecmp(name, "Authentication-Results") == 0) {
+		m->ar_count++;
+		if (authres_is_ours(value, s->cfg->authserv_id) && m->nar_ours < SESSION_AR_MAX)
+			m->ar_ours[m->nar_ours++] = m->ar_count;
+	}
+	if (m->failed)
+		return;
+	buf_init(&err);
+	buf_init(&v);
+	if (m->dkim == NULL && (m->dkim = dkimv_new(m->qid, &err)) == NULL)
+		session_fail(m, "dkim", err.s);
+	else if (buf_printf(&v, "%s%s", s->leadspc ? "" : " ", value) == -1)
+		session_fail(m, "header", "out of memory");
+	else if (dkimv_header(m->dkim, name, v.s, &err) == -1)
+		session_fail(m, "dkim", err.s);
+	buf_free(&v);
+	buf_free(&err);
+}
+
+void
+session_eoh(struct session *s)
+{
+	struct msg *m = &s->msg;
+	struct buf err;
+
+	if (!m->has_token || m->failed)
+		return;
+	buf_init(&err);
+	if (m->dkim == NULL && (m->dkim = dkimv_new(m->qid, &err)) == NULL)
+		session_fail(m, "dkim", err.s);
+	else if (dkimv_eoh(m->dkim, &err) == -1)
+		session_fail(m, "dkim", err.s);
+	buf_free(&err);
+}
+
+void
+session_body(struct session *s, const unsigned char *p, size_t n)
+{
+	struct msg *m = &s->msg;
+	struct buf err;
+	size_t keep;
+
+	if (!m->has_token || m->failed)
+		return;
+	buf_init(&err);
+	if (m->dkim != NULL && dkimv_body(m->dkim, p, n, &err) == -1)
+		session_fail(m, "dkim", err.s);
+	buf_free(&err);
+	keep = m->body.len < SESSION_BODY_MAX ? SESSION_BODY_MAX - m->body.len : 0;
+	if (keep > n)
+		keep = n;
+	if (keep > 0 && buf_append(&m->body, (const char *)p, keep) == -1)
+		session_fail(m, "body", "out of memory");
+}
+
+/* Turns the settled reason into what the MTA answers. */
+static void
+session_verdict(const struct session *s, struct session_eom *out, enum reason r)
+{
+	const struct policy_rules *rules = out->decision.rules;
+	struct verdict *v = &out->verdict;
+
+	v->reason = r;
+	switch (r) {
+	case R_VERIFIED:
+	case R_ALREADY_VERIFIED:
+		v->action = rules->on_success == PS_DISCARD ? VA_DISCARD : VA_ACCEPT;
+		break;
+	case R_TEMPORARY:
+		verdict_set(v, r, "451", out->decision.xcode && out->decision.xcode[0] == '4' ?
+		    out->decision.xcode : "4.3.0");
+		break;
+	default:
+		if (rules->on_failure == PF_ACCEPT) {
+			v->action = VA_ACCEPT;
+			break;
+		}
+		verdict_set(v, r, "550", r == out->decision.reason && out->decision.xcode ?
+		    out->decision.xcode : "5.7.1");
+		break;
+	}
+	(void)s;
+}
+
+void
+session_eom(struct session *s, struct store *st, struct session_eom *out)
+{
+	struct msg *m = &s->msg;
+	struct policy_decision *d = &out->decision;
+	struct policy_input in;
+	const struct dkimv_sig *used;
+	struct store_evidence ev;
+	struct buf err;
+	enum reason r;
+	int n = 0;
+
+	memset(out, 0, sizeof(*out));
+	buf_init(&out->authres);
+	buf_init(&err);
+	d->rules = &s->cfg->pol->defaults;
+	if (!m->has_token) {
+		out->verdict.action = VA_ACCEPT;
+		return;
+	}
+	if (!m->failed && m->dkim == NULL && (m->dkim = dkimv_new(m->qid, &err)) == NULL)
+		session_fail(m, "dkim", err.s);
+	if (!m->failed && (n = dkimv_eom(m->dkim, out->sigs, DKIMV_MAXSIGS, &err)) == -1)
+		session_fail(m, "dkim", err.s);
+	out->nsigs = n > 0 ? n : 0;
+
+	memset(&in, 0, sizeof(in));
+	in.from = (struct policy_header){ m->from.count, m->from.value };
+	in.to = (struct policy_header){ m->to.count, m->to.value };
+	in.cc = (struct policy_header){ m->cc.count, m->cc.value };
+	in.subject = (struct policy_header){ m->subject.count, m->subject.value };
+	in.from_bad_name = m->from_bad_name;
+	in.body = m->body.s;
+	in.body_len = m->body.len;
+	in.sigs = out->sigs;
+	in.nsigs = (size_t)out->nsigs;
+	in.token = m->token;
+	in.req = &m->req;
+	in.now = (long long)time(NULL);
+	policy_decide(s->cfg->pol, &in, d);
+	if (m->failed) {
+		d->reason = R_TEMPORARY;
+		d->xcode = "4.3.0";
+		snprintf(d->detail, sizeof(d->detail), "%s", m->failure);
+	}
+
+	used = d->sig >= 0 ? &out->sigs[d->sig] : out->nsigs > 0 ? &out->sigs[0] : NULL;
+	ev = (struct store_evidence){
+		.request_id = m->req.id, .token_hash = m->hash,
+		.from = d->from_ok ? d->from.addr : NULL, .reason = reason_name(d->reason),
+		.stage = "eom", .max_attempts = d->rules->max_attempts,
+		.client_addr = s->client_addr, .helo = s->helo, .mail_from = m->mail_from,
+		.message_id = m->message_id.value, .queue_id = m->qid[0] ? m->qid : NULL,
+		.dkim_domain = used ? used->domain : NULL,
+		.dkim_selector = used ? used->selector : NULL,
+		.dkim_algorithm = used ? used->algorithm : NULL,
+		.dkim_key_bits = used ? (int)used->key_bits : 0,
+		.dnssec = used ? used->dnssec : NULL, .detail = d->detail,
+		.token_prefix = m->hash_prefix,
+	};
+	buf_reset(&err);
+	if (store_decide(st, &ev, out->final_reason, sizeof(out->final_reason), &err) != STORE_OK) {
+		/* No evidence, no decision: the sender's MTA retries. */
+		str_copy(out->final_reason, "temporary", sizeof(out->final_reason));
+		d->xcode = "4.3.0";
+		log_msg(LOG_WARNING, m->qid, "database: %s", err.s);
+	}
+	r = reason_parse(out->final_reason);
+	if (r == R_NONE)
+		r = R_TEMPORARY;
+	session_verdict(s, out, r);
+	if (out->verdict.action == VA_ACCEPT || out->verdict.action == VA_DISCARD) {
+		d->reason = r;
+		authres_build(&out->authres, s->cfg->authserv_id, out->sigs,
+		    (size_t)out->nsigs, d);
+		out->delete_ar = m->ar_ours;
+		out->ndelete_ar = m->nar_ours;
+	}
+	log_msg(r == R_VERIFIED || r == R_ALREADY_VERIFIED ? LOG_INFO : LOG_NOTICE, m->qid,
+	    "token=%s request=%lld account=%s from=<%s> client=%s dkim=%s%s%s sigs=%d"
+	    " reason=%s reply=%s detail=%s", m->hash_prefix, m->req.id, m->req.account,
+	    d->from_ok ? d->from.addr : "", s->client_addr, used ? used->domain : "none",
+	    used ? "/" : "", used ? used->selector : "", out->nsigs, reason_name(r),
+	    out->verdict.action == VA_REPLY ? out->verdict.rcode :
+	    out->verdict.action == VA_DISCARD ? "discard" : "250", d->detail);
+	buf_free(&err);
+}
+
+void
+session_eom_free(struct session_eom *out)
+{
+	buf_free(&out->authres);
 }

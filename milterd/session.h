@@ -1,5 +1,7 @@
 /* session.h — the connection context and the per-message context of one milter
- * session, and the decisions taken on them (RCPT screening). */
+ * session, and the steps of a verification mail: RCPT screening, headers, body,
+ * the decision at end of message. Independent of libmilter, so that
+ * `milterctl check` runs exactly this code. */
 #ifndef MILTERD_SESSION_H
 #define MILTERD_SESSION_H
 
@@ -8,32 +10,34 @@
 
 #include "buf.h"
 #include "config.h"
+#include "dkim.h"
+#include "policy.h"
 #include "store.h"
 #include "token.h"
 
-/* Stable reason codes (DESIGN.md): logs, evidence, replies. */
-enum reason {
-	R_NONE = 0,
-	R_VERIFIED,
-	R_ALREADY_VERIFIED,
-	R_UNKNOWN_TOKEN,
-	R_EXPIRED,
-	R_FROM_MISMATCH,
-	R_DOMAIN_NOT_ALLOWED,
-	R_NOT_AUTHENTICATED,
-	R_TOKEN_NOT_SIGNED,
-	R_MALFORMED,
-	R_TEMPORARY,
+#define SESSION_BODY_MAX (256 * 1024)	/* body kept to look for the token */
+#define SESSION_AR_MAX	 16		/* foreign A-R headers we can remove */
+
+/* What the MTA should answer. */
+enum verdict_action {
+	VA_CONTINUE,	/* nothing to say yet (RCPT) */
+	VA_ACCEPT,
+	VA_DISCARD,
+	VA_REPLY,	/* rcode/xcode/text */
 };
 
-const char	*reason_name(enum reason);
-
-/* What the milter should answer. */
 struct verdict {
+	enum verdict_action action;
 	enum reason	 reason;
-	const char	*rcode;		/* "250", "550", "451", "452"; NULL: continue */
+	const char	*rcode;		/* "550", "451", "452" */
 	const char	*xcode;		/* enhanced status code */
-	char		 text[512];	/* reply text, starts with the reason code */
+	char		 text[512];	/* starts with the reason code */
+};
+
+/* The header value of a kept header, and how often it appeared. */
+struct session_header {
+	int	 count;
+	char	*value;			/* last instance, malloc'ed */
 };
 
 struct msg {
@@ -44,6 +48,16 @@ struct msg {
 	unsigned char	 hash[TOKEN_HASH_LEN];
 	char		 hash_prefix[TOKEN_PREFIX_LEN + 1];
 	struct store_request req;
+
+	struct dkimv	*dkim;
+	int		 failed;	/* temporary trouble while reading */
+	char		 failure[256];
+	struct session_header from, to, cc, subject, message_id;
+	int		 from_bad_name;
+	int		 ar_count;		/* Authentication-Results seen */
+	int		 ar_ours[SESSION_AR_MAX];	/* their 1-based indices */
+	int		 nar_ours;
+	struct buf	 body;
 };
 
 struct session {
@@ -51,19 +65,40 @@ struct session {
 	char		 client_addr[INET6_ADDRSTRLEN];
 	char		 client_host[256];
 	char		 helo[256];
+	int		 leadspc;	/* header values keep their leading space */
 	struct msg	 msg;
+};
+
+/* What end of message asks of the MTA besides the verdict. */
+struct session_eom {
+	struct verdict	 verdict;
+	struct buf	 authres;	/* Authentication-Results value to insert, or empty */
+	const int	*delete_ar;	/* indices of A-R headers to delete */
+	int		 ndelete_ar;
+	struct policy_decision decision;
+	struct dkimv_sig sigs[DKIMV_MAXSIGS];
+	int		 nsigs;
+	char		 final_reason[32];
 };
 
 struct session	*session_new(struct config *);
 void		 session_free(struct session *);
 void		 session_set_client(struct session *, const char *host,
 		    const struct sockaddr *);
-/* Starts a new message (MAIL FROM); also called on abort. */
+/* Starts a new message (MAIL FROM); also used on abort and after EOM. */
 void		 session_msg_reset(struct session *);
 
 /* Screens one envelope recipient. Returns 0 to let it pass; otherwise fills
  * v with the reply to give. */
 int		 session_rcpt(struct session *, struct store *, const char *rcpt,
 		    struct verdict *v);
+/* Message content, in order. None of them fail: trouble is remembered and
+ * answered with 451 at end of message. */
+void		 session_header(struct session *, const char *name, const char *value);
+void		 session_eoh(struct session *);
+void		 session_body(struct session *, const unsigned char *p, size_t n);
+/* The decision. Fills out (release with session_eom_free). */
+void		 session_eom(struct session *, struct store *, struct session_eom *out);
+void		 session_eom_free(struct session_eom *);
 
 #endif

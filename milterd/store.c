@@ -22,6 +22,9 @@ static const struct {
 	  "  ELSE state END,"
 	  " extract(epoch FROM created_at)::float8, extract(epoch FROM expires_at)::float8"
 	  " FROM milterd.requests WHERE token_hash = $1", 1 },
+	{ "decide",
+	  "SELECT milterd.decide($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+	  " $14, $15, $16, $17, $18, $19)", 19 },
 };
 
 #define NSTATEMENTS (sizeof(store_statements) / sizeof(store_statements[0]))
@@ -249,4 +252,31 @@ store_lookup(struct store *st, const unsigned char *hash, struct store_request *
 	}
 	PQclear(res);
 	return rc;
+}
+
+enum store_rc
+store_decide(struct store *st, const struct store_evidence *ev, char *final,
+    size_t finalsize, struct buf *err)
+{
+	char id[24], attempts[16], bits[16];
+	const char *values[19] = {
+		ev->request_id ? id : NULL, (const char *)ev->token_hash, ev->from,
+		ev->reason, ev->stage, attempts, ev->client_addr, ev->helo, ev->mail_from,
+		ev->message_id, ev->queue_id, ev->dkim_domain, ev->dkim_selector,
+		ev->dkim_algorithm, ev->dkim_key_bits ? bits : NULL, ev->dnssec,
+		ev->spf_result, ev->detail, ev->token_prefix,
+	};
+	int lengths[19] = { 0 }, formats[19] = { 0 };
+	PGresult *res;
+
+	snprintf(id, sizeof(id), "%lld", ev->request_id);
+	snprintf(attempts, sizeof(attempts), "%d", ev->max_attempts);
+	snprintf(bits, sizeof(bits), "%d", ev->dkim_key_bits);
+	lengths[1] = TOKEN_HASH_LEN;
+	formats[1] = 1;		/* the hash goes as binary bytea */
+	if ((res = store_exec(st, "decide", 19, values, lengths, formats, err)) == NULL)
+		return STORE_TEMPFAIL;
+	str_copy(final, PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "temporary", finalsize);
+	PQclear(res);
+	return STORE_OK;
 }

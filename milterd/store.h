@@ -35,6 +35,26 @@ struct store	*store_open(const char *conninfo, int size, int timeout);
 void		 store_close(struct store *);
 const char	*store_state_name(enum request_state);
 
+/* What a decision leaves as evidence (NULL fields are stored as NULL). */
+struct store_evidence {
+	long long		 request_id;	/* 0: none */
+	const unsigned char	*token_hash;	/* TOKEN_HASH_LEN bytes, or NULL */
+	const char		*from;		/* header From address */
+	const char		*reason;	/* milterd's decision */
+	const char		*stage;		/* "rcpt" or "eom" */
+	int			 max_attempts;
+	const char		*client_addr, *helo, *mail_from, *message_id, *queue_id;
+	const char		*dkim_domain, *dkim_selector, *dkim_algorithm;
+	int			 dkim_key_bits;	/* 0: none */
+	const char		*dnssec, *spf_result, *detail, *token_prefix;
+};
+
+/* Records a decision atomically (state change for "verified", evidence row
+ * always); final receives the reason the database settled on (at most 32
+ * bytes). STORE_TEMPFAIL with err set when the database failed. */
+enum store_rc	 store_decide(struct store *, const struct store_evidence *,
+		    char *final, size_t finalsize, struct buf *err);
+
 /* Looks a request up by token hash. On STORE_TEMPFAIL, err says why. */
 enum store_rc	 store_lookup(struct store *, const unsigned char *hash,
 		    struct store_request *out, struct buf *err);

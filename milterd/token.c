@@ -55,3 +55,32 @@ token_hash_prefix(const unsigned char *hash, char *out)
 	}
 	out[TOKEN_PREFIX_LEN] = '\0';
 }
+
+static int
+token_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+int
+token_find(const char *text, size_t len, const char *token)
+{
+	if (len < TOKEN_LEN)
+		return 0;
+	for (size_t i = 0; i + TOKEN_LEN <= len; i++) {
+		size_t j;
+
+		for (j = 0; j < TOKEN_LEN; j++) {
+			char c = text[i + j];
+
+			if (c >= 'A' && c <= 'Z')
+				c = (char)(c - 'A' + 'a');
+			if (c != token[j])
+				break;
+		}
+		if (j == TOKEN_LEN && (i == 0 || !token_alnum(text[i - 1])) &&
+		    (i + TOKEN_LEN == len || !token_alnum(text[i + TOKEN_LEN])))
+			return 1;
+	}
+	return 0;
+}

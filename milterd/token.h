@@ -17,4 +17,8 @@ void	token_hash(const char *token, unsigned char *hash);
 /* First TOKEN_PREFIX_LEN hex characters of the hash: safe to log. */
 void	token_hash_prefix(const unsigned char *hash, char *out);
 
+/* Whether token (canonical) appears in text[0..len), in any case, with no
+ * base32 letter or digit right before or after it. */
+int	token_find(const char *text, size_t len, const char *token);
+
 #endif

@@ -1,16 +1,18 @@
 -- rcpt.lua — one SMTP transaction up to RCPT TO; checks milterd's answer to the recipient.
 -- Globals (miltertest -D): socket, rcpt, expect ("continue" | "reply"), qid (optional).
+-- miltertest does not print the message of error(): say it first.
+local function fail(msg) print(msg) error(msg) end
 local conn = mt.connect(socket, 40, 0.25)
-if conn == nil then error("cannot connect to " .. socket) end
-if mt.conninfo(conn, "mx.agri.gouv.fr", "127.0.0.1") ~= nil then error("conninfo failed") end
-if mt.helo(conn, "mx.agri.gouv.fr") ~= nil then error("helo failed") end
+if conn == nil then fail("cannot connect to " .. socket) end
+if mt.conninfo(conn, "mx.agri.gouv.fr", "127.0.0.1") ~= nil then fail("conninfo failed") end
+if mt.helo(conn, "mx.agri.gouv.fr") ~= nil then fail("helo failed") end
 mt.macro(conn, SMFIC_MAIL, "i", qid or "4TESTQID")
-if mt.mailfrom(conn, "<agent@agri.gouv.fr>") ~= nil then error("mailfrom failed") end
-if mt.rcptto(conn, rcpt) ~= nil then error("rcptto failed") end
+if mt.mailfrom(conn, "<agent@agri.gouv.fr>") ~= nil then fail("mailfrom failed") end
+if mt.rcptto(conn, rcpt) ~= nil then fail("rcptto failed") end
 local got = mt.getreply(conn)
 local want = ({ continue = SMFIR_CONTINUE, reply = SMFIR_REPLYCODE })[expect]
 if got ~= want then
-	error(string.format("rcpt %s: got reply %s, want %s (%s)", rcpt, tostring(got),
+	fail(string.format("rcpt %s: got reply %s, want %s (%s)", rcpt, tostring(got),
 		tostring(want), expect))
 end
 mt.disconnect(conn)

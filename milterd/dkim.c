@@ -1,0 +1,332 @@
+/* dkim.c — libopendkim verification; its DNS goes through milterd's resolver
+ * (dkim_dns_set_* hooks) so that tests and production share one path. */
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <dkim.h>
+
+#include "dkim.h"
+#include "log.h"
+
+static DKIM_LIB		*dkimv_lib;
+static struct dns	*dkimv_dns;
+
+struct dkimv {
+	DKIM	*dkim;
+	int	 nosig;		/* no signature at all: nothing to verify */
+	int	 failed;	/* a bad signature header: report, don't crash */
+};
+
+/* A finished query, handed from query_start to waitreply. */
+struct dkimv_query {
+	int	status;		/* DKIM_DNS_* */
+	size_t	bytes;
+	int	dnssec;		/* DKIM_DNSSEC_* */
+};
+
+static int
+dkimv_dns_init(void **srv)
+{
+	*srv = dkimv_dns;
+	return 0;
+}
+
+static void
+dkimv_dns_close(void *srv)
+{
+	(void)srv;
+}
+
+static int
+dkimv_dns_start(void *srv, int type, unsigned char *query, unsigned char *buf,
+    size_t buflen, void **qh)
+{
+	struct dkimv_query *q;
+	struct dns_answer a;
+
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		return DKIM_DNS_ERROR;
+	dns_query(srv, (const char *)query, type, &a);
+	q->dnssec = a.security == DNS_SEC_SECURE ? DKIM_DNSSEC_SECURE :
+	    a.security == DNS_SEC_INSECURE ? DKIM_DNSSEC_INSECURE :
+	    a.security == DNS_SEC_BOGUS ? DKIM_DNSSEC_BOGUS : DKIM_DNSSEC_UNKNOWN;
+	if (a.status != DNS_OK || a.packet == NULL || a.len > buflen) {
+		log_debug("dkim key lookup %s: %s", (const char *)query,
+		    a.status == DNS_OK ? "answer too large" : a.why);
+		q->status = DKIM_DNS_ERROR;
+	} else {
+		memcpy(buf, a.packet, a.len);
+		q->bytes = a.len;
+		q->status = DKIM_DNS_SUCCESS;
+	}
+	dns_answer_free(&a);
+	*qh = q;
+	return DKIM_DNS_SUCCESS;
+}
+
+static int
+dkimv_dns_cancel(void *srv, void *qh)
+{
+	(void)srv;
+	free(qh);
+	return DKIM_DNS_SUCCESS;
+}
+
+static int
+dkimv_dns_wait(void *srv, void *qh, struct timeval *to, size_t *bytes, int *error,
+    int *dnssec)
+{
+	struct dkimv_query *q = qh;
+
+	(void)srv;
+	(void)to;
+	if (bytes != NULL)
+		*bytes = q->bytes;
+	if (error != NULL)
+		*error = 0;
+	if (dnssec != NULL)
+		*dnssec = q->dnssec;
+	return q->status;
+}
+
+int
+dkimv_init(struct dns *dns, int timeout, struct buf *err)
+{
+	unsigned int flags = DKIM_LIBFLAGS_BADSIGHANDLES | DKIM_LIBFLAGS_FIXCRLF;
+	unsigned int tmo = (unsigned int)timeout;
+	unsigned int minbits = 1024;	/* RFC 8301; a policy may ask more */
+
+	if ((dkimv_lib = dkim_init(NULL, NULL)) == NULL) {
+		buf_puts(err, "dkim_init failed");
+		return -1;
+	}
+	dkimv_dns = dns;
+	if (dkim_options(dkimv_lib, DKIM_OP_SETOPT, DKIM_OPTS_FLAGS, &flags,
+	    sizeof(flags)) != DKIM_STAT_OK ||
+	    dkim_options(dkimv_lib, DKIM_OP_SETOPT, DKIM_OPTS_TIMEOUT, &tmo,
+	    sizeof(tmo)) != DKIM_STAT_OK ||
+	    dkim_options(dkimv_lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS, &minbits,
+	    sizeof(minbits)) != DKIM_STAT_OK) {
+		buf_puts(err, "dkim_options failed");
+		dkimv_shutdown();
+		return -1;
+	}
+	dkim_dns_set_query_service(dkimv_lib, dns);
+	dkim_dns_set_init(dkimv_lib, dkimv_dns_init);
+	dkim_dns_set_close(dkimv_lib, dkimv_dns_close);
+	dkim_dns_set_query_start(dkimv_lib, dkimv_dns_start);
+	dkim_dns_set_query_cancel(dkimv_lib, dkimv_dns_cancel);
+	dkim_dns_set_query_waitreply(dkimv_lib, dkimv_dns_wait);
+	return 0;
+}
+
+void
+dkimv_shutdown(void)
+{
+	if (dkimv_lib != NULL)
+		dkim_close(dkimv_lib);
+	dkimv_lib = NULL;
+}
+
+static int
+dkimv_status(DKIM_STAT st, const char *what, struct buf *err)
+{
+	if (st == DKIM_STAT_NORESOURCE || st == DKIM_STAT_INTERNAL) {
+		buf_printf(err, "dkim %s: %s", what, dkim_getresultstr(st));
+		return -1;
+	}
+	return 0;
+}
+
+struct dkimv *
+dkimv_new(const char *id, struct buf *err)
+{
+	struct dkimv *v;
+	DKIM_STAT st;
+
+	if ((v = calloc(1, sizeof(*v))) == NULL) {
+		buf_puts(err, "out of memory");
+		return NULL;
+	}
+	v->dkim = dkim_verify(dkimv_lib, (const unsigned char *)(id ? id : "NOQUEUE"),
+	    NULL, &st);
+	if (v->dkim == NULL) {
+		buf_printf(err, "dkim_verify: %s", dkim_getresultstr(st));
+		free(v);
+		return NULL;
+	}
+	return v;
+}
+
+int
+dkimv_header(struct dkimv *v, const char *name, const char *value, struct buf *err)
+{
+	struct buf h;
+	DKIM_STAT st;
+	int rc;
+
+	if (v->nosig || v->failed)
+		return 0;
+	buf_init(&h);
+	if (buf_printf(&h, "%s:%s", name, value) == -1) {
+		buf_puts(err, "out of memory");
+		return -1;
+	}
+	st = dkim_header(v->dkim, (unsigned char *)h.s, h.len);
+	buf_free(&h);
+	rc = dkimv_status(st, "header", err);
+	if (st != DKIM_STAT_OK && rc == 0)
+		v->failed = 1;
+	return rc;
+}
+
+int
+dkimv_eoh(struct dkimv *v, struct buf *err)
+{
+	DKIM_STAT st;
+
+	if (v->failed)
+		return 0;
+	st = dkim_eoh(v->dkim);
+	if (st == DKIM_STAT_NOSIG)
+		v->nosig = 1;
+	else if (st != DKIM_STAT_OK && dkimv_status(st, "eoh", err) == 0)
+		v->failed = 1;
+	return dkimv_status(st, "eoh", err);
+}
+
+int
+dkimv_body(struct dkimv *v, const unsigned char *p, size_t n, struct buf *err)
+{
+	DKIM_STAT st;
+
+	if (v->nosig || v->failed)
+		return 0;
+	st = dkim_body(v->dkim, (unsigned char *)(uintptr_t)p, n);
+	return dkimv_status(st, "body", err);
+}
+
+static void
+dkimv_tag(DKIM_SIGINFO *sig, const char *tag, char *out, size_t size)
+{
+	unsigned char *v = dkim_sig_gettagvalue(sig, false, (unsigned char *)(uintptr_t)tag);
+	size_t o = 0;
+
+	out[0] = '\0';
+	if (v == NULL)
+		return;
+	/* Tag values may be folded: keep everything but white space. */
+	for (; *v && o + 1 < size; v++)
+		if (!isspace(*v))
+			out[o++] = (char)tolower(*v);
+	out[o] = '\0';
+}
+
+static void
+dkimv_report(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
+{
+	char buf[64];
+	unsigned char *s;
+	dkim_alg_t alg;
+	uint64_t when;
+	ssize_t msglen = 0, canonlen = 0, signlen = 0;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	out->timestamp = -1;
+	if ((s = dkim_sig_getdomain(sig)) != NULL)
+		str_copy(out->domain, (const char *)s, sizeof(out->domain));
+	str_lower(out->domain);
+	if ((s = dkim_sig_getselector(sig)) != NULL)
+		str_copy(out->selector, (const char *)s, sizeof(out->selector));
+	if (dkim_sig_getsignalg(sig, &alg) == DKIM_STAT_OK)
+		str_copy(out->algorithm, alg == DKIM_SIGN_RSASHA256 ? "rsa-sha256" :
+		    alg == DKIM_SIGN_RSASHA1 ? "rsa-sha1" :
+		    alg == DKIM_SIGN_ED25519SHA256 ? "ed25519-sha256" : "unknown",
+		    sizeof(out->algorithm));
+	if (dkim_sig_getkeysize(sig, &out->key_bits) != DKIM_STAT_OK)
+		out->key_bits = 0;
+	if (dkim_sig_getsigntime(sig, &when) == DKIM_STAT_OK)
+		out->timestamp = (long long)when;
+	dkimv_tag(sig, "h", out->headers, sizeof(out->headers));
+	dkimv_tag(sig, "l", buf, sizeof(buf));
+	if (buf[0] != '\0') {
+		out->has_length = 1;
+		out->length = strtoull(buf, NULL, 10);
+	}
+	if (dkim_sig_getcanonlen(v->dkim, sig, &msglen, &canonlen, &signlen) == DKIM_STAT_OK)
+		out->body_length = (unsigned long long)(canonlen > 0 ? canonlen : 0);
+	dkimv_tag(sig, "b", buf, sizeof(buf));
+	memcpy(out->b_prefix, buf, 8);
+	out->b_prefix[8] = '\0';
+	/* Keep b='s case: A-R header.b is matched case-sensitively. */
+	if ((s = dkim_sig_gettagvalue(sig, false, (unsigned char *)"b")) != NULL) {
+		size_t o = 0;
+
+		for (; *s && o < 8; s++)
+			if (!isspace(*s))
+				out->b_prefix[o++] = (char)*s;
+		out->b_prefix[o] = '\0';
+	}
+	switch (dkim_sig_getdnssec(sig)) {
+	case DKIM_DNSSEC_SECURE:	out->dnssec = "secure"; break;
+	case DKIM_DNSSEC_INSECURE:	out->dnssec = "insecure"; break;
+	case DKIM_DNSSEC_BOGUS:		out->dnssec = "bogus"; break;
+	default:			out->dnssec = "unknown"; break;
+	}
+	out->pass = (dkim_sig_getflags(sig) & DKIM_SIGFLAG_PASSED) != 0 &&
+	    dkim_sig_getbh(sig) == DKIM_SIGBH_MATCH;
+	err = dkim_sig_geterror(sig);
+	out->temporary = err == DKIM_SIGERROR_KEYFAIL;
+	out->result = out->pass ? DKIMV_PASS : out->temporary ? DKIMV_TEMPERROR :
+	    err == DKIM_SIGERROR_BADSIG || err == DKIM_SIGERROR_OK ? DKIMV_FAIL :
+	    DKIMV_PERMERROR;
+	if (!out->pass) {
+		if (err != DKIM_SIGERROR_OK)
+			str_copy(out->error, dkim_sig_geterrorstr(err), sizeof(out->error));
+		else if (dkim_sig_getbh(sig) == DKIM_SIGBH_MISMATCH)
+			str_copy(out->error, "body hash mismatch", sizeof(out->error));
+		else
+			str_copy(out->error, "signature did not verify", sizeof(out->error));
+	}
+}
+
+int
+dkimv_eom(struct dkimv *v, struct dkimv_sig *sigs, size_t max, struct buf *err)
+{
+	DKIM_SIGINFO **list = NULL;
+	DKIM_STAT st;
+	int n = 0;
+
+	if (v->nosig || v->failed)
+		return 0;
+	st = dkim_eom(v->dkim, NULL);
+	if (dkimv_status(st, "eom", err) == -1)
+		return -1;
+	if (dkim_getsiglist(v->dkim, &list, &n) != DKIM_STAT_OK || list == NULL)
+		return 0;
+	if ((size_t)n > max)
+		n = (int)max;
+	for (int i = 0; i < n; i++) {
+		/* Make sure each signature was looked at, not only the first. */
+		if ((dkim_sig_getflags(list[i]) & DKIM_SIGFLAG_PROCESSED) == 0)
+			(void)dkim_sig_process(v->dkim, list[i]);
+		dkimv_report(v, list[i], &sigs[i]);
+	}
+	return n;
+}
+
+void
+dkimv_free(struct dkimv *v)
+{
+	if (v == NULL)
+		return;
+	if (v->dkim != NULL)
+		dkim_free(v->dkim);
+	free(v);
+}

@@ -1,0 +1,272 @@
+/* dns.c — libunbound behind a blocking, time-bounded query call. One context
+ * (and so one cache) for the whole daemon; a service thread runs ub_process()
+ * and hands answers to the waiting message threads. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <unbound.h>
+
+#include "dns.h"
+#include "log.h"
+
+struct dns {
+	struct ub_ctx	*ctx;
+	int		 timeout;	/* seconds */
+	int		 validating;
+	pthread_t	 thread;
+	int		 stop;		/* set to end the service thread */
+};
+
+/* One query in flight. Two references: the waiter's and the callback's;
+ * the last one out frees it, so a query that timed out can still complete
+ * safely. */
+struct dns_wait {
+	pthread_mutex_t	 lock;
+	pthread_cond_t	 cond;
+	int		 refs;
+	int		 done;
+	int		 err;		/* libunbound error code */
+	struct ub_result *result;
+};
+
+static void
+dns_wait_unref(struct dns_wait *w)
+{
+	int last;
+
+	pthread_mutex_lock(&w->lock);
+	last = --w->refs == 0;
+	pthread_mutex_unlock(&w->lock);
+	if (!last)
+		return;
+	if (w->result != NULL)
+		ub_resolve_free(w->result);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+	free(w);
+}
+
+static void
+dns_callback(void *arg, int err, struct ub_result *result)
+{
+	struct dns_wait *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	w->err = err;
+	w->result = result;
+	w->done = 1;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	dns_wait_unref(w);
+}
+
+static void *
+dns_service(void *arg)
+{
+	struct dns *d = arg;
+	struct pollfd pfd = { .fd = ub_fd(d->ctx), .events = POLLIN };
+
+	while (!__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE)) {
+		if (poll(&pfd, 1, 200) > 0)
+			ub_process(d->ctx);
+	}
+	return NULL;
+}
+
+const char *
+dns_security_name(enum dns_security s)
+{
+	switch (s) {
+	case DNS_SEC_SECURE:	return "secure";
+	case DNS_SEC_INSECURE:	return "insecure";
+	case DNS_SEC_BOGUS:	return "bogus";
+	case DNS_SEC_UNKNOWN:	break;
+	}
+	return "unknown";
+}
+
+struct dns *
+dns_open(const char *resolver, const char *trust_anchor, int timeout, struct buf *err)
+{
+	struct dns *d;
+	int rc = 0;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL || (d->ctx = ub_ctx_create()) == NULL) {
+		buf_puts(err, "dns: cannot create a libunbound context");
+		free(d);
+		return NULL;
+	}
+	d->timeout = timeout;
+	/* Threads, not a forked process: the answers come back to us. */
+	if ((rc = ub_ctx_async(d->ctx, 1)) != 0)
+		goto fail;
+	if (strcmp(resolver, "system") == 0) {
+		if ((rc = ub_ctx_resolvconf(d->ctx, NULL)) != 0 ||
+		    (rc = ub_ctx_hosts(d->ctx, NULL)) != 0)
+			goto fail;
+	} else {
+		/* A forwarder on loopback (a local validating resolver) is
+		 * the common production set-up: allow it. */
+		if ((rc = ub_ctx_set_option(d->ctx, "do-not-query-localhost:", "no")) != 0 ||
+		    (rc = ub_ctx_set_fwd(d->ctx, resolver)) != 0)
+			goto fail;
+	}
+	if (trust_anchor != NULL && trust_anchor[0] != '\0') {
+		if ((rc = ub_ctx_add_ta_file(d->ctx, trust_anchor)) != 0)
+			goto fail;
+		d->validating = 1;
+	}
+	if (pthread_create(&d->thread, NULL, dns_service, d) != 0) {
+		buf_puts(err, "dns: cannot start the resolver thread");
+		ub_ctx_delete(d->ctx);
+		free(d);
+		return NULL;
+	}
+	return d;
+fail:
+	buf_printf(err, "dns: %s", ub_strerror(rc));
+	ub_ctx_delete(d->ctx);
+	free(d);
+	return NULL;
+}
+
+void
+dns_close(struct dns *d)
+{
+	if (d == NULL)
+		return;
+	__atomic_store_n(&d->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(d->thread, NULL);
+	ub_ctx_delete(d->ctx);
+	free(d);
+}
+
+void
+dns_answer_free(struct dns_answer *a)
+{
+	if (a->txt != NULL)
+		for (char **t = a->txt; *t; t++)
+			free(*t);
+	free(a->txt);
+	free(a->packet);
+	a->txt = NULL;
+	a->packet = NULL;
+}
+
+/* TXT rdata is a sequence of <length><bytes> strings; a record's strings are
+ * joined (RFC 7208 3.3, RFC 6376 3.6.2.2). */
+static char **
+dns_txt(const struct ub_result *r)
+{
+	size_t n = 0;
+	char **out;
+
+	while (r->data[n] != NULL)
+		n++;
+	if ((out = calloc(n + 1, sizeof(*out))) == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		const unsigned char *p = (const unsigned char *)r->data[i];
+		size_t len = (size_t)r->len[i], o = 0;
+		char *s = malloc(len + 1);
+
+		if (s == NULL)
+			goto fail;
+		for (size_t j = 0; j < len; ) {
+			size_t l = p[j++];
+
+			if (l > len - j)
+				l = len - j;
+			memcpy(s + o, p + j, l);
+			o += l;
+			j += l;
+		}
+		s[o] = '\0';
+		out[i] = s;
+	}
+	return out;
+fail:
+	for (size_t i = 0; i < n; i++)
+		free(out[i]);
+	free(out);
+	return NULL;
+}
+
+enum dns_status
+dns_query(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
+{
+	struct dns_wait *w;
+	struct timespec deadline;
+	struct ub_result *r;
+	int id, rc, done, timedout = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->status = DNS_TEMPFAIL;
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		str_copy(out->why, "out of memory", sizeof(out->why));
+		return out->status;
+	}
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	w->refs = 2;
+	if ((rc = ub_resolve_async(d->ctx, name, rrtype, 1, w, dns_callback, &id)) != 0) {
+		snprintf(out->why, sizeof(out->why), "%s", ub_strerror(rc));
+		w->refs = 1;
+		dns_wait_unref(w);
+		return out->status;
+	}
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += d->timeout;
+	pthread_mutex_lock(&w->lock);
+	while (!w->done && !timedout)
+		timedout = pthread_cond_timedwait(&w->cond, &w->lock, &deadline) == ETIMEDOUT;
+	done = w->done;
+	r = done ? w->result : NULL;
+	if (done)
+		w->result = NULL;
+	rc = w->err;
+	pthread_mutex_unlock(&w->lock);
+	if (!done) {
+		/* If the cancel wins, the callback will never run: drop its
+		 * reference too. Otherwise it runs and drops it itself. */
+		if (ub_cancel(d->ctx, id) == 0)
+			dns_wait_unref(w);
+		dns_wait_unref(w);
+		snprintf(out->why, sizeof(out->why), "timeout after %d s", d->timeout);
+		return out->status;
+	}
+	dns_wait_unref(w);
+	if (rc != 0 || r == NULL) {
+		snprintf(out->why, sizeof(out->why), "%s", ub_strerror(rc));
+		if (r != NULL)
+			ub_resolve_free(r);
+		return out->status;
+	}
+	out->rcode = r->rcode;
+	out->havedata = r->havedata;
+	if (d->validating)
+		out->security = r->secure ? DNS_SEC_SECURE : r->bogus ? DNS_SEC_BOGUS :
+		    DNS_SEC_INSECURE;
+	if (r->bogus) {
+		out->status = DNS_BOGUS;
+		snprintf(out->why, sizeof(out->why), "dnssec bogus: %s",
+		    r->why_bogus ? r->why_bogus : "?");
+	} else if (r->rcode != 0 && r->rcode != 3) {
+		snprintf(out->why, sizeof(out->why), "rcode %d", r->rcode);
+	} else {
+		out->status = DNS_OK;
+		if (r->answer_len > 0 && (out->packet = malloc((size_t)r->answer_len)) != NULL) {
+			memcpy(out->packet, r->answer_packet, (size_t)r->answer_len);
+			out->len = (size_t)r->answer_len;
+		}
+		if (rrtype == 16 && r->havedata)
+			out->txt = dns_txt(r);
+	}
+	ub_resolve_free(r);
+	return out->status;
+}

@@ -1,0 +1,695 @@
+/* policy.c — policy files (INI, via the config front-end) and the decision on a
+ * verification mail: From, domain rule, DKIM judgement, token binding. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "policy.h"
+
+static const char *const reason_names[] = {
+	[R_NONE] = "none",
+	[R_VERIFIED] = "verified",
+	[R_ALREADY_VERIFIED] = "already_verified",
+	[R_UNKNOWN_TOKEN] = "unknown_token",
+	[R_EXPIRED] = "expired",
+	[R_FROM_MISMATCH] = "from_mismatch",
+	[R_DOMAIN_NOT_ALLOWED] = "domain_not_allowed",
+	[R_NOT_AUTHENTICATED] = "not_authenticated",
+	[R_TOKEN_NOT_SIGNED] = "token_not_signed",
+	[R_MALFORMED] = "malformed",
+	[R_TEMPORARY] = "temporary",
+};
+
+#define NREASONS (sizeof(reason_names) / sizeof(reason_names[0]))
+
+const char *
+reason_name(enum reason r)
+{
+	return (unsigned)r < NREASONS ? reason_names[r] : "none";
+}
+
+enum reason
+reason_parse(const char *s)
+{
+	for (size_t i = 1; i < NREASONS; i++)
+		if (strcmp(s, reason_names[i]) == 0)
+			return (enum reason)i;
+	return R_NONE;
+}
+
+/* Keys of a policy file; "global" ones belong to [default] only. */
+static const struct {
+	const char	*name;
+	int		 global;
+} policy_keys[] = {
+	{ "allow", 1 }, { "deny", 1 }, { "require", 0 }, { "alignment", 0 },
+	{ "min_rsa_bits", 0 }, { "algorithms", 0 }, { "dnssec", 0 },
+	{ "token_ttl", 0 }, { "max_attempts", 0 }, { "on_success", 0 },
+	{ "on_failure", 0 },
+};
+
+#define NPKEYS (sizeof(policy_keys) / sizeof(policy_keys[0]))
+
+static const char *
+policy_key_name(size_t i)
+{
+	return i < NPKEYS ? policy_keys[i].name : NULL;
+}
+
+/* One section as read: its rules and which keys it set (line numbers). */
+struct policy_section {
+	char			*name;	/* NULL for [default] */
+	struct policy_rules	 rules;
+	int			 seen[NPKEYS];
+};
+
+struct policy_parse {
+	const char		*path;
+	struct policy		*pol;
+	struct buf		*errors;
+	struct policy_section	 def;
+	struct policy_section	*secs;
+	size_t			 nsecs;
+	char			 bad_section[128];
+};
+
+static const struct policy_rules policy_default_rules = {
+	.require = PR_DKIM,
+	.alignment = ALIGN_RELAXED,
+	.min_rsa_bits = 1024,
+	.algorithms = PALG_RSA_SHA256 | PALG_ED25519_SHA256,
+	.dnssec = PD_RECORD,
+	.token_ttl = 7 * 86400,
+	.max_attempts = 0,
+	.on_success = PS_ACCEPT,
+	.on_failure = PF_REJECT,
+};
+
+/* Splits a list on commas and white space into words; calls fn on each.
+ * Returns -1 at the first word fn refuses. */
+static int
+policy_words(const char *v, int (*fn)(void *, const char *), void *arg)
+{
+	char word[256];
+	size_t n;
+
+	for (;;) {
+		v += strspn(v, ", \t");
+		if (*v == '\0')
+			return 0;
+		n = strcspn(v, ", \t");
+		if (n >= sizeof(word))
+			return -1;
+		memcpy(word, v, n);
+		word[n] = '\0';
+		if (fn(arg, word) == -1)
+			return -1;
+		v += n;
+	}
+}
+
+/* A domain suffix: LDH labels, lowercased, a leading dot tolerated. */
+static int
+policy_valid_suffix(char *s)
+{
+	size_t lab = 0;
+
+	if (*s == '.')
+		memmove(s, s + 1, strlen(s));
+	str_lower(s);
+	if (*s == '\0' || strlen(s) > 253)
+		return 0;
+	for (const char *c = s; ; c++) {
+		if (*c == '.' || *c == '\0') {
+			if (lab == 0)
+				return 0;
+			if (*c == '\0')
+				return 1;
+			lab = 0;
+		} else if ((!isalnum((unsigned char)*c) && *c != '-') || ++lab > 63)
+			return 0;
+	}
+}
+
+struct policy_list {
+	char	***items;
+	size_t	*n;
+	const char *bad;
+};
+
+static int
+policy_add_suffix(void *arg, const char *w)
+{
+	struct policy_list *l = arg;
+	char *s, **grown;
+
+	if ((s = strdup(w)) == NULL)
+		return -1;
+	if (!policy_valid_suffix(s)) {
+		l->bad = w;
+		free(s);
+		return -1;
+	}
+	if ((grown = realloc(*l->items, (*l->n + 1) * sizeof(*grown))) == NULL) {
+		free(s);
+		return -1;
+	}
+	grown[(*l->n)++] = s;
+	*l->items = grown;
+	return 0;
+}
+
+static int
+policy_add_alg(void *arg, const char *w)
+{
+	unsigned int *algs = arg;
+
+	if (strcmp(w, "rsa-sha256") == 0)
+		*algs |= PALG_RSA_SHA256;
+	else if (strcmp(w, "ed25519-sha256") == 0)
+		*algs |= PALG_ED25519_SHA256;
+	else if (strcmp(w, "rsa-sha1") == 0)
+		*algs |= PALG_RSA_SHA1;
+	else
+		return -1;
+	return 0;
+}
+
+/* "3600", "90s", "30m", "12h", "7d", "2w" -> seconds; -1 if bad. */
+static long
+policy_duration(const char *v)
+{
+	char *end;
+	long n, mult = 1;
+
+	if (!isdigit((unsigned char)*v))
+		return -1;
+	n = strtol(v, &end, 10);
+	switch (*end) {
+	case '\0': case 's': break;
+	case 'm': mult = 60; break;
+	case 'h': mult = 3600; break;
+	case 'd': mult = 86400; break;
+	case 'w': mult = 7 * 86400; break;
+	default: return -1;
+	}
+	if (*end != '\0' && end[1] != '\0')
+		return -1;
+	if (n > 365L * 86400 / mult)
+		return -1;
+	return n * mult;
+}
+
+/* Sets one key in a section; returns NULL or the complaint. */
+static const char *
+policy_set(struct policy_parse *p, struct policy_section *sec, const char *key,
+    const char *v, char *msg, size_t msgsize)
+{
+	struct policy_rules *r = &sec->rules;
+	struct policy_list l = { NULL, NULL, NULL };
+	unsigned int algs = 0;
+	long n;
+	char *end;
+
+	if (strcmp(key, "allow") == 0 || strcmp(key, "deny") == 0) {
+		l.items = key[0] == 'a' ? &p->pol->allow : &p->pol->deny;
+		l.n = key[0] == 'a' ? &p->pol->nallow : &p->pol->ndeny;
+		if (policy_words(v, policy_add_suffix, &l) == -1) {
+			snprintf(msg, msgsize, "'%s' is not a domain suffix like gouv.fr",
+			    l.bad ? l.bad : v);
+			return msg;
+		}
+	} else if (strcmp(key, "require") == 0) {
+		if (strcmp(v, "dkim") == 0)
+			r->require = PR_DKIM;
+		else if (strcmp(v, "dkim-or-spf") == 0 || strcmp(v, "dkim-and-spf") == 0)
+			return "SPF is not available in this version: use 'dkim'";
+		else
+			return "expected dkim, dkim-or-spf or dkim-and-spf";
+	} else if (strcmp(key, "alignment") == 0) {
+		if (strcmp(v, "relaxed") == 0)
+			r->alignment = ALIGN_RELAXED;
+		else if (strcmp(v, "strict") == 0)
+			r->alignment = ALIGN_STRICT;
+		else
+			return "expected relaxed or strict";
+	} else if (strcmp(key, "min_rsa_bits") == 0) {
+		n = strtol(v, &end, 10);
+		if (!isdigit((unsigned char)*v) || *end != '\0' || n < 1024 || n > 16384)
+			return "expected a number of bits from 1024 (RFC 8301) to 16384";
+		r->min_rsa_bits = (unsigned int)n;
+	} else if (strcmp(key, "algorithms") == 0) {
+		if (policy_words(v, policy_add_alg, &algs) == -1 || algs == 0)
+			return "expected a list of rsa-sha256, ed25519-sha256, rsa-sha1";
+		r->algorithms = algs;
+	} else if (strcmp(key, "dnssec") == 0) {
+		if (strcmp(v, "ignore") == 0)
+			r->dnssec = PD_IGNORE;
+		else if (strcmp(v, "record") == 0)
+			r->dnssec = PD_RECORD;
+		else if (strcmp(v, "require") == 0)
+			r->dnssec = PD_REQUIRE;
+		else
+			return "expected ignore, record or require";
+	} else if (strcmp(key, "token_ttl") == 0) {
+		if ((n = policy_duration(v)) < 60)
+			return "expected a duration from 60s to 365d, like 7d or 12h";
+		r->token_ttl = (int)n;
+	} else if (strcmp(key, "max_attempts") == 0) {
+		n = strtol(v, &end, 10);
+		if (!isdigit((unsigned char)*v) || *end != '\0' || n > 1000)
+			return "expected a number from 0 (no limit) to 1000";
+		r->max_attempts = (int)n;
+	} else if (strcmp(key, "on_success") == 0) {
+		if (strcmp(v, "accept") == 0)
+			r->on_success = PS_ACCEPT;
+		else if (strcmp(v, "discard") == 0)
+			r->on_success = PS_DISCARD;
+		else
+			return "expected accept or discard";
+	} else if (strcmp(key, "on_failure") == 0) {
+		if (strcmp(v, "reject") == 0)
+			r->on_failure = PF_REJECT;
+		else if (strcmp(v, "accept") == 0)
+			r->on_failure = PF_ACCEPT;
+		else
+			return "expected reject or accept";
+	}
+	return NULL;
+}
+
+static struct policy_section *
+policy_section(struct policy_parse *p, int line, const char *section)
+{
+	char name[256];
+	struct policy_section *grown;
+
+	if (section[0] == '\0' || strcmp(section, "default") == 0)
+		return &p->def;
+	if (strncmp(section, "domain ", 7) != 0) {
+		if (strcmp(p->bad_section, section) != 0) {
+			config_file_error(p->errors, p->path, line, NULL,
+			    "[%s]: unknown section (expected [default] or [domain SUFFIX])",
+			    section);
+			str_copy(p->bad_section, section, sizeof(p->bad_section));
+			return NULL;
+		}
+		return NULL;
+	}
+	if (str_copy(name, section + 7, sizeof(name)) == 0) {
+		char *t = str_trim(name);
+
+		memmove(name, t, strlen(t) + 1);
+	}
+	if (!policy_valid_suffix(name)) {
+		if (strcmp(p->bad_section, section) != 0) {
+			config_file_error(p->errors, p->path, line, NULL,
+			    "[%s]: not a domain suffix", section);
+			str_copy(p->bad_section, section, sizeof(p->bad_section));
+		}
+		return NULL;
+	}
+	for (size_t i = 0; i < p->nsecs; i++)
+		if (strcmp(p->secs[i].name, name) == 0)
+			return &p->secs[i];
+	if ((grown = realloc(p->secs, (p->nsecs + 1) * sizeof(*grown))) == NULL)
+		return NULL;
+	p->secs = grown;
+	memset(&p->secs[p->nsecs], 0, sizeof(p->secs[0]));
+	p->secs[p->nsecs].name = strdup(name);
+	return &p->secs[p->nsecs++];
+}
+
+static int
+policy_handler(void *user, int line, const char *section, const char *key, const char *value)
+{
+	struct policy_parse *p = user;
+	struct policy_section *sec;
+	const char *complaint, *hint;
+	char msg[300];
+
+	if ((sec = policy_section(p, line, section)) == NULL)
+		return strcmp(p->bad_section, section) == 0 ? 0 : -1;
+	for (size_t i = 0; i < NPKEYS; i++) {
+		if (strcmp(key, policy_keys[i].name) != 0)
+			continue;
+		if (policy_keys[i].global && sec != &p->def) {
+			config_file_error(p->errors, p->path, line, key,
+			    "only allowed in [default]");
+			return -1;
+		}
+		if (sec->seen[i]) {
+			config_file_error(p->errors, p->path, line, key,
+			    "set twice (first at line %d)", sec->seen[i]);
+			return -1;
+		}
+		sec->seen[i] = line;
+		if ((complaint = policy_set(p, sec, key, value, msg, sizeof(msg))) != NULL) {
+			config_file_error(p->errors, p->path, line, key, "%s", complaint);
+			return -1;
+		}
+		return 0;
+	}
+	if ((hint = config_suggest(key, policy_key_name)) != NULL)
+		config_file_error(p->errors, p->path, line, key,
+		    "unknown key (did you mean '%s'?)", hint);
+	else
+		config_file_error(p->errors, p->path, line, key, "unknown key");
+	return -1;
+}
+
+/* Keys a [domain] section did not set come from [default]. */
+static void
+policy_inherit(struct policy_section *sec, const struct policy_section *def)
+{
+	struct policy_rules *r = &sec->rules;
+	const struct policy_rules *d = &def->rules;
+
+#define INHERIT(key, field) if (!sec->seen[key]) r->field = d->field
+	INHERIT(2, require);
+	INHERIT(3, alignment);
+	INHERIT(4, min_rsa_bits);
+	INHERIT(5, algorithms);
+	INHERIT(6, dnssec);
+	INHERIT(7, token_ttl);
+	INHERIT(8, max_attempts);
+	INHERIT(9, on_success);
+	INHERIT(10, on_failure);
+#undef INHERIT
+}
+
+struct policy *
+policy_load(const char *path, struct buf *errors)
+{
+	struct policy_parse p;
+	int nerrors;
+
+	memset(&p, 0, sizeof(p));
+	p.path = path;
+	p.errors = errors;
+	if ((p.pol = calloc(1, sizeof(*p.pol))) == NULL ||
+	    (p.pol->path = strdup(path)) == NULL) {
+		free(p.pol);
+		buf_printf(errors, "%s: out of memory\n", path);
+		return NULL;
+	}
+	p.def.rules = policy_default_rules;
+	nerrors = config_parse_ini(path, 1, policy_handler, &p, errors);
+	p.pol->defaults = p.def.rules;
+	if ((p.pol->domains = calloc(p.nsecs + 1, sizeof(*p.pol->domains))) == NULL)
+		nerrors++;
+	for (size_t i = 0; i < p.nsecs; i++) {
+		policy_inherit(&p.secs[i], &p.def);
+		if (p.pol->domains != NULL) {
+			p.pol->domains[i].suffix = p.secs[i].name;
+			p.pol->domains[i].rules = p.secs[i].rules;
+			p.pol->ndomains++;
+		} else
+			free(p.secs[i].name);
+	}
+	free(p.secs);
+	if (nerrors > 0) {
+		policy_free(p.pol);
+		return NULL;
+	}
+	return p.pol;
+}
+
+void
+policy_free(struct policy *pol)
+{
+	if (pol == NULL)
+		return;
+	for (size_t i = 0; i < pol->nallow; i++)
+		free(pol->allow[i]);
+	for (size_t i = 0; i < pol->ndeny; i++)
+		free(pol->deny[i]);
+	for (size_t i = 0; i < pol->ndomains; i++)
+		free(pol->domains[i].suffix);
+	free(pol->allow);
+	free(pol->deny);
+	free(pol->domains);
+	free(pol->path);
+	free(pol);
+}
+
+const struct policy_rules *
+policy_rules_for(const struct policy *pol, const char *domain)
+{
+	const struct policy_domain *best = NULL;
+
+	for (size_t i = 0; i < pol->ndomains; i++)
+		if (align_suffix_match(domain, pol->domains[i].suffix) &&
+		    (best == NULL || strlen(pol->domains[i].suffix) > strlen(best->suffix)))
+			best = &pol->domains[i];
+	return best ? &best->rules : &pol->defaults;
+}
+
+int
+policy_domain_allowed(const struct policy *pol, const char *domain)
+{
+	for (size_t i = 0; i < pol->ndeny; i++)
+		if (align_suffix_match(domain, pol->deny[i]))
+			return 0;
+	if (pol->nallow == 0)
+		return 1;
+	for (size_t i = 0; i < pol->nallow; i++)
+		if (align_suffix_match(domain, pol->allow[i]))
+			return 1;
+	return 0;
+}
+
+static void
+policy_dump_rules(const struct policy_rules *r, FILE *fp)
+{
+	static const char *const req[] = { "dkim", "dkim-or-spf", "dkim-and-spf" };
+	static const char *const dnssec[] = { "ignore", "record", "require" };
+
+	fprintf(fp, "require = %s\n", req[r->require]);
+	fprintf(fp, "alignment = %s\n", r->alignment == ALIGN_STRICT ? "strict" : "relaxed");
+	fprintf(fp, "min_rsa_bits = %u\n", r->min_rsa_bits);
+	fprintf(fp, "algorithms =%s%s%s\n",
+	    r->algorithms & PALG_RSA_SHA256 ? " rsa-sha256" : "",
+	    r->algorithms & PALG_ED25519_SHA256 ? " ed25519-sha256" : "",
+	    r->algorithms & PALG_RSA_SHA1 ? " rsa-sha1" : "");
+	fprintf(fp, "dnssec = %s\n", dnssec[r->dnssec]);
+	fprintf(fp, "token_ttl = %ds\n", r->token_ttl);
+	fprintf(fp, "max_attempts = %d\n", r->max_attempts);
+	fprintf(fp, "on_success = %s\n", r->on_success == PS_DISCARD ? "discard" : "accept");
+	fprintf(fp, "on_failure = %s\n", r->on_failure == PF_ACCEPT ? "accept" : "reject");
+}
+
+void
+policy_dump(const struct policy *pol, FILE *fp)
+{
+	fprintf(fp, "# effective policy of %s\n[default]\nallow =", pol->path);
+	for (size_t i = 0; i < pol->nallow; i++)
+		fprintf(fp, " %s", pol->allow[i]);
+	fprintf(fp, "\ndeny =");
+	for (size_t i = 0; i < pol->ndeny; i++)
+		fprintf(fp, " %s", pol->deny[i]);
+	fprintf(fp, "\n");
+	policy_dump_rules(&pol->defaults, fp);
+	for (size_t i = 0; i < pol->ndomains; i++) {
+		fprintf(fp, "\n[domain %s]\n", pol->domains[i].suffix);
+		policy_dump_rules(&pol->domains[i].rules, fp);
+	}
+}
+
+const char *
+policy_reply_text(enum reason r)
+{
+	switch (r) {
+	case R_VERIFIED:
+		return "your address is verified; you may close this message";
+	case R_ALREADY_VERIFIED:
+		return "your address was already verified; nothing more to do";
+	case R_UNKNOWN_TOKEN:
+		return "this verification address is unknown; reply to the most recent"
+		    " challenge mail or ask for a new one";
+	case R_EXPIRED:
+		return "this verification request has expired; ask for a new one";
+	case R_FROM_MISMATCH:
+		return "this reply was not sent from the address being verified;"
+		    " reply from that mailbox";
+	case R_DOMAIN_NOT_ALLOWED:
+		return "mail from this domain cannot verify an account here;"
+		    " use your agency address";
+	case R_NOT_AUTHENTICATED:
+		return "your mail server did not sign this message for your domain"
+		    " (DKIM); reply from your agency mailbox or ask your mail administrator";
+	case R_TOKEN_NOT_SIGNED:
+		return "the verification code is not in the signed part of your reply;"
+		    " reply to the challenge mail without changing its subject or recipient";
+	case R_MALFORMED:
+		return "the From header of this message is not a single plain address;"
+		    " reply from your mail program without changing the sender";
+	case R_TEMPORARY:
+		return "temporary problem while checking your reply; your mail server"
+		    " will retry";
+	case R_NONE:
+		break;
+	}
+	return "unexpected decision";
+}
+
+/* Whether h= lists a header name (h= is lowercased, ':'-separated). */
+static int
+policy_signed_header(const char *hlist, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = hlist; *p; ) {
+		size_t len = strcspn(p, ":");
+
+		if (len == n && strncmp(p, name, n) == 0)
+			return 1;
+		p += len;
+		if (*p == ':')
+			p++;
+	}
+	return 0;
+}
+
+/* Whether the signature covers the envelope token: in a To/Cc/Subject header
+ * it signs and that is present exactly once, or in the whole body. */
+static int
+policy_binds_token(const struct policy_input *in, const struct dkimv_sig *s)
+{
+	static const char *const names[] = { "to", "cc", "subject" };
+	const struct policy_header *hdrs[] = { &in->to, &in->cc, &in->subject };
+
+	for (size_t i = 0; i < 3; i++)
+		if (hdrs[i]->count == 1 && hdrs[i]->value != NULL &&
+		    policy_signed_header(s->headers, names[i]) &&
+		    token_find(hdrs[i]->value, strlen(hdrs[i]->value), in->token))
+			return 1;
+	/* l= lets anyone append unsigned text: the body counts only whole. */
+	return !s->has_length && in->body != NULL &&
+	    token_find(in->body, in->body_len, in->token);
+}
+
+static unsigned int
+policy_alg_bit(const char *alg)
+{
+	if (strcmp(alg, "rsa-sha256") == 0)
+		return PALG_RSA_SHA256;
+	if (strcmp(alg, "ed25519-sha256") == 0)
+		return PALG_ED25519_SHA256;
+	if (strcmp(alg, "rsa-sha1") == 0)
+		return PALG_RSA_SHA1;
+	return 0;
+}
+
+/* Judges each signature on its own; returns the index of the first that
+ * is acceptable and binds the token, or -1. */
+static int
+policy_judge_sigs(const struct policy_input *in, struct policy_decision *d,
+    int *temporary, int *acceptable, int *passed)
+{
+	const struct policy_rules *r = d->rules;
+
+	for (size_t i = 0; i < in->nsigs && i < DKIMV_MAXSIGS; i++) {
+		const struct dkimv_sig *s = &in->sigs[i];
+		struct policy_sigverdict *v = &d->verdicts[i];
+
+		v->aligned = address_valid_domain(s->domain) &&
+		    align_check(d->from.domain, s->domain, r->alignment);
+		if (!s->pass) {
+			v->why = s->error[0] ? s->error : "did not verify";
+			if (s->temporary && v->aligned)
+				*temporary = 1;
+			continue;
+		}
+		(*passed)++;
+		if (!address_valid_domain(s->domain))
+			v->why = "d= is not a valid hostname";
+		else if (!v->aligned)
+			v->why = "signer not aligned with From";
+		else if ((policy_alg_bit(s->algorithm) & r->algorithms) == 0)
+			v->why = "algorithm not accepted by policy";
+		else if (strncmp(s->algorithm, "rsa-", 4) == 0 && s->key_bits < r->min_rsa_bits)
+			v->why = "RSA key too small for policy";
+		else if (r->dnssec == PD_REQUIRE && strcmp(s->dnssec, "secure") != 0)
+			v->why = "key not DNSSEC-secure";
+		if (v->why != NULL)
+			continue;
+		v->acceptable = 1;
+		(*acceptable)++;
+		if (s->timestamp >= 0 && in->req != NULL &&
+		    (double)s->timestamp + POLICY_CLOCK_SKEW < in->req->created_at) {
+			v->why = "signed before the request existed";
+			continue;
+		}
+		if (!policy_binds_token(in, s)) {
+			v->why = "token not in signed content";
+			continue;
+		}
+		v->binds_token = 1;
+		return (int)i;
+	}
+	return -1;
+}
+
+void
+policy_decide(const struct policy *pol, const struct policy_input *in,
+    struct policy_decision *d)
+{
+	const char *why = NULL;
+	int temporary = 0, acceptable = 0, passed = 0;
+
+	memset(d, 0, sizeof(*d));
+	d->sig = -1;
+	d->rules = &pol->defaults;
+	d->xcode = "5.7.1";
+	if (in->from.count != 1 || in->from_bad_name) {
+		d->reason = R_MALFORMED;
+		d->xcode = "5.6.0";
+		snprintf(d->detail, sizeof(d->detail), in->from_bad_name ?
+		    "white space before the colon of From" : "%d From headers",
+		    in->from.count);
+		return;
+	}
+	if (address_parse_from(in->from.value, &d->from, &why) == -1) {
+		d->reason = R_MALFORMED;
+		d->xcode = "5.6.0";
+		snprintf(d->detail, sizeof(d->detail), "%s", why);
+		return;
+	}
+	d->from_ok = 1;
+	d->rules = policy_rules_for(pol, d->from.domain);
+	if (!policy_domain_allowed(pol, d->from.domain)) {
+		d->reason = R_DOMAIN_NOT_ALLOWED;
+		snprintf(d->detail, sizeof(d->detail), "%s not allowed by policy",
+		    d->from.domain);
+		return;
+	}
+	if (in->req != NULL && strcmp(d->from.addr, in->req->email) != 0) {
+		d->reason = R_FROM_MISMATCH;
+		snprintf(d->detail, sizeof(d->detail), "From is not the requested address");
+		return;
+	}
+	d->sig = policy_judge_sigs(in, d, &temporary, &acceptable, &passed);
+	if (d->sig >= 0) {
+		d->reason = R_VERIFIED;
+		snprintf(d->detail, sizeof(d->detail), "dkim d=%s s=%s",
+		    in->sigs[d->sig].domain, in->sigs[d->sig].selector);
+	} else if (temporary) {
+		d->reason = R_TEMPORARY;
+		d->xcode = "4.7.5";
+		snprintf(d->detail, sizeof(d->detail), "DKIM key lookup failed temporarily");
+	} else if (acceptable > 0) {
+		d->reason = R_TOKEN_NOT_SIGNED;
+		snprintf(d->detail, sizeof(d->detail), "aligned signature does not cover the token");
+	} else {
+		d->reason = R_NOT_AUTHENTICATED;
+		/* RFC 7372: no passing signature / none acceptable / none
+		 * author-matched. */
+		d->xcode = in->nsigs == 0 || passed == 0 ? "5.7.20" : "5.7.22";
+		snprintf(d->detail, sizeof(d->detail), in->nsigs == 0 ? "no DKIM signature" :
+		    passed == 0 ? "no DKIM signature verified" :
+		    "no verified DKIM signature acceptable for the From domain");
+	}
+}

@@ -1,0 +1,86 @@
+-- message.lua — one whole SMTP transaction from a message file, checked at end of message.
+-- Globals (miltertest -D):
+--   socket, file, rcpt          where, what, to whom
+--   mailfrom, client_ip, helo   envelope (defaults below)
+--   qid                         queue id macro
+--   expect   accept | discard | reply | rcpt-reply   (rcpt-reply: refused at RCPT)
+--   rcode, xcode, text          with expect=reply: the exact SMTP reply wanted
+--   ar       with accept: a string the added Authentication-Results must contain
+--   ardelete with accept: number of Authentication-Results headers expected deleted
+--   pause    seconds to wait between RCPT and the headers
+local function fail(msg)
+	-- miltertest does not print the message of error(): say it first.
+	print(string.format("%s: %s", file, msg))
+	error(msg)
+end
+
+local f = io.open(file, "rb")
+if f == nil then fail("cannot open") end
+local content = f:read("*a")
+f:close()
+content = content:gsub("\r\n", "\n")
+local head, body = content:match("^(.-)\n\n(.*)$")
+if head == nil then head, body = content, "" end
+
+local conn = mt.connect(socket, 40, 0.25)
+if conn == nil then fail("cannot connect to " .. socket) end
+if mt.conninfo(conn, helo or "mx.agri.gouv.fr", client_ip or "127.0.0.1") ~= nil then fail("conninfo") end
+if mt.helo(conn, helo or "mx.agri.gouv.fr") ~= nil then fail("helo") end
+mt.macro(conn, SMFIC_MAIL, "i", qid or "4MSGQID")
+if mt.mailfrom(conn, mailfrom or "<agent@agri.gouv.fr>") ~= nil then fail("mailfrom") end
+if mt.rcptto(conn, rcpt) ~= nil then fail("rcptto") end
+if expect == "rcpt-reply" then
+	if mt.getreply(conn) ~= SMFIR_REPLYCODE then fail("RCPT was not refused") end
+	mt.disconnect(conn)
+	return
+end
+if mt.getreply(conn) ~= SMFIR_CONTINUE then fail("RCPT refused") end
+if pause then mt.sleep(tonumber(pause)) end
+
+-- Headers: "Name: value" with folded lines kept as CRLF + white space.
+local name, value = nil, nil
+local function flush()
+	if name ~= nil then
+		if mt.header(conn, name, value) ~= nil then fail("header " .. name) end
+	end
+end
+for line in (head .. "\n"):gmatch("(.-)\n") do
+	if line:match("^[ \t]") and name ~= nil then
+		value = value .. "\r\n" .. line
+	else
+		flush()
+		name, value = line:match("^([^:]+):(.*)$")
+		if name == nil then fail("bad header line: " .. line) end
+		value = value:gsub("^ ", "")
+	end
+end
+flush()
+if mt.eoh(conn) ~= nil then fail("eoh") end
+body = body:gsub("\n", "\r\n")
+if #body > 0 and mt.bodystring(conn, body) ~= nil then fail("body") end
+if mt.eom(conn) ~= nil then fail("eom") end
+
+local got = mt.getreply(conn)
+if expect == "accept" then
+	if got ~= SMFIR_ACCEPT then fail("not accepted (reply " .. tostring(got) .. ")") end
+	if ar ~= nil then
+		local h = mt.getheader(conn, "Authentication-Results", 0)
+		if h == nil then fail("no Authentication-Results added") end
+		if h:find(ar, 1, true) == nil then fail("Authentication-Results lacks '" .. ar .. "': " .. h) end
+	end
+	if ardelete ~= nil then
+		if not mt.eom_check(conn, MT_HDRDELETE, "Authentication-Results") then
+			fail("forged Authentication-Results not deleted")
+		end
+	end
+elseif expect == "discard" then
+	if got ~= SMFIR_DISCARD then fail("not discarded (reply " .. tostring(got) .. ")") end
+elseif expect == "reply" then
+	if got ~= SMFIR_REPLYCODE then fail("no SMTP reply (reply " .. tostring(got) .. ")") end
+	if not mt.eom_check(conn, MT_SMTPREPLY, rcode, xcode, text) then
+		fail("reply is not '" .. rcode .. " " .. xcode .. " " .. text .. "'")
+	end
+else
+	fail("unknown expectation " .. tostring(expect))
+end
+mt.disconnect(conn)
