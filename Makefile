@@ -44,7 +44,7 @@ DEB_PACKAGES := gcc make pkg-config libmilter-dev libopendkim-dev libspf2-dev li
 	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev postgresql postgresql-contrib \
 	miltertest python3 python3-dkim python3-dnspython unbound bind9-dnsutils openssl iproute2 util-linux clang libclang-rt-14-dev
 
-.PHONY: all check demo deps fuzz install clean unit
+.PHONY: all check demo deps fuzz install clean unit bench
 all: $(BUILD)/milterd $(BUILD)/milterctl
 
 $(BUILD)/%.o: milterd/%.c milterd/*.h | $(BUILD)
@@ -65,6 +65,18 @@ $(BUILD)/tests/%: tests/unit/%.c $(OBJ_COMMON) | $(BUILD)
 
 unit: $(UNIT_TESTS)
 
+# libFuzzer targets: plain sources rebuilt with clang and the sanitizers.
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/*_fuzz.c))
+FUZZ_SRC     := milterd/address.c milterd/token.c milterd/buf.c
+fuzz: $(FUZZ_TARGETS)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) milterd/*.h
+	@mkdir -p $(BUILD)/fuzz
+	@echo "  FUZZ    $@"
+	@clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-Imilterd -o $@ $< $(FUZZ_SRC) -lcrypto
+
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
@@ -76,7 +88,7 @@ deps:
 	else echo "deps: all packages present"; fi
 
 check: deps
-	$(MAKE) all unit
+	$(MAKE) all unit fuzz
 	tests/run
 
 demo: deps

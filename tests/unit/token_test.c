@@ -20,6 +20,23 @@ static const struct {
 	{ "", NULL },
 };
 
+#define T "abcdefghijklmnopqrstuvwxy4"
+
+static const struct {
+	const char *text;
+	int found;
+} finds[] = {
+	{ "verify+" T "@certify.test", 1 },
+	{ "<verify+ABCDEFGHIJKLMNOPQRSTUVWXY4@certify.test>", 1 },
+	{ "Re: Verification [" T "]", 1 },
+	{ T, 1 },
+	{ "x" T, 0 },			/* glued to a letter */
+	{ T "9", 0 },			/* glued to a digit */
+	{ "abcdefghijklmnopqrstuvwxy", 0 },
+	{ "abcdefghijklmnopqrstuvwxya", 0 },
+	{ "", 0 },
+};
+
 int
 main(void)
 {
@@ -36,5 +53,8 @@ main(void)
 	token_hash("aaaaaaaaaaaaaaaaaaaaaaaaaa", hash);
 	token_hash_prefix(hash, prefix);
 	CHECK_STR(prefix, "9976d549a251", "hash prefix of a fixed token");
+	for (size_t i = 0; i < sizeof(finds) / sizeof(finds[0]); i++)
+		CHECK(token_find(finds[i].text, strlen(finds[i].text), T) == finds[i].found,
+		    "token_find in '%s' = %d", finds[i].text, finds[i].found);
 	return CHECK_DONE();
 }
