@@ -47,9 +47,9 @@ wait_for() {
 	return 1
 }
 
-# write_config FILE [key=value ...]: a milterd.conf for tests, extra keys appended.
+# write_config FILE [key=value ...]: a milterd.conf for tests; extra keys replace defaults.
 write_config() {
-	local f="$1"; shift
+	local f="$1" kv key; shift
 	{
 		echo "# milterd.conf written by $(basename "$0")"
 		echo "socket = unix:$WORK/milterd.sock"
@@ -60,15 +60,19 @@ write_config() {
 		echo "db_timeout = 2"
 		echo "log_level = debug"
 		[ -n "${DNS_SPEC:-}" ] && echo "dns_resolver = $DNS_SPEC"
-		for kv in "$@"; do echo "$kv"; done
 	} >"$f"
+	for kv in "$@"; do
+		key=$(echo "${kv%%=*}" | tr -d ' ')
+		sed -i "/^$key = /d" "$f"
+		echo "$kv" >>"$f"
+	done
 }
 
 # milterd_start CONF: start milterd in the foreground (background job), wait for its socket.
 milterd_start() {
 	MILTERD_LOG="$WORK/milterd.log"
 	: >"$MILTERD_LOG"
-	$MILTERD_WRAPPER "$BUILD/milterd" -f -c "$1" 2>>"$MILTERD_LOG" &
+	${MILTERD_WRAPPER:-} "$BUILD/milterd" -f -c "$1" 2>>"$MILTERD_LOG" &
 	MILTERD_PID=$!
 	MILTERD_SOCK="unix:$WORK/milterd.sock"
 	wait_for 10 test -S "$WORK/milterd.sock" || { cat "$MILTERD_LOG" >&2; return 1; }
