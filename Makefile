@@ -95,12 +95,19 @@ demo: deps
 	$(MAKE) all
 	tests/demo.sh
 
+# Existing files under SYSCONFDIR are never overwritten: they are the admin's.
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/policies \
-		$(DESTDIR)$(SYSCONFDIR)
+		$(DESTDIR)$(SYSCONFDIR)/policies
 	install -m 0755 $(BUILD)/milterd $(BUILD)/milterctl $(DESTDIR)$(SBINDIR)/
 	install -m 0644 milterd/sql/*.sql $(DESTDIR)$(DATADIR)/sql/
+	install -m 0644 policies/*.conf $(DESTDIR)$(DATADIR)/policies/
 	install -m 0644 milterd/milterd.conf $(DESTDIR)$(DATADIR)/milterd.conf.example
+	[ -e $(DESTDIR)$(SYSCONFDIR)/milterd.conf ] || \
+		install -m 0644 milterd/milterd.conf $(DESTDIR)$(SYSCONFDIR)/milterd.conf
+	for p in policies/*.conf; do \
+		[ -e $(DESTDIR)$(SYSCONFDIR)/$$p ] || install -m 0644 $$p $(DESTDIR)$(SYSCONFDIR)/$$p; \
+	done
 
 clean:
 	rm -rf $(BUILD)

@@ -603,9 +603,18 @@ config_unref(struct config *cfg)
 static void
 config_format(const struct config *cfg, const struct config_key *k, char *out, size_t size)
 {
-	const char *s = *(char *const *)(const void *)((const char *)cfg + k->offset);
-	int v = *(const int *)(const void *)((const char *)cfg + k->offset);
+	const void *field = (const char *)cfg + k->offset;
+	int v = 0;
 
+	/* Only read the field as the type it has. */
+	switch (k->type) {
+	case CT_INT: case CT_MODE: case CT_LOGLEVEL: case CT_FACILITY:
+		v = *(const int *)field;
+		break;
+	default:
+		snprintf(out, size, "%s", *(char *const *)field ? *(char *const *)field : "");
+		return;
+	}
 	switch (k->type) {
 	case CT_INT:
 		snprintf(out, size, "%d", v);
@@ -626,7 +635,7 @@ config_format(const struct config *cfg, const struct config_key *k, char *out, s
 			}
 		break;
 	default:
-		snprintf(out, size, "%s", s ? s : "");
+		break;
 	}
 }
 
