@@ -31,7 +31,7 @@ LDFLAGS    += -fsanitize=$(SANITIZER)
 endif
 
 BUILD     ?= build
-SRC_COMMON := buf.c log.c config.c address.c token.c store.c dns.c dkim.c align.c policy.c authres.c session.c
+SRC_COMMON := buf.c log.c config.c address.c token.c store.c dns.c dkim.c spf.c align.c policy.c authres.c session.c
 SRC_DAEMON := main.c milter.c
 SRC_CTL    := milterctl.c
 OBJ_COMMON := $(SRC_COMMON:%.c=$(BUILD)/%.o)
@@ -63,7 +63,10 @@ $(BUILD)/milterctl: $(OBJ_CTL) $(OBJ_COMMON)
 $(BUILD)/tests/%: tests/unit/%.c $(OBJ_COMMON) | $(BUILD)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Imilterd -o $@ $< $(OBJ_COMMON) $(LDFLAGS) $(LDLIBS)
 
-unit: $(UNIT_TESTS)
+unit: $(UNIT_TESTS) $(BUILD)/tests/spf_check
+
+$(BUILD)/tests/spf_check: tests/spf/spf_check.c $(OBJ_COMMON) | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Imilterd -o $@ $< $(OBJ_COMMON) $(LDFLAGS) $(LDLIBS)
 
 # libFuzzer targets: plain sources rebuilt with clang and the sanitizers.
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/*_fuzz.c))

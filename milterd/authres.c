@@ -3,6 +3,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "address.h"
 #include "authres.h"
 
 static const char *
@@ -55,9 +56,27 @@ authres_build(struct buf *out, const char *authserv_id, const struct dkimv_sig *
 		if (s->b_prefix[0] != '\0')
 			buf_printf(out, " header.b=%s", s->b_prefix);
 	}
+	return out->s == NULL ? -1 : 0;
+}
+
+void
+authres_spf(struct buf *out, const struct spf_outcome *mailfrom, const struct spf_outcome *helo,
+    const char *helo_name, const struct policy_decision *d, int internal)
+{
+	if (mailfrom != NULL) {
+		buf_printf(out, ";\n\tspf=%s reason=", spf_result_name(mailfrom->result));
+		authres_quoted(out, internal ? "internal client, not evaluated" :
+		    d->spf_aligned ? "aligned with From" : "not aligned with From");
+		buf_printf(out, " smtp.mailfrom=%s", mailfrom->domain);
+	}
+	if (helo_name != NULL && address_valid_domain(helo_name)) {
+		buf_printf(out, ";\n\tspf=%s reason=", spf_result_name(helo->result));
+		authres_quoted(out, internal ? "internal client, not evaluated" :
+		    "HELO identity, recorded only");
+		buf_printf(out, " smtp.helo=%s", helo_name);
+	}
 	/* The verdict as a comment: our own method name is not registered. */
 	buf_printf(out, "\n\t(milterd: %s)", reason_name(d->reason));
-	return out->s == NULL ? -1 : 0;
 }
 
 int

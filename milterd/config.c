@@ -31,6 +31,7 @@ enum config_type {
 	CT_LOGLEVEL,
 	CT_FACILITY,
 	CT_HOSTNAME,	/* authserv-id: a hostname-like token */
+	CT_NETLIST,	/* CIDR blocks, space or comma separated */
 };
 
 struct config_key {
@@ -57,6 +58,7 @@ static const struct config_key config_keys[] = {
 	{ "dns_resolver",	CT_RESOLVER,	OFF(dns_resolver), "system", 0, 0, 0 },
 	{ "dns_trust_anchor",	CT_OPTFILE,	OFF(dns_trust_anchor), "", 0, 0, 0 },
 	{ "dns_timeout",	CT_INT,		OFF(dns_timeout), "5", 1, 1, 60 },
+	{ "internal_networks",	CT_NETLIST,	OFF(internal_networks), "", 1, 0, 0 },
 	{ "user",		CT_OPTSTRING,	OFF(user), "", 0, 0, 0 },
 	{ "pidfile",		CT_OPTSTRING,	OFF(pidfile), "", 0, 0, 0 },
 	{ "log_level",		CT_LOGLEVEL,	OFF(log_level), "info", 1, 0, 0 },
@@ -265,6 +267,86 @@ config_check_resolver(const char *v)
 	return NULL;
 }
 
+/* Parses "10.0.0.0/8 192.168.1.1 2001:db8::/32" into cfg->nets. */
+static const char *
+config_parse_nets(struct config *cfg, const char *v, char *msgbuf, size_t msgsize)
+{
+	char word[64], *slash;
+	struct config_net *nets = NULL, *grown;
+	int n = 0;
+	long prefix;
+	size_t len;
+
+	for (;;) {
+		v += strspn(v, ", \t");
+		if (*v == '\0')
+			break;
+		len = strcspn(v, ", \t");
+		if (len >= sizeof(word))
+			goto bad;
+		memcpy(word, v, len);
+		word[len] = '\0';
+		v += len;
+		if ((grown = realloc(nets, (size_t)(n + 1) * sizeof(*nets))) == NULL)
+			goto bad;
+		nets = grown;
+		memset(&nets[n], 0, sizeof(nets[n]));
+		if ((slash = strchr(word, '/')) != NULL)
+			*slash++ = '\0';
+		if (inet_pton(AF_INET, word, nets[n].addr) == 1)
+			nets[n].family = AF_INET;
+		else if (inet_pton(AF_INET6, word, nets[n].addr) == 1)
+			nets[n].family = AF_INET6;
+		else
+			goto bad;
+		prefix = nets[n].family == AF_INET ? 32 : 128;
+		if (slash != NULL && (config_parse_long(slash, 10, &prefix) == -1 || prefix < 0 ||
+		    prefix > (nets[n].family == AF_INET ? 32 : 128)))
+			goto bad;
+		nets[n++].prefix = (int)prefix;
+	}
+	free(cfg->nets);
+	cfg->nets = nets;
+	cfg->nnets = n;
+	return NULL;
+bad:
+	free(nets);
+	snprintf(msgbuf, msgsize, "'%s' is not an address or CIDR block like 10.0.0.0/8",
+	    word);
+	return msgbuf;
+}
+
+static int
+config_net_match(const struct config_net *net, const unsigned char *addr)
+{
+	int full = net->prefix / 8, rest = net->prefix % 8;
+
+	if (memcmp(net->addr, addr, (size_t)full) != 0)
+		return 0;
+	return rest == 0 || ((net->addr[full] ^ addr[full]) & (0xff << (8 - rest))) == 0;
+}
+
+int
+config_internal_client(const struct config *cfg, const char *ip)
+{
+	unsigned char addr[16];
+	int family;
+
+	if (inet_pton(AF_INET, ip, addr) == 1)
+		family = AF_INET;
+	else if (inet_pton(AF_INET6, ip, addr) == 1)
+		family = AF_INET6;
+	else
+		return 1;	/* unknown or local socket: not an outside client */
+	if ((family == AF_INET && addr[0] == 127) ||
+	    (family == AF_INET6 && memcmp(addr, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0))
+		return 1;
+	for (int i = 0; i < cfg->nnets; i++)
+		if (cfg->nets[i].family == family && config_net_match(&cfg->nets[i], addr))
+			return 1;
+	return 0;
+}
+
 /* Validates one value and stores it; returns NULL or the complaint. The
  * complaint may point into msgbuf. */
 static const char *
@@ -352,6 +434,10 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 	case CT_HOSTNAME:
 		if (*v != '\0' && !config_valid_hostname(v))
 			return "expected a hostname-like identifier";
+		break;
+	case CT_NETLIST:
+		if ((complaint = config_parse_nets(cfg, v, msgbuf, msgsize)) != NULL)
+			return complaint;
 		break;
 	}
 	if (complaint != NULL)
@@ -594,6 +680,7 @@ config_unref(struct config *cfg)
 		}
 	}
 	policy_free(cfg->pol);
+	free(cfg->nets);
 	free(cfg->verify_local);
 	free(cfg->verify_domain);
 	free(cfg->path);

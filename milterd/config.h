@@ -31,6 +31,13 @@ struct config {
 	char	*dns_resolver;
 	char	*dns_trust_anchor;
 	int	 dns_timeout;
+	char	*internal_networks;	/* as written; parsed into nets */
+	struct config_net {
+		int		family;		/* AF_INET or AF_INET6 */
+		unsigned char	addr[16];
+		int		prefix;
+	}	*nets;
+	int	 nnets;
 	char	*user;
 	char	*pidfile;
 	int	 log_level;
@@ -66,6 +73,9 @@ void		 config_file_error(struct buf *errors, const char *path, int line,
 /* The key closest to a misspelt name (edit distance < 3), or NULL; key(i)
  * enumerates the candidates until it returns NULL. */
 const char	*config_suggest(const char *name, const char *(*key)(size_t));
+/* Whether a client address (text) is loopback or in internal_networks:
+ * such clients never pass SPF. */
+int		 config_internal_client(const struct config *, const char *ip);
 /* Iterates over the key table, for documentation checks: returns the name
  * of key i, or NULL past the end. */
 const char	*config_key_name(size_t i);

@@ -154,8 +154,15 @@ dns_answer_free(struct dns_answer *a)
 			free(*t);
 	free(a->txt);
 	free(a->packet);
+	for (int i = 0; i < a->nrdata; i++)
+		free(a->rdata[i]);
+	free(a->rdata);
+	free(a->rdlen);
 	a->txt = NULL;
 	a->packet = NULL;
+	a->rdata = NULL;
+	a->rdlen = NULL;
+	a->nrdata = 0;
 }
 
 /* TXT rdata is a sequence of <length><bytes> strings; a record's strings are
@@ -195,6 +202,26 @@ fail:
 		free(out[i]);
 	free(out);
 	return NULL;
+}
+
+static void
+dns_copy_rdata(const struct ub_result *r, struct dns_answer *out)
+{
+	int n = 0;
+
+	while (r->data[n] != NULL)
+		n++;
+	out->rdata = calloc((size_t)n, sizeof(*out->rdata));
+	out->rdlen = calloc((size_t)n, sizeof(*out->rdlen));
+	if (out->rdata == NULL || out->rdlen == NULL)
+		return;
+	for (int i = 0; i < n; i++) {
+		if ((out->rdata[i] = malloc((size_t)r->len[i] + 1)) == NULL)
+			break;
+		memcpy(out->rdata[i], r->data[i], (size_t)r->len[i]);
+		out->rdlen[i] = (size_t)r->len[i];
+		out->nrdata = i + 1;
+	}
 }
 
 enum dns_status
@@ -266,6 +293,9 @@ dns_query(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
 		}
 		if (rrtype == 16 && r->havedata)
 			out->txt = dns_txt(r);
+		out->ttl = r->ttl;
+		if (r->havedata)
+			dns_copy_rdata(r, out);
 	}
 	ub_resolve_free(r);
 	return out->status;

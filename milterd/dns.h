@@ -29,6 +29,10 @@ struct dns_answer {
 	unsigned char	 *packet;	/* wire-format answer, malloc'ed */
 	size_t		  len;
 	char		**txt;		/* TXT: strings of each record joined, NULL-terminated */
+	int		  nrdata;	/* records of the queried type (after CNAMEs) */
+	unsigned char	**rdata;	/* their uncompressed wire rdata, malloc'ed */
+	size_t		 *rdlen;
+	int		  ttl;
 	char		  why[128];	/* for logs, when not DNS_OK */
 };
 

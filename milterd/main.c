@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "config.h"
 #include "dkim.h"
 #include "dns.h"
+#include "spf.h"
 #include "log.h"
 #include "milter.h"
 #include "policy.h"
@@ -128,6 +131,7 @@ main(int argc, char **argv)
 	struct store *st;
 	struct dns *dns;
 	struct buf errors;
+	sigset_t sigs;
 	int ch, check = 0, foreground = 0, rc;
 
 	while ((ch = getopt(argc, argv, "c:fn")) != -1) {
@@ -161,6 +165,16 @@ main(int argc, char **argv)
 		return 0;
 	}
 
+	/* libmilter takes SIGHUP/SIGTERM/SIGINT with sigwait() in its own
+	 * thread; every thread started before it (the resolver's) must have
+	 * them blocked, or the first to get one dies with it. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
 	log_open("milterd", foreground, cfg->syslog_facility);
 	log_set_level(cfg->log_level);
 	if ((st = store_open(cfg->database, cfg->db_pool_size, cfg->db_timeout)) == NULL) {
@@ -173,7 +187,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if ((dns = dns_open(cfg->dns_resolver, cfg->dns_trust_anchor, cfg->dns_timeout,
-	    &errors)) == NULL || dkimv_init(dns, cfg->dns_timeout, &errors) == -1) {
+	    &errors)) == NULL || dkimv_init(dns, cfg->dns_timeout, &errors) == -1 ||
+	    spf_init(dns, &errors) == -1) {
 		log_err("%s", errors.s);
 		return 1;
 	}
@@ -191,6 +206,7 @@ main(int argc, char **argv)
 	log_info("milterd stopping");
 	if (cfg->pidfile[0] != '\0')
 		unlink(cfg->pidfile);
+	spf_shutdown();
 	dkimv_shutdown();
 	dns_close(dns);
 	store_close(st);

@@ -224,8 +224,10 @@ policy_set(struct policy_parse *p, struct policy_section *sec, const char *key,
 	} else if (strcmp(key, "require") == 0) {
 		if (strcmp(v, "dkim") == 0)
 			r->require = PR_DKIM;
-		else if (strcmp(v, "dkim-or-spf") == 0 || strcmp(v, "dkim-and-spf") == 0)
-			return "SPF is not available in this version: use 'dkim'";
+		else if (strcmp(v, "dkim-or-spf") == 0)
+			r->require = PR_DKIM_OR_SPF;
+		else if (strcmp(v, "dkim-and-spf") == 0)
+			r->require = PR_DKIM_AND_SPF;
 		else
 			return "expected dkim, dkim-or-spf or dkim-and-spf";
 	} else if (strcmp(key, "alignment") == 0) {
@@ -633,6 +635,44 @@ policy_judge_sigs(const struct policy_input *in, struct policy_decision *d,
 	return -1;
 }
 
+/* SPF counts only for the MAIL FROM identity of an outside client, aligned
+ * with From; the HELO identity is recorded, never a pass. */
+static void
+policy_spf(const struct policy_input *in, struct policy_decision *d)
+{
+	const struct spf_outcome *o = in->spf_mailfrom;
+
+	if (o == NULL)
+		return;
+	d->spf_aligned = align_check(d->from.domain, o->domain, d->rules->alignment);
+	d->spf_ok = o->result == SPF_R_PASS && d->spf_aligned && !in->internal_client;
+}
+
+static int
+policy_authenticated(const struct policy_decision *d)
+{
+	switch (d->rules->require) {
+	case PR_DKIM:		return d->dkim_ok;
+	case PR_DKIM_OR_SPF:	return d->dkim_ok || d->spf_ok;
+	case PR_DKIM_AND_SPF:	return d->dkim_ok && d->spf_ok;
+	}
+	return 0;
+}
+
+/* A temporary failure matters only if it could have changed the outcome. */
+static int
+policy_temporary(const struct policy_input *in, const struct policy_decision *d,
+    int dkim_temporary)
+{
+	int spf_temp = d->rules->require != PR_DKIM && in->spf_mailfrom != NULL &&
+	    in->spf_mailfrom->result == SPF_R_TEMPERROR && d->spf_aligned &&
+	    !in->internal_client;
+
+	if (d->rules->require == PR_DKIM_AND_SPF)
+		return dkim_temporary || (d->dkim_ok && spf_temp);
+	return dkim_temporary || spf_temp;
+}
+
 void
 policy_decide(const struct policy *pol, const struct policy_input *in,
     struct policy_decision *d)
@@ -672,24 +712,36 @@ policy_decide(const struct policy *pol, const struct policy_input *in,
 		return;
 	}
 	d->sig = policy_judge_sigs(in, d, &temporary, &acceptable, &passed);
-	if (d->sig >= 0) {
+	d->dkim_ok = d->sig >= 0;
+	policy_spf(in, d);
+	if (policy_authenticated(d)) {
 		d->reason = R_VERIFIED;
-		snprintf(d->detail, sizeof(d->detail), "dkim d=%s s=%s",
-		    in->sigs[d->sig].domain, in->sigs[d->sig].selector);
-	} else if (temporary) {
+		if (d->dkim_ok)
+			snprintf(d->detail, sizeof(d->detail), "dkim d=%s s=%s%s",
+			    in->sigs[d->sig].domain, in->sigs[d->sig].selector,
+			    d->spf_ok ? ", spf pass" : "");
+		else
+			snprintf(d->detail, sizeof(d->detail), "spf pass for %s",
+			    in->spf_mailfrom->domain);
+	} else if (policy_temporary(in, d, temporary)) {
 		d->reason = R_TEMPORARY;
 		d->xcode = "4.7.5";
-		snprintf(d->detail, sizeof(d->detail), "DKIM key lookup failed temporarily");
-	} else if (acceptable > 0) {
+		snprintf(d->detail, sizeof(d->detail), temporary ?
+		    "DKIM key lookup failed temporarily" : "SPF lookup failed temporarily");
+	} else if (acceptable > 0 && !d->dkim_ok) {
 		d->reason = R_TOKEN_NOT_SIGNED;
 		snprintf(d->detail, sizeof(d->detail), "aligned signature does not cover the token");
 	} else {
 		d->reason = R_NOT_AUTHENTICATED;
-		/* RFC 7372: no passing signature / none acceptable / none
-		 * author-matched. */
-		d->xcode = in->nsigs == 0 || passed == 0 ? "5.7.20" : "5.7.22";
-		snprintf(d->detail, sizeof(d->detail), in->nsigs == 0 ? "no DKIM signature" :
-		    passed == 0 ? "no DKIM signature verified" :
-		    "no verified DKIM signature acceptable for the From domain");
+		/* RFC 7372: no passing signature / none author-matched;
+		 * 5.7.23 when SPF was required and did not pass. */
+		d->xcode = d->rules->require == PR_DKIM_AND_SPF && d->dkim_ok ? "5.7.23" :
+		    in->nsigs == 0 || passed == 0 ? "5.7.20" : "5.7.22";
+		snprintf(d->detail, sizeof(d->detail), "%s%s",
+		    d->rules->require == PR_DKIM_AND_SPF && d->dkim_ok ? "SPF did not pass" :
+		    in->nsigs == 0 ? "no DKIM signature" : passed == 0 ?
+		    "no DKIM signature verified" :
+		    "no verified DKIM signature acceptable for the From domain",
+		    d->rules->require == PR_DKIM_OR_SPF && !d->spf_ok ? ", no aligned SPF pass" : "");
 	}
 }

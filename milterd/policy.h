@@ -9,6 +9,7 @@
 #include "align.h"
 #include "buf.h"
 #include "dkim.h"
+#include "spf.h"
 #include "store.h"
 
 /* Stable reason codes (DESIGN.md): logs, evidence, replies. */
@@ -90,6 +91,9 @@ struct policy_input {
 	const struct dkimv_sig	*sigs;
 	size_t			 nsigs;
 	const char		*token;		/* canonical, from the envelope */
+	const struct spf_outcome *spf_mailfrom;	/* NULL: no MAIL FROM identity */
+	const struct spf_outcome *spf_helo;
+	int			 internal_client; /* never passes SPF */
 	const struct store_request *req;
 	long long		 now;
 };
@@ -110,6 +114,9 @@ struct policy_decision {
 	const struct policy_rules *rules;
 	struct policy_sigverdict verdicts[DKIMV_MAXSIGS];
 	char			 detail[400];
+	int			 dkim_ok;	/* a signature authenticated and bound the token */
+	int			 spf_aligned;	/* MAIL FROM domain aligned with From */
+	int			 spf_ok;	/* SPF pass, aligned, outside client */
 	const char		*xcode;		/* enhanced status code for 5xx/4xx */
 };
 

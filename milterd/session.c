@@ -304,6 +304,29 @@ session_verdict(const struct session *s, struct session_eom *out, enum reason r)
 	(void)s;
 }
 
+/* SPF for the MAIL FROM identity and, for the record, HELO. Clients on
+ * loopback or internal networks are not evaluated: they never pass. */
+static void
+session_spf(const struct session *s, struct session_eom *out)
+{
+	char mailfrom[ADDRESS_MAXLEN + 1];
+
+	out->internal_client = config_internal_client(s->cfg, s->client_addr);
+	out->has_mailfrom = address_envelope(s->msg.mail_from, mailfrom, sizeof(mailfrom)) == 0;
+	if (out->internal_client) {
+		str_copy(out->spf_mailfrom.why, "internal client", sizeof(out->spf_mailfrom.why));
+		str_copy(out->spf_helo.why, "internal client", sizeof(out->spf_helo.why));
+		if (out->has_mailfrom)
+			str_copy(out->spf_mailfrom.domain, strrchr(mailfrom, '@') + 1,
+			    sizeof(out->spf_mailfrom.domain));
+		return;
+	}
+	if (out->has_mailfrom)
+		spf_check(s->client_addr, s->helo, mailfrom, &out->spf_mailfrom);
+	if (s->helo[0] != '\0')
+		spf_check(s->client_addr, s->helo, s->helo, &out->spf_helo);
+}
+
 void
 session_eom(struct session *s, struct store *st, struct session_eom *out)
 {
@@ -314,6 +337,7 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 	struct store_evidence ev;
 	struct buf err;
 	enum reason r;
+	char spfbuf[128];
 	int n = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -330,7 +354,11 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 		session_fail(m, "dkim", err.s);
 	out->nsigs = n > 0 ? n : 0;
 
+	session_spf(s, out);
 	memset(&in, 0, sizeof(in));
+	in.spf_mailfrom = out->has_mailfrom ? &out->spf_mailfrom : NULL;
+	in.spf_helo = &out->spf_helo;
+	in.internal_client = out->internal_client;
 	in.from = (struct policy_header){ m->from.count, m->from.value };
 	in.to = (struct policy_header){ m->to.count, m->to.value };
 	in.cc = (struct policy_header){ m->cc.count, m->cc.value };
@@ -350,6 +378,10 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 		snprintf(d->detail, sizeof(d->detail), "%s", m->failure);
 	}
 
+	snprintf(spfbuf, sizeof(spfbuf), "mailfrom=%s%s helo=%s%s",
+	    out->has_mailfrom ? spf_result_name(out->spf_mailfrom.result) : "none",
+	    out->has_mailfrom && d->from_ok ? (d->spf_aligned ? "(aligned)" : "(not aligned)") : "",
+	    spf_result_name(out->spf_helo.result), out->internal_client ? " internal" : "");
 	used = d->sig >= 0 ? &out->sigs[d->sig] : out->nsigs > 0 ? &out->sigs[0] : NULL;
 	ev = (struct store_evidence){
 		.request_id = m->req.id, .token_hash = m->hash,
@@ -362,6 +394,7 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 		.dkim_algorithm = used ? used->algorithm : NULL,
 		.dkim_key_bits = used ? (int)used->key_bits : 0,
 		.dnssec = used ? used->dnssec : NULL, .detail = d->detail,
+		.spf_result = spfbuf,
 		.token_prefix = m->hash_prefix,
 	};
 	buf_reset(&err);
@@ -379,14 +412,16 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 		d->reason = r;
 		authres_build(&out->authres, s->cfg->authserv_id, out->sigs,
 		    (size_t)out->nsigs, d);
+		authres_spf(&out->authres, out->has_mailfrom ? &out->spf_mailfrom : NULL,
+		    &out->spf_helo, s->helo, d, out->internal_client);
 		out->delete_ar = m->ar_ours;
 		out->ndelete_ar = m->nar_ours;
 	}
 	log_msg(r == R_VERIFIED || r == R_ALREADY_VERIFIED ? LOG_INFO : LOG_NOTICE, m->qid,
 	    "token=%s request=%lld account=%s from=<%s> client=%s dkim=%s%s%s sigs=%d"
-	    " reason=%s reply=%s detail=%s", m->hash_prefix, m->req.id, m->req.account,
+	    " spf=%s reason=%s reply=%s detail=%s", m->hash_prefix, m->req.id, m->req.account,
 	    d->from_ok ? d->from.addr : "", s->client_addr, used ? used->domain : "none",
-	    used ? "/" : "", used ? used->selector : "", out->nsigs, reason_name(r),
+	    used ? "/" : "", used ? used->selector : "", out->nsigs, spfbuf, reason_name(r),
 	    out->verdict.action == VA_REPLY ? out->verdict.rcode :
 	    out->verdict.action == VA_DISCARD ? "discard" : "250", d->detail);
 	buf_free(&err);

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "dkim.h"
 #include "policy.h"
+#include "spf.h"
 #include "store.h"
 #include "token.h"
 
@@ -78,6 +79,10 @@ struct session_eom {
 	struct policy_decision decision;
 	struct dkimv_sig sigs[DKIMV_MAXSIGS];
 	int		 nsigs;
+	struct spf_outcome spf_mailfrom;	/* valid when has_mailfrom */
+	int		 has_mailfrom;
+	struct spf_outcome spf_helo;
+	int		 internal_client;
 	char		 final_reason[32];
 };
 

@@ -1,0 +1,263 @@
+/* spf.c — libspf2 on top of dns.c: a DNS layer that answers libspf2's lookups
+ * from milterd's resolver, and the RFC 7208 void-lookup limit libspf2 lacks. */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <spf2/spf.h>
+#include <spf2/spf_dns.h>
+#include <spf2/spf_dns_rr.h>
+
+#include "log.h"
+#include "spf.h"
+
+#define SPF_MAX_VOID 2		/* RFC 7208 4.6.4 */
+
+static SPF_server_t	*spf_server;
+
+/* Lookups that found nothing during the evaluation running on this thread
+ * (libspf2 evaluates synchronously in the caller's thread). */
+static __thread int	 spf_voids;
+/* Lookups that failed temporarily: RFC 7208 5 ends the evaluation with
+ * temperror, which libspf2 does not always report. */
+static __thread int	 spf_tempfails;
+
+const char *
+spf_result_name(enum spf_result r)
+{
+	switch (r) {
+	case SPF_R_NONE:	return "none";
+	case SPF_R_NEUTRAL:	return "neutral";
+	case SPF_R_PASS:	return "pass";
+	case SPF_R_FAIL:	return "fail";
+	case SPF_R_SOFTFAIL:	return "softfail";
+	case SPF_R_TEMPERROR:	return "temperror";
+	case SPF_R_PERMERROR:	return "permerror";
+	}
+	return "none";
+}
+
+/* A wire-format name (uncompressed, as libunbound returns rdata) to text. */
+static int
+spf_wire_name(const unsigned char *p, size_t len, char *out, size_t size)
+{
+	size_t i = 0, o = 0;
+
+	while (i < len && p[i] != 0) {
+		size_t l = p[i++];
+
+		if (l > 63 || i + l > len || o + l + 2 > size)
+			return -1;
+		if (o > 0)
+			out[o++] = '.';
+		memcpy(out + o, p + i, l);
+		o += l;
+		i += l;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* Appends one record's text to rr slot idx (TXT: its strings joined). */
+static int
+spf_rr_text(SPF_dns_rr_t *rr, int idx, const unsigned char *p, size_t len, ns_type type)
+{
+	char name[1025];
+	size_t o = 0;
+
+	if (type == ns_t_mx) {
+		if (len < 3 || spf_wire_name(p + 2, len - 2, name, sizeof(name)) == -1)
+			return -1;
+	} else if (type == ns_t_ptr) {
+		if (spf_wire_name(p, len, name, sizeof(name)) == -1)
+			return -1;
+	}
+	if (type == ns_t_mx || type == ns_t_ptr) {
+		if (SPF_dns_rr_buf_realloc(rr, idx, strlen(name) + 1) != SPF_E_SUCCESS)
+			return -1;
+		memcpy(rr->rr[idx]->mx, name, strlen(name) + 1);
+		return 0;
+	}
+	if (SPF_dns_rr_buf_realloc(rr, idx, len + 1) != SPF_E_SUCCESS)
+		return -1;
+	for (size_t i = 0; i < len; ) {
+		size_t l = p[i++];
+
+		if (l > len - i)
+			l = len - i;
+		memcpy(rr->rr[idx]->txt + o, p + i, l);
+		o += l;
+		i += l;
+	}
+	rr->rr[idx]->txt[o] = '\0';
+	return 0;
+}
+
+static SPF_dns_rr_t *
+spf_dns_lookup(SPF_dns_server_t *srv, const char *domain, ns_type type, int should_cache)
+{
+	struct dns_answer a;
+	SPF_dns_rr_t *rr;
+	int n = 0;
+
+	(void)should_cache;
+	if (dns_query(srv->hook, domain, (int)type, &a) != DNS_OK) {
+		log_debug("spf lookup %s type %d: %s", domain, (int)type, a.why);
+		dns_answer_free(&a);
+		spf_tempfails++;
+		return SPF_dns_rr_new_init(srv, domain, type, 0, TRY_AGAIN);
+	}
+	if (a.rcode == 3 || !a.havedata || a.nrdata == 0) {
+		spf_voids++;
+		rr = SPF_dns_rr_new_init(srv, domain, type, 0,
+		    a.rcode == 3 ? HOST_NOT_FOUND : NO_DATA);
+		dns_answer_free(&a);
+		return rr;
+	}
+	if ((rr = SPF_dns_rr_new_init(srv, domain, type, a.ttl, NETDB_SUCCESS)) == NULL) {
+		dns_answer_free(&a);
+		return NULL;
+	}
+	for (int i = 0; i < a.nrdata; i++) {
+		const unsigned char *p = a.rdata[i];
+		size_t len = a.rdlen[i];
+
+		switch (type) {
+		case ns_t_a:
+			if (len != 4 || SPF_dns_rr_buf_realloc(rr, n, sizeof(struct in_addr)))
+				continue;
+			memcpy(&rr->rr[n]->a, p, 4);
+			break;
+		case ns_t_aaaa:
+			if (len != 16 || SPF_dns_rr_buf_realloc(rr, n, sizeof(struct in6_addr)))
+				continue;
+			memcpy(&rr->rr[n]->aaaa, p, 16);
+			break;
+		case ns_t_txt:
+		case ns_t_spf:
+		case ns_t_mx:
+		case ns_t_ptr:
+			if (spf_rr_text(rr, n, p, len, type) == -1)
+				continue;
+			break;
+		default:
+			continue;
+		}
+		n++;
+	}
+	rr->num_rr = n;
+	dns_answer_free(&a);
+	return rr;
+}
+
+static void
+spf_dns_destroy(SPF_dns_server_t *srv)
+{
+	free(srv);
+}
+
+int
+spf_init(struct dns *dns, struct buf *err)
+{
+	SPF_dns_server_t *layer;
+
+	if ((layer = calloc(1, sizeof(*layer))) == NULL) {
+		buf_puts(err, "spf: out of memory");
+		return -1;
+	}
+	layer->destroy = spf_dns_destroy;
+	layer->lookup = spf_dns_lookup;
+	layer->name = "milterd";
+	layer->hook = dns;
+	if ((spf_server = SPF_server_new_dns(layer, 0)) == NULL) {
+		buf_puts(err, "spf: cannot create the libspf2 server");
+		free(layer);
+		return -1;
+	}
+	return 0;
+}
+
+void
+spf_shutdown(void)
+{
+	if (spf_server != NULL)
+		SPF_server_free(spf_server);
+	spf_server = NULL;
+}
+
+static enum spf_result
+spf_map(SPF_result_t r)
+{
+	switch (r) {
+	case SPF_RESULT_NEUTRAL:	return SPF_R_NEUTRAL;
+	case SPF_RESULT_PASS:		return SPF_R_PASS;
+	case SPF_RESULT_FAIL:		return SPF_R_FAIL;
+	case SPF_RESULT_SOFTFAIL:	return SPF_R_SOFTFAIL;
+	case SPF_RESULT_TEMPERROR:	return SPF_R_TEMPERROR;
+	case SPF_RESULT_PERMERROR:	return SPF_R_PERMERROR;
+	default:			return SPF_R_NONE;
+	}
+}
+
+void
+spf_check(const char *ip, const char *helo, const char *identity, struct spf_outcome *out)
+{
+	SPF_request_t *req = NULL;
+	SPF_response_t *resp = NULL;
+	char from[600];
+	const char *at;
+	int bad;
+
+	memset(out, 0, sizeof(*out));
+	out->result = SPF_R_NONE;
+	/* A bare domain is the HELO identity: RFC 7208 2.3 "postmaster@". */
+	if (identity == NULL || identity[0] == '\0')
+		identity = helo ? helo : "";
+	if (strchr(identity, '@') == NULL)
+		snprintf(from, sizeof(from), "postmaster@%s", identity);
+	else
+		snprintf(from, sizeof(from), "%s", identity);
+	at = strrchr(from, '@');
+	str_copy(out->domain, at + 1, sizeof(out->domain));
+	if (spf_server == NULL || (req = SPF_request_new(spf_server)) == NULL) {
+		out->result = SPF_R_TEMPERROR;
+		str_copy(out->why, "spf not initialised", sizeof(out->why));
+		return;
+	}
+	bad = strchr(ip, ':') ? SPF_request_set_ipv6_str(req, ip) : SPF_request_set_ipv4_str(req, ip);
+	if (bad) {
+		str_copy(out->why, "client address not usable", sizeof(out->why));
+		goto out;
+	}
+	if (helo != NULL && helo[0] != '\0')
+		SPF_request_set_helo_dom(req, helo);
+	if (at[1] == '\0' || SPF_request_set_env_from(req, from) != 0) {
+		str_copy(out->why, "no usable domain", sizeof(out->why));
+		goto out;
+	}
+	spf_voids = 0;
+	spf_tempfails = 0;
+	SPF_request_query_mailfrom(req, &resp);
+	if (resp == NULL) {
+		out->result = SPF_R_TEMPERROR;
+		str_copy(out->why, "no answer from libspf2", sizeof(out->why));
+		goto out;
+	}
+	out->result = spf_map(SPF_response_result(resp));
+	if (SPF_response_errcode(resp) != SPF_E_SUCCESS)
+		snprintf(out->why, sizeof(out->why), "%s",
+		    SPF_strerror(SPF_response_errcode(resp)));
+	if (spf_tempfails > 0) {
+		out->result = SPF_R_TEMPERROR;
+		str_copy(out->why, "DNS lookup failed temporarily", sizeof(out->why));
+	} else if (spf_voids > SPF_MAX_VOID) {
+		out->result = SPF_R_PERMERROR;
+		snprintf(out->why, sizeof(out->why), "more than %d void lookups", SPF_MAX_VOID);
+	}
+out:
+	if (resp != NULL)
+		SPF_response_free(resp);
+	SPF_request_free(req);
+}
