@@ -40,3 +40,14 @@ expect_eq "over-long line refused, not truncated" "$WORK/long.conf:2: line longe
 
 out=$("$M" -x 2>&1); rc=$?
 expect_eq "unknown option: usage, exit 2" 2 "$rc"
+
+# The policy is checked with the configuration: every error with file, line and key.
+cp "$TOP/tests/config/policy-broken.conf" "$WORK/policy-broken.conf"
+sed "s|^policy = .*|policy = $WORK/policy-broken.conf|" "$WORK/good.conf" >"$WORK/pol.conf"
+"$M" -n -c "$WORK/pol.conf" >"$WORK/errors" 2>&1; rc=$?
+expect_eq "broken policy: -n exits 1" 1 "$rc"
+if diff -u <(ref policy-broken.ref) "$WORK/errors" >"$WORK/diff"; then
+	ok "broken policy: every error named with file, line and key (policy-broken.ref)"
+else
+	not_ok "broken policy errors differ: $(tr '\n' ' ' <"$WORK/diff")"
+fi
