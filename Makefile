@@ -63,7 +63,10 @@ $(BUILD)/milterctl: $(OBJ_CTL) $(OBJ_COMMON)
 $(BUILD)/tests/%: tests/unit/%.c $(OBJ_COMMON) | $(BUILD)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Imilterd -o $@ $< $(OBJ_COMMON) $(LDFLAGS) $(LDLIBS)
 
-unit: $(UNIT_TESTS) $(BUILD)/tests/spf_check
+unit: $(UNIT_TESTS) $(BUILD)/tests/spf_check $(BUILD)/tests/policy_check
+
+$(BUILD)/tests/policy_check: tests/policy/policy_check.c $(OBJ_COMMON) | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Imilterd -o $@ $< $(OBJ_COMMON) $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/tests/spf_check: tests/spf/spf_check.c $(OBJ_COMMON) | $(BUILD)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Imilterd -o $@ $< $(OBJ_COMMON) $(LDFLAGS) $(LDLIBS)

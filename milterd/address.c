@@ -166,7 +166,7 @@ address_addr_spec(const char *p, struct from_addr *out, const char **why)
 		p++;
 	}
 	if (*p != '@') {
-		*why = "no @ in From address";
+		*why = *p == ':' ? "group syntax in From" : "no @ in From address";
 		return NULL;
 	}
 	at = p++;

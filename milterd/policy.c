@@ -520,8 +520,9 @@ policy_reply_text(enum reason r)
 		return "mail from this domain cannot verify an account here;"
 		    " use your agency address";
 	case R_NOT_AUTHENTICATED:
-		return "your mail server did not sign this message for your domain"
-		    " (DKIM); reply from your agency mailbox or ask your mail administrator";
+		return "your mail server did not authenticate this message for your domain"
+		    " (DKIM signature, or SPF where allowed); reply from your agency mailbox"
+		    " or ask your mail administrator";
 	case R_TOKEN_NOT_SIGNED:
 		return "the verification code is not in the signed part of your reply;"
 		    " reply to the challenge mail without changing its subject or recipient";
@@ -743,5 +744,38 @@ policy_decide(const struct policy *pol, const struct policy_input *in,
 		    "no DKIM signature verified" :
 		    "no verified DKIM signature acceptable for the From domain",
 		    d->rules->require == PR_DKIM_OR_SPF && !d->spf_ok ? ", no aligned SPF pass" : "");
+	}
+}
+
+void
+policy_reply(struct verdict *v, enum reason r, const char *rcode, const char *xcode)
+{
+	v->action = VA_REPLY;
+	v->reason = r;
+	v->rcode = rcode;
+	v->xcode = xcode;
+	snprintf(v->text, sizeof(v->text), "%s: %s", reason_name(r), policy_reply_text(r));
+}
+
+void
+policy_verdict(const struct policy_decision *d, enum reason r, struct verdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->reason = r;
+	switch (r) {
+	case R_VERIFIED:
+	case R_ALREADY_VERIFIED:
+		v->action = d->rules->on_success == PS_DISCARD ? VA_DISCARD : VA_ACCEPT;
+		break;
+	case R_TEMPORARY:
+		policy_reply(v, r, "451", d->xcode && d->xcode[0] == '4' ? d->xcode : "4.3.0");
+		break;
+	default:
+		if (d->rules->on_failure == PF_ACCEPT)
+			v->action = VA_ACCEPT;
+		else
+			policy_reply(v, r, "550", r == d->reason && d->xcode && d->xcode[0] == '5' ?
+			    d->xcode : "5.7.1");
+		break;
 	}
 }

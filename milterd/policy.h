@@ -120,6 +120,27 @@ struct policy_decision {
 	const char		*xcode;		/* enhanced status code for 5xx/4xx */
 };
 
+/* What the MTA should answer. */
+enum verdict_action {
+	VA_CONTINUE,	/* nothing to say yet (RCPT) */
+	VA_ACCEPT,
+	VA_DISCARD,
+	VA_REPLY,	/* rcode/xcode/text */
+};
+
+struct verdict {
+	enum verdict_action action;
+	enum reason	 reason;
+	const char	*rcode;		/* "550", "451", "452" */
+	const char	*xcode;		/* enhanced status code */
+	char		 text[512];	/* starts with the reason code */
+};
+
+/* A reply: "reason: sentence" with the given codes. */
+void	policy_reply(struct verdict *, enum reason, const char *rcode, const char *xcode);
+/* The answer to a decision whose reason the database settled as final. */
+void	policy_verdict(const struct policy_decision *, enum reason final, struct verdict *);
+
 /* Clock skew tolerated between a signer's t= and the request's creation. */
 #define POLICY_CLOCK_SKEW 60
 

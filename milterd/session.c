@@ -64,16 +64,6 @@ session_msg_reset(struct session *s)
 	buf_init(&m->body);
 }
 
-static void
-verdict_set(struct verdict *v, enum reason r, const char *rcode, const char *xcode)
-{
-	v->action = VA_REPLY;
-	v->reason = r;
-	v->rcode = rcode;
-	v->xcode = xcode;
-	snprintf(v->text, sizeof(v->text), "%s: %s", reason_name(r), policy_reply_text(r));
-}
-
 /* Evidence for a decision taken at RCPT on a known request. */
 static void
 session_rcpt_evidence(struct session *s, struct store *st, const struct store_request *req,
@@ -108,7 +98,7 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	case RCPT_OTHER:
 		return 0;
 	case RCPT_VERIFY_MALFORMED:
-		verdict_set(v, R_MALFORMED, "550", "5.1.1");
+		policy_reply(v, R_MALFORMED, "550", "5.1.1");
 		snprintf(v->text, sizeof(v->text), "malformed: this verification address"
 		    " holds no valid token; reply to the challenge mail without changing"
 		    " its address");
@@ -122,7 +112,7 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	if (m->has_token) {
 		if (memcmp(m->hash, hash, sizeof(hash)) == 0)
 			return 0;
-		verdict_set(v, R_MALFORMED, "452", "4.5.3");
+		policy_reply(v, R_MALFORMED, "452", "4.5.3");
 		snprintf(v->text, sizeof(v->text),
 		    "malformed: one verification per message; send this one separately");
 		log_msg(LOG_NOTICE, m->qid, "token=%s reason=malformed reply=452"
@@ -132,7 +122,7 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	buf_init(&err);
 	rc = store_lookup(st, hash, &req, &err);
 	if (rc == STORE_TEMPFAIL) {
-		verdict_set(v, R_TEMPORARY, "451", "4.3.0");
+		policy_reply(v, R_TEMPORARY, "451", "4.3.0");
 		log_msg(LOG_WARNING, m->qid, "token=%s reason=temporary reply=451 detail=%s",
 		    prefix, err.s);
 		buf_free(&err);
@@ -140,7 +130,7 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	}
 	buf_free(&err);
 	if (rc == STORE_NOTFOUND) {
-		verdict_set(v, R_UNKNOWN_TOKEN, "550", "5.1.1");
+		policy_reply(v, R_UNKNOWN_TOKEN, "550", "5.1.1");
 		log_msg(LOG_NOTICE, m->qid, "token=%s reason=unknown_token reply=550", prefix);
 		return 1;
 	}
@@ -148,10 +138,10 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	memcpy(m->hash_prefix, prefix, sizeof(prefix));
 	switch (req.state) {
 	case REQ_EXPIRED:
-		verdict_set(v, R_EXPIRED, "550", "5.1.1");
+		policy_reply(v, R_EXPIRED, "550", "5.1.1");
 		break;
 	case REQ_REVOKED:
-		verdict_set(v, R_UNKNOWN_TOKEN, "550", "5.1.1");
+		policy_reply(v, R_UNKNOWN_TOKEN, "550", "5.1.1");
 		snprintf(v->text, sizeof(v->text), "unknown_token: this verification request"
 		    " was cancelled or replaced by a newer one; reply to the most recent"
 		    " challenge mail");
@@ -275,35 +265,6 @@ session_body(struct session *s, const unsigned char *p, size_t n)
 		session_fail(m, "body", "out of memory");
 }
 
-/* Turns the settled reason into what the MTA answers. */
-static void
-session_verdict(const struct session *s, struct session_eom *out, enum reason r)
-{
-	const struct policy_rules *rules = out->decision.rules;
-	struct verdict *v = &out->verdict;
-
-	v->reason = r;
-	switch (r) {
-	case R_VERIFIED:
-	case R_ALREADY_VERIFIED:
-		v->action = rules->on_success == PS_DISCARD ? VA_DISCARD : VA_ACCEPT;
-		break;
-	case R_TEMPORARY:
-		verdict_set(v, r, "451", out->decision.xcode && out->decision.xcode[0] == '4' ?
-		    out->decision.xcode : "4.3.0");
-		break;
-	default:
-		if (rules->on_failure == PF_ACCEPT) {
-			v->action = VA_ACCEPT;
-			break;
-		}
-		verdict_set(v, r, "550", r == out->decision.reason && out->decision.xcode ?
-		    out->decision.xcode : "5.7.1");
-		break;
-	}
-	(void)s;
-}
-
 /* SPF for the MAIL FROM identity and, for the record, HELO. Clients on
  * loopback or internal networks are not evaluated: they never pass. */
 static void
@@ -407,7 +368,7 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 	r = reason_parse(out->final_reason);
 	if (r == R_NONE)
 		r = R_TEMPORARY;
-	session_verdict(s, out, r);
+	policy_verdict(d, r, &out->verdict);
 	if (out->verdict.action == VA_ACCEPT || out->verdict.action == VA_DISCARD) {
 		d->reason = r;
 		authres_build(&out->authres, s->cfg->authserv_id, out->sigs,

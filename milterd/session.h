@@ -19,22 +19,6 @@
 #define SESSION_BODY_MAX (256 * 1024)	/* body kept to look for the token */
 #define SESSION_AR_MAX	 16		/* foreign A-R headers we can remove */
 
-/* What the MTA should answer. */
-enum verdict_action {
-	VA_CONTINUE,	/* nothing to say yet (RCPT) */
-	VA_ACCEPT,
-	VA_DISCARD,
-	VA_REPLY,	/* rcode/xcode/text */
-};
-
-struct verdict {
-	enum verdict_action action;
-	enum reason	 reason;
-	const char	*rcode;		/* "550", "451", "452" */
-	const char	*xcode;		/* enhanced status code */
-	char		 text[512];	/* starts with the reason code */
-};
-
 /* The header value of a kept header, and how often it appeared. */
 struct session_header {
 	int	 count;

@@ -258,7 +258,7 @@ def build_zone(zonedata, wd, port):
         if c in timeouts:
             cuts[k] = []
             members[k] = [k]
-            notes.append("%s is below a TIMEOUT name: served from its own auth-zone"
+            notes.append("(v) %s is below a TIMEOUT name: served from its own auth-zone"
                          % zone_name(models[k][0]))
         else:
             members[c].append(k)
@@ -541,6 +541,10 @@ def main():
             skip_all(why)
             continue
         for n in notes:
+            if n.startswith("(v) "):
+                if not a.verbose:
+                    continue
+                n = n[4:]
             print("# %s: %s" % (sname, n))
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as ex:
