@@ -21,7 +21,8 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN      := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
              -Wpointer-arith -Wcast-qual -Wsign-compare -Wformat=2
 CFLAGS    ?= -O2 -g
-CPPFLAGS  += -D_GNU_SOURCE -DSQLDIR='"$(DATADIR)/sql"' -DSYSCONFDIR='"$(SYSCONFDIR)"'
+CPPFLAGS  += -D_GNU_SOURCE -DSQLDIR='"$(DATADIR)/sql"' -DDATADIR='"$(DATADIR)"' \
+             -DSYSCONFDIR='"$(SYSCONFDIR)"'
 ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(PKG_CFLAGS) -pthread
 LDLIBS    += $(PKG_LIBS) -lunbound -lspf2 -lpthread
 
@@ -31,7 +32,7 @@ LDFLAGS    += -fsanitize=$(SANITIZER)
 endif
 
 BUILD     ?= build
-SRC_COMMON := buf.c log.c config.c address.c token.c store.c dns.c dkim.c spf.c align.c policy.c authres.c session.c
+SRC_COMMON := buf.c log.c config.c address.c token.c store.c dns.c dkim.c spf.c align.c policy.c authres.c session.c render.c
 SRC_DAEMON := main.c milter.c
 SRC_CTL    := milterctl.c
 OBJ_COMMON := $(SRC_COMMON:%.c=$(BUILD)/%.o)
@@ -108,6 +109,8 @@ install: all
 	install -m 0755 $(BUILD)/milterd $(BUILD)/milterctl $(DESTDIR)$(SBINDIR)/
 	install -m 0644 milterd/sql/*.sql $(DESTDIR)$(DATADIR)/sql/
 	install -m 0644 policies/*.conf $(DESTDIR)$(DATADIR)/policies/
+	install -d $(DESTDIR)$(DATADIR)/templates
+	install -m 0644 templates/* $(DESTDIR)$(DATADIR)/templates/
 	install -m 0644 milterd/milterd.conf $(DESTDIR)$(DATADIR)/milterd.conf.example
 	[ -e $(DESTDIR)$(SYSCONFDIR)/milterd.conf ] || \
 		install -m 0644 milterd/milterd.conf $(DESTDIR)$(SYSCONFDIR)/milterd.conf

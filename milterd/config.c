@@ -16,6 +16,7 @@
 #include "config.h"
 #include "log.h"
 #include "policy.h"
+#include "render.h"
 
 enum config_type {
 	CT_STRING,	/* any non-empty text */
@@ -32,6 +33,7 @@ enum config_type {
 	CT_FACILITY,
 	CT_HOSTNAME,	/* authserv-id: a hostname-like token */
 	CT_NETLIST,	/* CIDR blocks, space or comma separated */
+	CT_DIR,		/* readable directory */
 };
 
 struct config_key {
@@ -61,6 +63,10 @@ static const struct config_key config_keys[] = {
 	{ "internal_networks",	CT_NETLIST,	OFF(internal_networks), "", 1, 0, 0 },
 	{ "user",		CT_OPTSTRING,	OFF(user), "", 0, 0, 0 },
 	{ "pidfile",		CT_OPTSTRING,	OFF(pidfile), "", 0, 0, 0 },
+	{ "templates",		CT_DIR,		OFF(templates), DATADIR "/templates", 1, 0, 0 },
+	{ "service_name",	CT_STRING,	OFF(service_name), "certify", 1, 0, 0 },
+	{ "challenge_from",	CT_OPTSTRING,	OFF(challenge_from), "", 1, 0, 0 },
+	{ "sendmail_path",	CT_STRING,	OFF(sendmail_path), "/usr/sbin/sendmail", 1, 0, 0 },
 	{ "log_level",		CT_LOGLEVEL,	OFF(log_level), "info", 1, 0, 0 },
 	{ "syslog_facility",	CT_FACILITY,	OFF(syslog_facility), "mail", 0, 0, 0 },
 };
@@ -395,6 +401,13 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 		}
 		PQconninfoFree(opts);
 		break;
+	case CT_DIR:
+		if (*v == '\0' || access(v, R_OK | X_OK) == -1) {
+			snprintf(msgbuf, msgsize, "cannot read directory '%s': %s", v,
+			    *v ? strerror(errno) : "empty");
+			return msgbuf;
+		}
+		break;
 	case CT_OPTFILE:
 		if (*v == '\0')
 			break;
@@ -599,6 +612,11 @@ config_finish(struct config_parse *p)
 		free(cfg->authserv_id);
 		cfg->authserv_id = strdup(host);
 	}
+	if (cfg->challenge_from[0] == '\0') {
+		free(cfg->challenge_from);
+		if ((cfg->challenge_from = strdup(cfg->verify_address)) == NULL)
+			return -1;
+	}
 	at = strchr(cfg->verify_address, '@');
 	cfg->verify_local = strndup(cfg->verify_address, (size_t)(at - cfg->verify_address));
 	cfg->verify_domain = strdup(at + 1);
@@ -629,7 +647,7 @@ config_load(const char *path, struct buf *errors)
 		const struct config_key *k = &config_keys[i];
 		char **sp = (char **)(void *)((char *)p.cfg + k->offset);
 
-		if (k->type == CT_FILE || k->type == CT_OPTFILE)
+		if (k->type == CT_FILE || k->type == CT_OPTFILE || k->type == CT_DIR)
 			*sp = strdup(k->def);
 		else if ((complaint = config_set(p.cfg, k, k->def, msg, sizeof(msg))) != NULL)
 			buf_printf(errors, "%s: default of %s: %s\n", path, k->name, complaint);
@@ -643,13 +661,15 @@ config_load(const char *path, struct buf *errors)
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct config_key *k = &config_keys[i];
 
-		if (k->type == CT_FILE && !p.seen[i] &&
+		if ((k->type == CT_FILE || k->type == CT_DIR) && !p.seen[i] &&
 		    (complaint = config_set(p.cfg, k, k->def, msg, sizeof(msg))) != NULL)
 			buf_printf(errors, "%s: %s: %s (default; set %s in the file)\n",
 			    path, k->name, complaint, k->name), p.nerrors++;
 	}
 	/* The policy is part of the snapshot: checked by -n, swapped on reload. */
 	if (p.nerrors == 0 && (p.cfg->pol = policy_load(p.cfg->policy, errors)) == NULL)
+		p.nerrors++;
+	if (p.nerrors == 0 && (p.cfg->replies = replies_load(p.cfg->templates, errors)) == NULL)
 		p.nerrors++;
 	if (p.nerrors > 0 || config_finish(&p) == -1) {
 		config_unref(p.cfg);
@@ -680,6 +700,7 @@ config_unref(struct config *cfg)
 		}
 	}
 	policy_free(cfg->pol);
+	replies_free(cfg->replies);
 	free(cfg->nets);
 	free(cfg->verify_local);
 	free(cfg->verify_domain);

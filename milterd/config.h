@@ -11,12 +11,17 @@
 #define SYSCONFDIR "/etc/milterd"
 #endif
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/milterd.conf"
+#ifndef DATADIR
+#define DATADIR "/usr/local/share/milterd"
+#endif
 
 struct policy;
+struct replies;
 
 struct config {
 	int	 refs;
 	struct policy *pol;	/* parsed from the policy key */
+	struct replies *replies;	/* SMTP reply texts, from templates */
 	char	*path;
 
 	char	*socket;
@@ -40,6 +45,10 @@ struct config {
 	int	 nnets;
 	char	*user;
 	char	*pidfile;
+	char	*templates;
+	char	*sendmail_path;
+	char	*challenge_from;
+	char	*service_name;
 	int	 log_level;
 	int	 syslog_facility;
 

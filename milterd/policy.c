@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "policy.h"
+#include "render.h"
 
 static const char *const reason_names[] = {
 	[R_NONE] = "none",
@@ -500,44 +501,6 @@ policy_dump(const struct policy *pol, FILE *fp)
 	}
 }
 
-const char *
-policy_reply_text(enum reason r)
-{
-	switch (r) {
-	case R_VERIFIED:
-		return "your address is verified; you may close this message";
-	case R_ALREADY_VERIFIED:
-		return "your address was already verified; nothing more to do";
-	case R_UNKNOWN_TOKEN:
-		return "this verification address is unknown; reply to the most recent"
-		    " challenge mail or ask for a new one";
-	case R_EXPIRED:
-		return "this verification request has expired; ask for a new one";
-	case R_FROM_MISMATCH:
-		return "this reply was not sent from the address being verified;"
-		    " reply from that mailbox";
-	case R_DOMAIN_NOT_ALLOWED:
-		return "mail from this domain cannot verify an account here;"
-		    " use your agency address";
-	case R_NOT_AUTHENTICATED:
-		return "your mail server did not authenticate this message for your domain"
-		    " (DKIM signature, or SPF where allowed); reply from your agency mailbox"
-		    " or ask your mail administrator";
-	case R_TOKEN_NOT_SIGNED:
-		return "the verification code is not in the signed part of your reply;"
-		    " reply to the challenge mail without changing its subject or recipient";
-	case R_MALFORMED:
-		return "the From header of this message is not a single plain address;"
-		    " reply from your mail program without changing the sender";
-	case R_TEMPORARY:
-		return "temporary problem while checking your reply; your mail server"
-		    " will retry";
-	case R_NONE:
-		break;
-	}
-	return "unexpected decision";
-}
-
 /* Whether h= lists a header name (h= is lowercased, ':'-separated). */
 static int
 policy_signed_header(const char *hlist, const char *name)
@@ -748,17 +711,27 @@ policy_decide(const struct policy *pol, const struct policy_input *in,
 }
 
 void
-policy_reply(struct verdict *v, enum reason r, const char *rcode, const char *xcode)
+policy_reply(struct verdict *v, enum reason r, const char *rcode, const char *xcode,
+    const struct replies *rep, int lang)
 {
+	size_t o;
+
 	v->action = VA_REPLY;
 	v->reason = r;
 	v->rcode = rcode;
 	v->xcode = xcode;
-	snprintf(v->text, sizeof(v->text), "%s: %s", reason_name(r), policy_reply_text(r));
+	o = (size_t)snprintf(v->text, sizeof(v->text), "%s:", reason_name(r));
+	for (int l = 0; l < REPLY_LANGS && o < sizeof(v->text); l++) {
+		if (lang >= 0 && l != lang)
+			continue;
+		o += (size_t)snprintf(v->text + o, sizeof(v->text) - o, "%s %s",
+		    lang < 0 && l > 0 ? " /" : "", rep && rep->text[l][r] ? rep->text[l][r] : "");
+	}
 }
 
 void
-policy_verdict(const struct policy_decision *d, enum reason r, struct verdict *v)
+policy_verdict(const struct policy_decision *d, enum reason r, const struct replies *rep,
+    int lang, struct verdict *v)
 {
 	memset(v, 0, sizeof(*v));
 	v->reason = r;
@@ -768,14 +741,15 @@ policy_verdict(const struct policy_decision *d, enum reason r, struct verdict *v
 		v->action = d->rules->on_success == PS_DISCARD ? VA_DISCARD : VA_ACCEPT;
 		break;
 	case R_TEMPORARY:
-		policy_reply(v, r, "451", d->xcode && d->xcode[0] == '4' ? d->xcode : "4.3.0");
+		policy_reply(v, r, "451", d->xcode && d->xcode[0] == '4' ? d->xcode : "4.3.0",
+		    rep, lang);
 		break;
 	default:
 		if (d->rules->on_failure == PF_ACCEPT)
 			v->action = VA_ACCEPT;
 		else
 			policy_reply(v, r, "550", r == d->reason && d->xcode && d->xcode[0] == '5' ?
-			    d->xcode : "5.7.1");
+			    d->xcode : "5.7.1", rep, lang);
 		break;
 	}
 }

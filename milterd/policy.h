@@ -136,17 +136,20 @@ struct verdict {
 	char		 text[512];	/* starts with the reason code */
 };
 
-/* A reply: "reason: sentence" with the given codes. */
-void	policy_reply(struct verdict *, enum reason, const char *rcode, const char *xcode);
+struct replies;
+
+/* A reply: "reason: text" with the given codes, the text in language lang
+ * (replies_lang()), or in every language when lang is -1. */
+void	policy_reply(struct verdict *, enum reason, const char *rcode, const char *xcode,
+	    const struct replies *, int lang);
 /* The answer to a decision whose reason the database settled as final. */
-void	policy_verdict(const struct policy_decision *, enum reason final, struct verdict *);
+void	policy_verdict(const struct policy_decision *, enum reason final,
+	    const struct replies *, int lang, struct verdict *);
 
 /* Clock skew tolerated between a signer's t= and the request's creation. */
 #define POLICY_CLOCK_SKEW 60
 
 void	policy_decide(const struct policy *, const struct policy_input *,
 	    struct policy_decision *);
-/* The reply text for a reason: "reason: sentence an agent can act on". */
-const char *policy_reply_text(enum reason);
 
 #endif

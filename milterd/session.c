@@ -98,10 +98,7 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	case RCPT_OTHER:
 		return 0;
 	case RCPT_VERIFY_MALFORMED:
-		policy_reply(v, R_MALFORMED, "550", "5.1.1");
-		snprintf(v->text, sizeof(v->text), "malformed: this verification address"
-		    " holds no valid token; reply to the challenge mail without changing"
-		    " its address");
+		policy_reply(v, R_MALFORMED, "550", "5.1.1", s->cfg->replies, -1);
 		log_msg(LOG_NOTICE, m->qid, "rcpt=%s reason=malformed reply=550", rcpt);
 		return 1;
 	case RCPT_VERIFY:
@@ -112,9 +109,7 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	if (m->has_token) {
 		if (memcmp(m->hash, hash, sizeof(hash)) == 0)
 			return 0;
-		policy_reply(v, R_MALFORMED, "452", "4.5.3");
-		snprintf(v->text, sizeof(v->text),
-		    "malformed: one verification per message; send this one separately");
+		policy_reply(v, R_MALFORMED, "452", "4.5.3", s->cfg->replies, -1);
 		log_msg(LOG_NOTICE, m->qid, "token=%s reason=malformed reply=452"
 		    " detail=second token in one message", prefix);
 		return 1;
@@ -122,7 +117,7 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	buf_init(&err);
 	rc = store_lookup(st, hash, &req, &err);
 	if (rc == STORE_TEMPFAIL) {
-		policy_reply(v, R_TEMPORARY, "451", "4.3.0");
+		policy_reply(v, R_TEMPORARY, "451", "4.3.0", s->cfg->replies, -1);
 		log_msg(LOG_WARNING, m->qid, "token=%s reason=temporary reply=451 detail=%s",
 		    prefix, err.s);
 		buf_free(&err);
@@ -130,7 +125,7 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	}
 	buf_free(&err);
 	if (rc == STORE_NOTFOUND) {
-		policy_reply(v, R_UNKNOWN_TOKEN, "550", "5.1.1");
+		policy_reply(v, R_UNKNOWN_TOKEN, "550", "5.1.1", s->cfg->replies, -1);
 		log_msg(LOG_NOTICE, m->qid, "token=%s reason=unknown_token reply=550", prefix);
 		return 1;
 	}
@@ -138,13 +133,11 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	memcpy(m->hash_prefix, prefix, sizeof(prefix));
 	switch (req.state) {
 	case REQ_EXPIRED:
-		policy_reply(v, R_EXPIRED, "550", "5.1.1");
+		policy_reply(v, R_EXPIRED, "550", "5.1.1", s->cfg->replies, req.lang);
 		break;
 	case REQ_REVOKED:
-		policy_reply(v, R_UNKNOWN_TOKEN, "550", "5.1.1");
-		snprintf(v->text, sizeof(v->text), "unknown_token: this verification request"
-		    " was cancelled or replaced by a newer one; reply to the most recent"
-		    " challenge mail");
+		/* Revoked or superseded: the token no longer selects a request. */
+		policy_reply(v, R_UNKNOWN_TOKEN, "550", "5.1.1", s->cfg->replies, req.lang);
 		break;
 	case REQ_PENDING:
 	case REQ_VERIFIED:
@@ -368,7 +361,7 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 	r = reason_parse(out->final_reason);
 	if (r == R_NONE)
 		r = R_TEMPORARY;
-	policy_verdict(d, r, &out->verdict);
+	policy_verdict(d, r, s->cfg->replies, m->req.lang, &out->verdict);
 	if (out->verdict.action == VA_ACCEPT || out->verdict.action == VA_DISCARD) {
 		d->reason = r;
 		authres_build(&out->authres, s->cfg->authserv_id, out->sigs,

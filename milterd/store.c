@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "render.h"
 #include "store.h"
 
 /* Statements prepared on every pooled connection. */
@@ -20,8 +21,8 @@ static const struct {
 	  "SELECT id, account, email,"
 	  " CASE WHEN state = 'pending' AND expires_at <= now() THEN 'expired'"
 	  "  ELSE state END,"
-	  " extract(epoch FROM created_at)::float8, extract(epoch FROM expires_at)::float8"
-	  " FROM milterd.requests WHERE token_hash = $1", 1 },
+	  " extract(epoch FROM created_at)::float8, extract(epoch FROM expires_at)::float8,"
+	  " lang FROM milterd.requests WHERE token_hash = $1", 1 },
 	{ "decide",
 	  "SELECT milterd.decide($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
 	  " $14, $15, $16, $17, $18, $19)", 19 },
@@ -248,6 +249,7 @@ store_lookup(struct store *st, const unsigned char *hash, struct store_request *
 		out->state = store_parse_state(PQgetvalue(res, 0, 3));
 		out->created_at = strtod(PQgetvalue(res, 0, 4), NULL);
 		out->expires_at = strtod(PQgetvalue(res, 0, 5), NULL);
+		out->lang = replies_lang(PQgetvalue(res, 0, 6));
 		rc = STORE_OK;
 	}
 	PQclear(res);

@@ -26,6 +26,7 @@ struct store_request {
 	enum request_state	state;		/* expiry already applied */
 	double			created_at;	/* epoch seconds */
 	double			expires_at;
+	int			lang;		/* replies_lang(), -1 if unknown */
 };
 
 struct store;

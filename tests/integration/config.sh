@@ -31,10 +31,12 @@ expect_eq "missing file: named, exit 1" "$WORK/missing.conf: cannot open: No suc
 
 printf 'socket = unix:/run/x.sock\npolicy = %s/policies/gouv-fr.conf\nsocket = inet:1@127.0.0.1\n' \
 	"$TOP" >"$WORK/twice.conf"
+echo "templates = $TOP/templates" >>"$WORK/twice.conf"
 out=$("$M" -n -c "$WORK/twice.conf" 2>&1)
 expect_eq "duplicate key names both lines" "$WORK/twice.conf:3: socket: set twice (first at line 1)" "$out"
 
-printf 'policy = %s/policies/gouv-fr.conf\nauthserv_id = %0300d\n' "$TOP" 0 >"$WORK/long.conf"
+printf 'policy = %s/policies/gouv-fr.conf\nauthserv_id = %0300d\ntemplates = %s/templates\n' \
+	"$TOP" 0 "$TOP" >"$WORK/long.conf"
 out=$("$M" -n -c "$WORK/long.conf" 2>&1)
 expect_eq "over-long line refused, not truncated" "$WORK/long.conf:2: line longer than 198 characters" "$out"
 

@@ -55,6 +55,7 @@ write_config() {
 		echo "socket = unix:$WORK/milterd.sock"
 		echo "database = $MILTERD_DATABASE"
 		echo "policy = $TOP/policies/gouv-fr.conf"
+		echo "templates = $TOP/templates"
 		echo "verify_address = verify@certify.test"
 		echo "authserv_id = mx.certify.test"
 		echo "db_timeout = 2"

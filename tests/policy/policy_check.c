@@ -11,6 +11,8 @@
  *                                relative to now) dnssec
  *   spf RESULT DOMAIN            MAIL FROM identity result (none if absent)
  *   helo RESULT
+ *   templates DIR                reply texts, relative to the script's directory
+ *   lang fr|en|all               language of the replies (default all)
  *   decide NAME                  prints the decision, then forgets the message
  */
 #include <stdio.h>
@@ -20,6 +22,7 @@
 
 #include "align.h"
 #include "policy.h"
+#include "render.h"
 
 #define TOKEN "abcdefghijklmnopqrstuvwxy4"
 
@@ -30,6 +33,8 @@ struct hdr {
 
 struct state {
 	struct policy		*pol;
+	struct replies		*rep;
+	int			 lang;
 	struct store_request	 req;
 	int			 internal;
 	struct hdr		 from, to, cc, subject;
@@ -139,7 +144,7 @@ decide(struct state *st, const char *name)
 	in.spf_helo = &st->helo;
 	in.internal_client = st->internal;
 	policy_decide(st->pol, &in, &d);
-	policy_verdict(&d, d.reason, &v);
+	policy_verdict(&d, d.reason, st->rep, st->lang, &v);
 	printf("%s: reason=%s", name, reason_name(d.reason));
 	if (v.action == VA_REPLY)
 		printf(" reply=\"%s %s %s\"", v.rcode, v.xcode, v.text);
@@ -173,6 +178,7 @@ main(int argc, char **argv)
 	else
 		str_copy(dir, ".", sizeof(dir));
 	memset(&st, 0, sizeof(st));
+	st.lang = -1;
 	align_init();
 	buf_init(&err);
 	while (fgets(line, sizeof(line), fp) != NULL) {
@@ -192,6 +198,15 @@ main(int argc, char **argv)
 				fprintf(stderr, "%s", err.s);
 				return 1;
 			}
+		} else if (strcmp(cmd, "templates") == 0) {
+			snprintf(path, sizeof(path), "%s/%s", dir, val);
+			replies_free(st.rep);
+			if ((st.rep = replies_load(path, &err)) == NULL) {
+				fprintf(stderr, "%s", err.s);
+				return 1;
+			}
+		} else if (strcmp(cmd, "lang") == 0) {
+			st.lang = replies_lang(val);
 		} else if (strcmp(cmd, "request") == 0) {
 			char *age = strchr(val, ' ');
 
@@ -242,6 +257,7 @@ main(int argc, char **argv)
 	}
 	fclose(fp);
 	policy_free(st.pol);
+	replies_free(st.rep);
 	buf_free(&err);
 	return 0;
 }

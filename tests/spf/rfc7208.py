@@ -42,13 +42,16 @@
 #     TXT strings longer than 255 octets are split into several character-strings.
 
 import argparse
+import atexit
 import concurrent.futures
 import gzip
 import ipaddress
 import os
 import random
+import re
 import shlex
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -236,6 +239,8 @@ def build_zone(zonedata, wd, port):
         models[key] = (labels, answered, timeout_rest)
 
     timeouts = {k for k, m in models.items() if m[2]}
+    if () in timeouts:
+        raise Unexpressible("TIMEOUT on the root name")
     cuts = {(): None}               # auth-zone apex key -> None (empty SERVFAIL zone) or list of names
     for k in timeouts:
         cuts[k] = None
@@ -361,17 +366,18 @@ def dns_query(port, qname, qtype=6, timeout=0.3):
     """Minimal UDP query; returns (rcode, ancount) or None."""
     qid = random.randint(0, 65535)
     q = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    # qname is zone_name() text: literal dots separate labels, other octets may be \DDD escapes
     labels = [] if qname in (".", "") else qname.rstrip(".").split(".")
     for l in labels:
-        # zone-file escapes are not expected in the names we probe (apexes of zonedata); be defensive
-        b = l.encode("latin-1", "replace")
+        b = re.sub(rb"\\([0-9]{3})", lambda m: bytes([int(m.group(1))]), l.encode("ascii"))
         q += bytes([len(b)]) + b
     q += b"\0" + struct.pack("!HH", qtype, 1)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(timeout)
     try:
-        s.sendto(q, ("127.0.0.1", port))
-        data, _ = s.recvfrom(4096)
+        s.connect(("127.0.0.1", port))     # connected: "port unreachable" fails fast (ECONNREFUSED)
+        s.send(q)
+        data = s.recv(4096)
     except OSError:
         return None
     finally:
@@ -384,8 +390,19 @@ def dns_query(port, qname, qtype=6, timeout=0.3):
     return flags & 0xF, an
 
 
+RUNNING = []
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # so atexit below still stops unbound
+
+
+@atexit.register
+def stop_all():
+    for u in list(RUNNING):
+        u.stop()
+
+
 class Unbound:
     def __init__(self, conf, wd, port):
+        RUNNING.append(self)
         self.port = port
         self.err = open(os.path.join(wd, "unbound.stderr"), "w")
         self.log = os.path.join(wd, "unbound.log")
@@ -397,10 +414,10 @@ class Unbound:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return "unbound exited (status %d): %s" % (self.proc.returncode, self.errors() or "no message")
-            r = dns_query(self.port, ".", 6)
+            r = dns_query(self.port, ".", 6, timeout=0.2)
             if r is not None:
                 break
-            time.sleep(0.02)
+            time.sleep(0.01)
         else:
             return "unbound did not answer within %.0f s" % limit
         for apex in soa_checks:
@@ -423,6 +440,8 @@ class Unbound:
         return "; ".join(out[:3])
 
     def stop(self):
+        if self in RUNNING:
+            RUNNING.remove(self)
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -522,6 +541,7 @@ def main():
 
         ub = None
         why = None
+        ts = time.monotonic()
         for attempt in range(5):
             port = free_port()
             try:
@@ -546,12 +566,16 @@ def main():
                     continue
                 n = n[4:]
             print("# %s: %s" % (sname, n))
+        tr = time.monotonic()
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as ex:
                 futs = [ex.submit(run_checker, cmd, ub.port, t, a.timeout) for _, t in tests]
                 outcomes = [f.result() for f in futs]
         finally:
             ub.stop()
+        if a.verbose:
+            print("# %s: unbound up in %.2f s, %d checker runs in %.2f s"
+                  % (sname, tr - ts, len(tests), time.monotonic() - tr))
 
         for (tname, t), (got, expl) in zip(tests, outcomes):
             full = "%s / %s" % (sname, tname)

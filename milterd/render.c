@@ -1,0 +1,266 @@
+/* render.c — the one small renderer for challenge mails, and reply texts. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "policy.h"
+#include "render.h"
+
+static const char *const render_langs[REPLY_LANGS] = { "fr", "en" };
+
+int
+replies_lang(const char *code)
+{
+	for (int i = 0; i < REPLY_LANGS; i++)
+		if (code != NULL && strcmp(code, render_langs[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *
+replies_lang_name(int lang)
+{
+	return lang >= 0 && lang < REPLY_LANGS ? render_langs[lang] : "fr";
+}
+
+static const char *
+render_lookup(const struct render_var *vars, size_t nvars, const char *name, size_t len)
+{
+	for (size_t i = 0; i < nvars; i++)
+		if (strlen(vars[i].name) == len && strncmp(vars[i].name, name, len) == 0)
+			return vars[i].value;
+	return NULL;
+}
+
+/* RFC 2047 Q encoding of one unstructured header value, in encoded words
+ * short enough for 76-character lines. */
+static void
+render_encode_header(struct buf *out, const char *name, const char *value)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t word = 0;
+
+	buf_printf(out, "%s: =?UTF-8?Q?", name);
+	for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+		/* Never split a UTF-8 sequence across encoded words. */
+		if (word > 45 && (*p & 0xc0) != 0x80) {
+			buf_puts(out, "?=\r\n =?UTF-8?Q?");
+			word = 0;
+		}
+		if (*p == ' ') {
+			buf_putc(out, '_');
+			word++;
+		} else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("!*+-/", *p) != NULL) {
+			buf_putc(out, (char)*p);
+			word++;
+		} else {
+			buf_putc(out, '=');
+			buf_putc(out, hex[*p >> 4]);
+			buf_putc(out, hex[*p & 15]);
+			word += 3;
+		}
+	}
+	buf_puts(out, "?=\r\n");
+}
+
+static int
+render_has_8bit(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 1;
+	return 0;
+}
+
+/* Fills the placeholders of one line into line; -1 with err set. */
+static int
+render_line(const char *src, size_t len, int header, const struct render_var *vars,
+    size_t nvars, int lineno, struct buf *line, struct buf *err)
+{
+	const char *p = src, *end = src + len, *open, *close, *v;
+
+	while (p < end) {
+		open = memmem(p, (size_t)(end - p), "{{", 2);
+		if (open == NULL) {
+			buf_append(line, p, (size_t)(end - p));
+			break;
+		}
+		buf_append(line, p, (size_t)(open - p));
+		close = memmem(open + 2, (size_t)(end - open - 2), "}}", 2);
+		if (close == NULL) {
+			buf_printf(err, "line %d: unterminated placeholder", lineno);
+			return -1;
+		}
+		if ((v = render_lookup(vars, nvars, open + 2, (size_t)(close - open - 2))) == NULL) {
+			buf_printf(err, "line %d: unknown placeholder {{%.*s}}", lineno,
+			    (int)(close - open - 2), open + 2);
+			return -1;
+		}
+		if (header && strpbrk(v, "\r\n") != NULL) {
+			buf_printf(err, "line %d: {{%.*s}} would break the header line", lineno,
+			    (int)(close - open - 2), open + 2);
+			return -1;
+		}
+		buf_puts(line, v);
+		p = close + 2;
+	}
+	return 0;
+}
+
+int
+render_text(const char *tmpl, const struct render_var *vars, size_t nvars, struct buf *out,
+    struct buf *err)
+{
+	struct buf line;
+	const char *p = tmpl, *nl, *colon;
+	int header = 1, lineno = 0, rc = 0;
+	size_t len;
+
+	buf_init(&line);
+	while (*p) {
+		nl = strchr(p, '\n');
+		len = nl ? (size_t)(nl - p) : strlen(p);
+		if (len > 0 && p[len - 1] == '\r')
+			len--;
+		lineno++;
+		buf_reset(&line);
+		if (render_line(p, len, header, vars, nvars, lineno, &line, err) == -1) {
+			rc = -1;
+			break;
+		}
+		if (header && line.len == 0)
+			header = 0;
+		else if (header && render_has_8bit(line.s) &&
+		    (colon = strchr(line.s, ':')) != NULL) {
+			char name[128];
+			const char *value = colon + 1;
+
+			snprintf(name, sizeof(name), "%.*s", (int)(colon - line.s), line.s);
+			while (*value == ' ')
+				value++;
+			render_encode_header(out, name, value);
+			p = nl ? nl + 1 : p + len;
+			continue;
+		}
+		if (!header && line.len > 0) {
+			/* Values inserted in the body keep their own lines. */
+			for (char *c = line.s; *c; c++) {
+				if (*c == '\r')
+					continue;
+				if (*c == '\n')
+					buf_puts(out, "\r\n");
+				else
+					buf_putc(out, *c);
+			}
+		} else
+			buf_append(out, line.s, line.len);
+		buf_puts(out, "\r\n");
+		p = nl ? nl + 1 : p + len;
+	}
+	buf_free(&line);
+	if (rc == 0 && header) {
+		buf_puts(err, "the template has no blank line between header and body");
+		rc = -1;
+	}
+	return rc;
+}
+
+int
+render_file(const char *path, const struct render_var *vars, size_t nvars, struct buf *out,
+    struct buf *err)
+{
+	struct buf tmpl, why;
+	char chunk[4096];
+	size_t n;
+	FILE *fp;
+	int rc;
+
+	if ((fp = fopen(path, "r")) == NULL) {
+		buf_printf(err, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	buf_init(&tmpl);
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+		buf_append(&tmpl, chunk, n);
+	fclose(fp);
+	buf_init(&why);
+	rc = render_text(tmpl.s, vars, nvars, out, &why);
+	if (rc == -1)
+		buf_printf(err, "%s: %s", path, why.s);
+	buf_free(&why);
+	buf_free(&tmpl);
+	return rc;
+}
+
+struct replies_parse {
+	const char	*path;
+	struct replies	*r;
+	int		 lang;
+	struct buf	*errors;
+};
+
+static int
+replies_handler(void *user, int line, const char *section, const char *key, const char *value)
+{
+	struct replies_parse *p = user;
+	enum reason r = reason_parse(key);
+
+	(void)section;
+	if (r == R_NONE) {
+		config_file_error(p->errors, p->path, line, key, "not a reason code");
+		return -1;
+	}
+	if (render_has_8bit(value) || strpbrk(value, "\r\n%") != NULL) {
+		config_file_error(p->errors, p->path, line, key,
+		    "SMTP replies must be plain ASCII without %%");
+		return -1;
+	}
+	free(p->r->text[p->lang][r]);
+	if ((p->r->text[p->lang][r] = strdup(value)) == NULL)
+		return -1;
+	return 0;
+}
+
+struct replies *
+replies_load(const char *dir, struct buf *errors)
+{
+	struct replies_parse p;
+	char path[4096];
+	int nerrors = 0;
+
+	memset(&p, 0, sizeof(p));
+	if ((p.r = calloc(1, sizeof(*p.r))) == NULL)
+		return NULL;
+	p.errors = errors;
+	for (int lang = 0; lang < REPLY_LANGS; lang++) {
+		snprintf(path, sizeof(path), "%s/replies.%s", dir, render_langs[lang]);
+		p.path = path;
+		p.lang = lang;
+		nerrors += config_parse_ini(path, 0, replies_handler, &p, errors);
+		for (int r = R_VERIFIED; r <= R_TEMPORARY && nerrors == 0; r++)
+			if (p.r->text[lang][r] == NULL) {
+				buf_printf(errors, "%s: no text for %s\n", path,
+				    reason_name((enum reason)r));
+				nerrors++;
+			}
+	}
+	if (nerrors > 0) {
+		replies_free(p.r);
+		return NULL;
+	}
+	return p.r;
+}
+
+void
+replies_free(struct replies *r)
+{
+	if (r == NULL)
+		return;
+	for (int l = 0; l < REPLY_LANGS; l++)
+		for (int i = 0; i < 16; i++)
+			free(r->text[l][i]);
+	free(r);
+}
