@@ -224,6 +224,28 @@ dns_copy_rdata(const struct ub_result *r, struct dns_answer *out)
 	}
 }
 
+/* Labels of 1 to 63 octets, at most 253 in all (RFC 1035 2.3.4): anything
+ * else cannot be in the DNS, and asking would only fail. */
+static int
+dns_name_ok(const char *name)
+{
+	size_t len = strlen(name), lab = 0;
+
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len == 0 || len > 253)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		if (name[i] == '.') {
+			if (lab == 0)
+				return 0;
+			lab = 0;
+		} else if (++lab > 63)
+			return 0;
+	}
+	return 1;
+}
+
 enum dns_status
 dns_query(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
 {
@@ -233,6 +255,12 @@ dns_query(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
 	int id, rc, done, timedout = 0;
 
 	memset(out, 0, sizeof(*out));
+	if (!dns_name_ok(name)) {
+		out->status = DNS_BADNAME;
+		out->rcode = 3;
+		str_copy(out->why, "not a valid domain name", sizeof(out->why));
+		return out->status;
+	}
 	out->status = DNS_TEMPFAIL;
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
 		str_copy(out->why, "out of memory", sizeof(out->why));
@@ -243,6 +271,10 @@ dns_query(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
 	w->refs = 2;
 	if ((rc = ub_resolve_async(d->ctx, name, rrtype, 1, w, dns_callback, &id)) != 0) {
 		snprintf(out->why, sizeof(out->why), "%s", ub_strerror(rc));
+		if (rc == UB_SYNTAX) {
+			out->status = DNS_BADNAME;
+			out->rcode = 3;
+		}
 		w->refs = 1;
 		dns_wait_unref(w);
 		return out->status;

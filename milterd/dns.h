@@ -12,6 +12,7 @@ enum dns_status {
 	DNS_OK,		/* an answer (possibly empty: check rcode/havedata) */
 	DNS_TEMPFAIL,	/* timeout, SERVFAIL, network trouble */
 	DNS_BOGUS,	/* DNSSEC validation failed */
+	DNS_BADNAME,	/* not a name that can exist in the DNS: no such domain */
 };
 
 enum dns_security {

@@ -20,6 +20,7 @@
 #include "spf.h"
 #include "log.h"
 #include "milter.h"
+#include "session.h"
 #include "policy.h"
 #include "store.h"
 
@@ -182,13 +183,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	buf_init(&errors);
-	if (align_init() == -1) {
-		log_err("cannot load the Public Suffix List");
-		return 1;
-	}
-	if ((dns = dns_open(cfg->dns_resolver, cfg->dns_trust_anchor, cfg->dns_timeout,
-	    &errors)) == NULL || dkimv_init(dns, cfg->dns_timeout, &errors) == -1 ||
-	    spf_init(dns, &errors) == -1) {
+	if (session_init_libs(cfg, &dns, &errors) == -1) {
 		log_err("%s", errors.s);
 		return 1;
 	}
@@ -206,9 +201,7 @@ main(int argc, char **argv)
 	log_info("milterd stopping");
 	if (cfg->pidfile[0] != '\0')
 		unlink(cfg->pidfile);
-	spf_shutdown();
-	dkimv_shutdown();
-	dns_close(dns);
+	session_shutdown_libs(dns);
 	store_close(st);
 	config_unref(cfg);
 	return rc == 0 ? 0 : 1;

@@ -6,6 +6,8 @@
 #include <time.h>
 
 #include "address.h"
+#include "align.h"
+#include "dns.h"
 #include "authres.h"
 #include "log.h"
 #include "session.h"
@@ -48,6 +50,52 @@ session_set_client(struct session *s, const char *host, const struct sockaddr *s
 		    s->client_addr, sizeof(s->client_addr));
 	else
 		str_copy(s->client_addr, "local", sizeof(s->client_addr));
+}
+
+int
+session_set_client_text(struct session *s, const char *host, const char *ip)
+{
+	struct sockaddr_in6 a6;
+	struct sockaddr_in a4;
+
+	memset(&a4, 0, sizeof(a4));
+	memset(&a6, 0, sizeof(a6));
+	if (inet_pton(AF_INET, ip, &a4.sin_addr) == 1) {
+		a4.sin_family = AF_INET;
+		session_set_client(s, host, (struct sockaddr *)&a4);
+	} else if (inet_pton(AF_INET6, ip, &a6.sin6_addr) == 1) {
+		a6.sin6_family = AF_INET6;
+		session_set_client(s, host, (struct sockaddr *)&a6);
+	} else
+		return -1;
+	return 0;
+}
+
+int
+session_init_libs(const struct config *cfg, struct dns **dns, struct buf *err)
+{
+	if (align_init() == -1) {
+		buf_puts(err, "cannot load the Public Suffix List");
+		return -1;
+	}
+	if ((*dns = dns_open(cfg->dns_resolver, cfg->dns_trust_anchor, cfg->dns_timeout,
+	    err)) == NULL)
+		return -1;
+	if (dkimv_init(*dns, cfg->dns_timeout, err) == -1 || spf_init(*dns, err) == -1) {
+		dkimv_shutdown();
+		dns_close(*dns);
+		*dns = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void
+session_shutdown_libs(struct dns *dns)
+{
+	spf_shutdown();
+	dkimv_shutdown();
+	dns_close(dns);
 }
 
 void
@@ -352,7 +400,13 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 		.token_prefix = m->hash_prefix,
 	};
 	buf_reset(&err);
-	if (store_decide(st, &ev, out->final_reason, sizeof(out->final_reason), &err) != STORE_OK) {
+	if (s->dry_run) {
+		/* What the database would settle, without writing. */
+		str_copy(out->final_reason, reason_name(d->reason == R_VERIFIED &&
+		    m->req.state == REQ_VERIFIED ? R_ALREADY_VERIFIED : d->reason),
+		    sizeof(out->final_reason));
+	} else if (store_decide(st, &ev, out->final_reason, sizeof(out->final_reason), &err) !=
+	    STORE_OK) {
 		/* No evidence, no decision: the sender's MTA retries. */
 		str_copy(out->final_reason, "temporary", sizeof(out->final_reason));
 		d->xcode = "4.3.0";

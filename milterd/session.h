@@ -51,6 +51,7 @@ struct session {
 	char		 client_host[256];
 	char		 helo[256];
 	int		 leadspc;	/* header values keep their leading space */
+	int		 dry_run;	/* decide, but write nothing (milterctl check) */
 	struct msg	 msg;
 };
 
@@ -70,10 +71,19 @@ struct session_eom {
 	char		 final_reason[32];
 };
 
+struct dns;
+
+/* The libraries every decision needs, once per process: the Public Suffix
+ * List, the resolver, libopendkim and libspf2 on it. */
+int		 session_init_libs(const struct config *, struct dns **, struct buf *err);
+void		 session_shutdown_libs(struct dns *);
+
 struct session	*session_new(struct config *);
 void		 session_free(struct session *);
 void		 session_set_client(struct session *, const char *host,
 		    const struct sockaddr *);
+/* The same from a textual address (milterctl check); -1 if not an address. */
+int		 session_set_client_text(struct session *, const char *host, const char *ip);
 /* Starts a new message (MAIL FROM); also used on abort and after EOM. */
 void		 session_msg_reset(struct session *);
 

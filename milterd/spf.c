@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <spf2/spf.h>
 #include <spf2/spf_dns.h>
@@ -23,6 +24,11 @@ static __thread int	 spf_voids;
 /* Lookups that failed temporarily: RFC 7208 5 ends the evaluation with
  * temperror, which libspf2 does not always report. */
 static __thread int	 spf_tempfails;
+/* The domain whose policy is being looked up, and how many "v=spf1" TXT
+ * records it has: libspf2 calls a domain with an uncompilable or duplicate
+ * record "none", where RFC 7208 4.5/4.6 says permerror. */
+static __thread const char *spf_top_domain;
+static __thread int	 spf_top_records;
 
 const char *
 spf_result_name(enum spf_result r)
@@ -95,6 +101,13 @@ spf_rr_text(SPF_dns_rr_t *rr, int idx, const unsigned char *p, size_t len, ns_ty
 	return 0;
 }
 
+/* "v=spf1" alone or followed by a space (RFC 7208 4.5). */
+static int
+spf_is_record(const char *txt)
+{
+	return strncasecmp(txt, "v=spf1", 6) == 0 && (txt[6] == '\0' || txt[6] == ' ');
+}
+
 static SPF_dns_rr_t *
 spf_dns_lookup(SPF_dns_server_t *srv, const char *domain, ns_type type, int should_cache)
 {
@@ -103,7 +116,12 @@ spf_dns_lookup(SPF_dns_server_t *srv, const char *domain, ns_type type, int shou
 	int n = 0;
 
 	(void)should_cache;
-	if (dns_query(srv->hook, domain, (int)type, &a) != DNS_OK) {
+	if (dns_query(srv->hook, domain, (int)type, &a) == DNS_BADNAME) {
+		spf_voids++;
+		dns_answer_free(&a);
+		return SPF_dns_rr_new_init(srv, domain, type, 0, HOST_NOT_FOUND);
+	}
+	if (a.status != DNS_OK) {
 		log_debug("spf lookup %s type %d: %s", domain, (int)type, a.why);
 		dns_answer_free(&a);
 		spf_tempfails++;
@@ -136,6 +154,12 @@ spf_dns_lookup(SPF_dns_server_t *srv, const char *domain, ns_type type, int shou
 			memcpy(&rr->rr[n]->aaaa, p, 16);
 			break;
 		case ns_t_txt:
+			if (spf_rr_text(rr, n, p, len, type) == -1)
+				continue;
+			if (spf_top_domain != NULL && strcasecmp(domain, spf_top_domain) == 0 &&
+			    spf_is_record(rr->rr[n]->txt))
+				spf_top_records++;
+			break;
 		case ns_t_spf:
 		case ns_t_mx:
 		case ns_t_ptr:
@@ -171,7 +195,7 @@ spf_init(struct dns *dns, struct buf *err)
 	layer->lookup = spf_dns_lookup;
 	layer->name = "milterd";
 	layer->hook = dns;
-	if ((spf_server = SPF_server_new_dns(layer, 0)) == NULL) {
+	if ((spf_server = SPF_server_new_dns(layer, getenv("MILTERD_SPF_DEBUG") != NULL)) == NULL) {
 		buf_puts(err, "spf: cannot create the libspf2 server");
 		free(layer);
 		return -1;
@@ -208,6 +232,7 @@ spf_check(const char *ip, const char *helo, const char *identity, struct spf_out
 	SPF_response_t *resp = NULL;
 	char from[600];
 	const char *at;
+	SPF_errcode_t err;
 	int bad;
 
 	memset(out, 0, sizeof(*out));
@@ -239,17 +264,32 @@ spf_check(const char *ip, const char *helo, const char *identity, struct spf_out
 	}
 	spf_voids = 0;
 	spf_tempfails = 0;
-	SPF_request_query_mailfrom(req, &resp);
+	spf_top_domain = out->domain;
+	spf_top_records = 0;
+	err = SPF_request_query_mailfrom(req, &resp);
+	spf_top_domain = NULL;
 	if (resp == NULL) {
 		out->result = SPF_R_TEMPERROR;
 		str_copy(out->why, "no answer from libspf2", sizeof(out->why));
 		goto out;
 	}
 	out->result = spf_map(SPF_response_result(resp));
-	if (SPF_response_errcode(resp) != SPF_E_SUCCESS)
-		snprintf(out->why, sizeof(out->why), "%s",
-		    SPF_strerror(SPF_response_errcode(resp)));
-	if (spf_tempfails > 0) {
+	if (err == SPF_E_SUCCESS)
+		err = SPF_response_errcode(resp);
+	if (err != SPF_E_SUCCESS)
+		snprintf(out->why, sizeof(out->why), "%s", SPF_strerror(err));
+	/* libspf2 reports a record it cannot compile, or one of several, as
+	 * "none"; RFC 7208 4.5 and 4.6 make that a permerror. */
+	if (out->result == SPF_R_NONE && ((err != SPF_E_SUCCESS && err != SPF_E_NOT_SPF &&
+	    err != SPF_E_DNS_ERROR && err != SPF_E_NO_MEMORY) || spf_top_records > 0)) {
+		out->result = SPF_R_PERMERROR;
+		if (out->why[0] == '\0' || err == SPF_E_NOT_SPF)
+			snprintf(out->why, sizeof(out->why), spf_top_records > 1 ?
+			    "%d SPF records" : "SPF record does not compile", spf_top_records);
+	}
+	/* A lookup that failed while fetching the policy ends in temperror; one
+	 * after a fail (the exp= text) must not change the result (RFC 7208 6.2). */
+	if (spf_tempfails > 0 && out->result != SPF_R_FAIL) {
 		out->result = SPF_R_TEMPERROR;
 		str_copy(out->why, "DNS lookup failed temporarily", sizeof(out->why));
 	} else if (spf_voids > SPF_MAX_VOID) {
