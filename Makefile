@@ -32,7 +32,7 @@ LDFLAGS    += -fsanitize=$(SANITIZER)
 endif
 
 BUILD     ?= build
-SRC_COMMON := buf.c log.c config.c address.c token.c store.c dns.c dkim.c spf.c align.c policy.c authres.c session.c render.c
+SRC_COMMON := buf.c log.c config.c address.c token.c store.c dns.c dkim.c spf.c align.c policy.c authres.c session.c render.c challenge.c
 SRC_DAEMON := main.c milter.c
 SRC_CTL    := milterctl.c
 OBJ_COMMON := $(SRC_COMMON:%.c=$(BUILD)/%.o)

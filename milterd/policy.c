@@ -530,7 +530,7 @@ policy_binds_token(const struct policy_input *in, const struct dkimv_sig *s)
 	for (size_t i = 0; i < 3; i++)
 		if (hdrs[i]->count == 1 && hdrs[i]->value != NULL &&
 		    policy_signed_header(s->headers, names[i]) &&
-		    token_find(hdrs[i]->value, strlen(hdrs[i]->value), in->token))
+		    token_find_header(hdrs[i]->value, in->token))
 			return 1;
 	/* l= lets anyone append unsigned text: the body counts only whole. */
 	return !s->has_length && in->body != NULL &&

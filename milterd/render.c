@@ -44,8 +44,9 @@ render_encode_header(struct buf *out, const char *name, const char *value)
 
 	buf_printf(out, "%s: =?UTF-8?Q?", name);
 	for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-		/* Never split a UTF-8 sequence across encoded words. */
-		if (word > 45 && (*p & 0xc0) != 0x80) {
+		/* Break between words where possible, never inside a UTF-8
+		 * sequence; a token thus stays whole in one encoded word. */
+		if ((word > 45 && *p == ' ') || (word > 59 && (*p & 0xc0) != 0x80)) {
 			buf_puts(out, "?=\r\n =?UTF-8?Q?");
 			word = 0;
 		}

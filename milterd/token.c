@@ -1,6 +1,9 @@
 /* token.c — token syntax and hashing. */
+#include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "token.h"
@@ -83,4 +86,88 @@ token_find(const char *text, size_t len, const char *token)
 			return 1;
 	}
 	return 0;
+}
+
+/* Decodes RFC 2047 encoded words (B and Q, any charset: only ASCII matters
+ * for a token) into out; other text is copied. White space between two
+ * encoded words is dropped, as RFC 2047 6.2 says. */
+static void
+token_decode_words(const char *in, size_t len, char *out, size_t size)
+{
+	size_t o = 0, i = 0, pending_ws = 0, ws_start = 0;
+	int last_was_word = 0;
+
+	while (i < len && o + 1 < size) {
+		const char *q1, *q2, *end;
+		char enc;
+
+		if (in[i] == '=' && i + 1 < len && in[i + 1] == '?' &&
+		    (q1 = memchr(in + i + 2, '?', len - i - 2)) != NULL &&
+		    (size_t)(q1 - in) + 3 < len && q1[2] == '?' &&
+		    (end = strstr(q1 + 3, "?=")) != NULL && (size_t)(end - in) < len &&
+		    (enc = q1[1]) != '\0' && strchr("BbQq", enc) != NULL) {
+			q2 = q1 + 3;
+			if (!last_was_word)
+				for (size_t k = 0; k < pending_ws && o + 1 < size; k++)
+					out[o++] = in[ws_start + k];
+			pending_ws = 0;
+			if (enc == 'B' || enc == 'b') {
+				unsigned char dec[1024];
+				size_t n = (size_t)(end - q2);
+				int got;
+
+				if (n > 0 && n <= 1360 && n % 4 == 0 &&
+				    (got = EVP_DecodeBlock(dec, (const unsigned char *)q2,
+				    (int)n)) > 0) {
+					while (n > 0 && q2[n - 1] == '=') {
+						n--;
+						got--;
+					}
+					for (int k = 0; k < got && o + 1 < size; k++)
+						out[o++] = (char)dec[k];
+				}
+			} else {
+				for (const char *c = q2; c < end && o + 1 < size; c++) {
+					if (*c == '_')
+						out[o++] = ' ';
+					else if (*c == '=' && c + 2 < end &&
+					    isxdigit((unsigned char)c[1]) &&
+					    isxdigit((unsigned char)c[2])) {
+						char hex[3] = { c[1], c[2], 0 };
+
+						out[o++] = (char)strtol(hex, NULL, 16);
+						c += 2;
+					} else
+						out[o++] = *c;
+				}
+			}
+			i = (size_t)(end - in) + 2;
+			last_was_word = 1;
+			continue;
+		}
+		if (in[i] == ' ' || in[i] == '\t' || in[i] == '\r' || in[i] == '\n') {
+			if (pending_ws == 0)
+				ws_start = i;
+			pending_ws++;
+			i++;
+			continue;
+		}
+		for (size_t k = 0; k < pending_ws && o + 1 < size; k++)
+			out[o++] = in[ws_start + k];
+		pending_ws = 0;
+		last_was_word = 0;
+		out[o++] = in[i++];
+	}
+	out[o] = '\0';
+}
+
+int
+token_find_header(const char *value, const char *token)
+{
+	char decoded[2048];
+
+	if (token_find(value, strlen(value), token))
+		return 1;
+	token_decode_words(value, strlen(value), decoded, sizeof(decoded));
+	return token_find(decoded, strlen(decoded), token);
 }

@@ -20,5 +20,8 @@ void	token_hash_prefix(const unsigned char *hash, char *out);
 /* Whether token (canonical) appears in text[0..len), in any case, with no
  * base32 letter or digit right before or after it. */
 int	token_find(const char *text, size_t len, const char *token);
+/* The same in a header value, also looking inside RFC 2047 encoded words
+ * (a Subject with accents comes back from the agent's mail program encoded). */
+int	token_find_header(const char *value, const char *token);
 
 #endif

@@ -56,5 +56,16 @@ main(void)
 	for (size_t i = 0; i < sizeof(finds) / sizeof(finds[0]); i++)
 		CHECK(token_find(finds[i].text, strlen(finds[i].text), T) == finds[i].found,
 		    "token_find in '%s' = %d", finds[i].text, finds[i].found);
+	CHECK(token_find_header("=?UTF-8?Q?V=C3=A9rification_[" T "]?=", T),
+	    "token inside a Q encoded word");
+	CHECK(token_find_header("=?UTF-8?Q?Re:_V=C3=A9rification_=5Babcdefghij?=\r\n"
+	    " =?UTF-8?Q?klmnopqrstuvwxy4=5D?=", T), "token split across two encoded words");
+	/* "Re: [abcdefghijklmnopqrstuvwxy4]" in base64 */
+	CHECK(token_find_header("=?utf-8?B?UmU6IFthYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5NF0=?=", T),
+	    "token inside a B encoded word");
+	CHECK(!token_find_header("=?utf-8?B?UmU6IFthYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5?=", T),
+	    "truncated token in a B encoded word is not found");
+	CHECK(!token_find_header("=?utf-8?Q?abcdefghijklm?= nopqrstuvwxy4", T),
+	    "white space after an encoded word before plain text is kept");
 	return CHECK_DONE();
 }
