@@ -41,6 +41,11 @@ sign() {
 deliver() {
 	local name="$1" file="$2" tok="$3" expect="$4" reason="${5:-}" before; shift 5
 	local text; text=$(awk -F'\t' -v r="$reason" '$1 == r {print $2}' "$TOP/tests/integration/replies.ref")
+	# milterctl check first (it writes nothing): same code path, same answer.
+	local ck; ck=$("$BUILD/milterctl" -c "$WORK/milterd.conf" --json check "$file" \
+		--client-ip 127.0.0.1 --helo mx.agri.gouv.fr --mail-from '<agent@agri.gouv.fr>' \
+		--rcpt "<verify+$tok@certify.test>" 2>/dev/null | grep -o '"reason":"[a-z_]*"' | cut -d'"' -f4)
+	case " $* " in *" pause="*) ck=skip ;; esac
 	before=$(wc -l <"$MILTERD_LOG")
 	if ! mt message.lua "file=$file" "rcpt=<verify+$tok@certify.test>" "expect=$expect" \
 		"text=$text" "$@" >"$WORK/mt.out" 2>&1; then
@@ -52,7 +57,12 @@ deliver() {
 		return
 	fi
 	ok "$name"
+	if [ "$ck" != skip ]; then
+		checked=$((checked + 1))
+		[ "$ck" = "$reason" ] || { mismatch=$((mismatch + 1)); not_ok "milterctl check on '$name': said '$ck', the daemon '$reason'"; }
+	fi
 }
+checked=0 mismatch=0
 
 state() { pg_psql "SELECT state FROM milterd.verification_status('$1')"; }
 
@@ -208,3 +218,9 @@ deliver "body changed after signing: 550 not_authenticated" "$WORK/m22.s" "$tk" 
 	rcode=550 xcode=5.7.20
 expect_eq "every end-of-message decision left evidence" 0 \
 	"$(pg_psql "SELECT count(*) FROM milterd.evidence WHERE stage = 'eom' AND reason IS NULL")"
+
+if [ "$checked" -gt 20 ] && [ "$mismatch" = 0 ]; then
+	ok "milterctl check gave the daemon's reason code for all $checked messages"
+else
+	not_ok "milterctl check agreed on $((checked - mismatch)) of $checked messages"
+fi
