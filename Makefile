@@ -108,6 +108,7 @@ install: all
 		$(DESTDIR)$(SYSCONFDIR)/policies
 	install -m 0755 $(BUILD)/milterd $(BUILD)/milterctl $(DESTDIR)$(SBINDIR)/
 	install -m 0644 milterd/sql/*.sql $(DESTDIR)$(DATADIR)/sql/
+	install -m 0755 milterd/sql/mastodon/mastodon-sync $(DESTDIR)$(DATADIR)/mastodon-sync
 	install -m 0644 policies/*.conf $(DESTDIR)$(DATADIR)/policies/
 	install -d $(DESTDIR)$(DATADIR)/templates
 	install -m 0644 templates/* $(DESTDIR)$(DATADIR)/templates/
