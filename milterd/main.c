@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libmilter/mfapi.h>
+
 #include "align.h"
 #include "config.h"
 #include "dkim.h"
@@ -23,6 +25,107 @@
 #include "session.h"
 #include "policy.h"
 #include "store.h"
+
+#define STOP_GRACE 60	/* seconds SIGTERM waits for messages in flight */
+
+static const char *config_path = CONFIG_DEFAULT_PATH;
+static int signals_ready;	/* milterd's signal thread owns SIGHUP and SIGTERM */
+
+/*
+ * libmilter's signal thread sigwait()s on SIGHUP, SIGTERM and SIGINT and stops
+ * the filter on any of them, at once: its worker pool then stops serving the
+ * connections, transactions under way included. milterd reloads on SIGHUP and
+ * drains on SIGTERM. This definition takes the place of libc's for libmilter
+ * (the executable's symbol comes first), so that, once milterd's signal thread
+ * runs, SIGHUP and SIGTERM are left to that thread; SIGINT still aborts.
+ */
+int
+sigwait(const sigset_t *set, int *sig)
+{
+	sigset_t mine = *set;
+	int n;
+
+	if (__atomic_load_n(&signals_ready, __ATOMIC_ACQUIRE)) {
+		sigdelset(&mine, SIGHUP);
+		sigdelset(&mine, SIGTERM);
+	}
+	while ((n = sigwaitinfo(&mine, NULL)) == -1)
+		if (errno != EINTR)
+			return errno;
+	*sig = n;
+	return 0;
+}
+
+/* SIGHUP: a new snapshot of the configuration and the policy, validated in
+ * full before it replaces the running one; a bad one is refused and logged,
+ * and the running one stays. Open connections keep the snapshot they took. */
+static void
+reload(void)
+{
+	struct config *cfg, *old;
+	struct buf errors;
+	char *line, *next;
+
+	buf_init(&errors);
+	if ((cfg = config_load(config_path, &errors)) != NULL) {
+		old = milter_config();
+		if (config_reload_conflicts(old, cfg, &errors) > 0) {
+			config_unref(cfg);
+			cfg = NULL;
+		}
+		config_unref(old);
+	}
+	if (cfg == NULL) {
+		log_err("reload refused, the running configuration stays:");
+		for (line = errors.s; line && *line; line = next) {
+			if ((next = strchr(line, '\n')) != NULL)
+				*next++ = '\0';
+			log_err("  %s", line);
+		}
+	} else {
+		log_set_level(cfg->log_level);
+		milter_swap_config(cfg);
+		log_info("configuration and policy reloaded from %s", config_path);
+	}
+	buf_free(&errors);
+}
+
+/* SIGTERM: new transactions are turned away with a temporary failure (the
+ * MTA retries, or tries another MX) while those under way finish; then
+ * libmilter is told to stop. */
+static void
+drain(void)
+{
+	milter_stopping();
+	log_info("stopping: %d message(s) in flight", session_in_flight());
+	for (int i = 0; i < STOP_GRACE * 10 && session_in_flight() > 0; i++)
+		usleep(100000);
+	if (session_in_flight() > 0)
+		log_warn("stopping with %d message(s) still in flight after %d s",
+		    session_in_flight(), STOP_GRACE);
+	smfi_stop();
+}
+
+static void *
+signal_thread(void *arg)
+{
+	sigset_t set;
+	int sig;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	__atomic_store_n(&signals_ready, 1, __ATOMIC_RELEASE);
+	for (;;) {
+		if ((sig = sigwaitinfo(&set, NULL)) == SIGHUP)
+			reload();
+		else if (sig == SIGTERM) {
+			drain();
+			return NULL;
+		}
+	}
+}
 
 static void
 usage(void)
@@ -129,6 +232,7 @@ main(int argc, char **argv)
 {
 	const char *path = CONFIG_DEFAULT_PATH;
 	struct config *cfg;
+	pthread_t reloader;
 	struct store *st;
 	struct dns *dns;
 	struct buf errors;
@@ -196,9 +300,17 @@ main(int argc, char **argv)
 	}
 	if (write_pidfile(cfg->pidfile) == -1)
 		return 1;
+	config_path = path;
+	if (pthread_create(&reloader, NULL, signal_thread, NULL) != 0) {
+		log_err("cannot start the signal thread");
+		return 1;
+	}
 	log_info("milterd started on %s, verify address %s", cfg->socket, cfg->verify_address);
 	rc = milter_run();
-	log_info("milterd stopping");
+	if (socket_path(cfg->socket) != NULL && unlink(socket_path(cfg->socket)) == -1 &&
+	    errno != ENOENT)
+		log_warn("cannot remove %s: %s", socket_path(cfg->socket), strerror(errno));
+	log_info("milterd stopped");
 	if (cfg->pidfile[0] != '\0')
 		unlink(cfg->pidfile);
 	session_shutdown_libs(dns);

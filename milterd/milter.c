@@ -14,6 +14,21 @@
 static struct store	*milter_store;
 static struct config	*milter_cfg;
 static pthread_mutex_t	 milter_cfg_lock = PTHREAD_MUTEX_INITIALIZER;
+static int		 milter_draining;
+
+void
+milter_stopping(void)
+{
+	__atomic_store_n(&milter_draining, 1, __ATOMIC_RELEASE);
+}
+
+/* While draining, a new transaction is told to come back later. */
+static sfsistat
+milter_busy(SMFICTX *ctx)
+{
+	smfi_setreply(ctx, "421", "4.3.2", "milterd is restarting, try again later");
+	return SMFIS_TEMPFAIL;
+}
 
 struct config *
 milter_config(void)
@@ -25,6 +40,18 @@ milter_config(void)
 	config_ref(cfg);
 	pthread_mutex_unlock(&milter_cfg_lock);
 	return cfg;
+}
+
+void
+milter_swap_config(struct config *cfg)
+{
+	struct config *old;
+
+	pthread_mutex_lock(&milter_cfg_lock);
+	old = milter_cfg;
+	milter_cfg = cfg;
+	pthread_mutex_unlock(&milter_cfg_lock);
+	config_unref(old);
 }
 
 /* The session of a connection, created on first use: an MTA may skip steps. */
@@ -91,7 +118,10 @@ milter_envfrom(SMFICTX *ctx, char **argv)
 
 	if (s == NULL)
 		return SMFIS_TEMPFAIL;
+	if (__atomic_load_n(&milter_draining, __ATOMIC_ACQUIRE))
+		return milter_busy(ctx);
 	session_msg_reset(s);
+	session_msg_begin(s);
 	milter_qid(ctx, s);
 	str_copy(s->msg.mail_from, argv[0] ? argv[0] : "", sizeof(s->msg.mail_from));
 	return SMFIS_CONTINUE;
@@ -119,7 +149,10 @@ milter_data(SMFICTX *ctx)
 	if (s == NULL)
 		return SMFIS_TEMPFAIL;
 	/* Mail for anyone else is none of our business. */
-	return s->msg.has_token ? SMFIS_CONTINUE : SMFIS_ACCEPT;
+	if (s->msg.has_token)
+		return SMFIS_CONTINUE;
+	session_msg_end(s);
+	return SMFIS_ACCEPT;
 }
 
 static sfsistat
@@ -185,6 +218,7 @@ milter_eom(SMFICTX *ctx)
 	}
 	session_eom_free(&out);
 	session_msg_reset(s);
+	session_msg_end(s);
 	return rc;
 }
 
@@ -193,8 +227,10 @@ milter_abort(SMFICTX *ctx)
 {
 	struct session *s = smfi_getpriv(ctx);
 
-	if (s != NULL)
+	if (s != NULL) {
 		session_msg_reset(s);
+		session_msg_end(s);
+	}
 	return SMFIS_CONTINUE;
 }
 

@@ -12,5 +12,10 @@ int	milter_setup(struct config *cfg, struct store *st);
 int	milter_run(void);
 /* The configuration new connections take (reference taken for the caller). */
 struct config	*milter_config(void);
+/* From now on, new transactions get a temporary failure (SIGTERM). */
+void		 milter_stopping(void);
+/* Makes cfg the configuration of new connections; connections already open
+ * keep theirs until they close. Takes over the caller's reference. */
+void		 milter_swap_config(struct config *cfg);
 
 #endif

@@ -12,6 +12,32 @@
 #include "log.h"
 #include "session.h"
 
+static int session_messages;	/* in flight, all connections */
+
+void
+session_msg_begin(struct session *s)
+{
+	if (!s->in_message) {
+		s->in_message = 1;
+		__atomic_add_fetch(&session_messages, 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+void
+session_msg_end(struct session *s)
+{
+	if (s->in_message) {
+		s->in_message = 0;
+		__atomic_sub_fetch(&session_messages, 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+int
+session_in_flight(void)
+{
+	return __atomic_load_n(&session_messages, __ATOMIC_SEQ_CST);
+}
+
 struct session *
 session_new(struct config *cfg)
 {
@@ -31,6 +57,7 @@ session_free(struct session *s)
 {
 	if (s == NULL)
 		return;
+	session_msg_end(s);
 	session_msg_reset(s);
 	config_unref(s->cfg);
 	free(s);

@@ -52,6 +52,7 @@ struct session {
 	char		 helo[256];
 	int		 leadspc;	/* header values keep their leading space */
 	int		 dry_run;	/* decide, but write nothing (milterctl check) */
+	int		 in_message;	/* counted in session_in_flight() */
 	struct msg	 msg;
 };
 
@@ -86,6 +87,11 @@ void		 session_set_client(struct session *, const char *host,
 int		 session_set_client_text(struct session *, const char *host, const char *ip);
 /* Starts a new message (MAIL FROM); also used on abort and after EOM. */
 void		 session_msg_reset(struct session *);
+/* Marks a message as begun (MAIL FROM) or over (EOM, abort, close); the
+ * count of messages in flight lets SIGTERM wait for them. */
+void		 session_msg_begin(struct session *);
+void		 session_msg_end(struct session *);
+int		 session_in_flight(void);
 
 /* Screens one envelope recipient. Returns 0 to let it pass; otherwise fills
  * v with the reply to give. */

@@ -143,8 +143,13 @@ while read -r cmd; do
 done <"$WORK/ctl.commands"
 expect_eq "milterctl(8) documents every command of the usage text ($(wc -l <"$WORK/ctl.commands") commands)" "" "$missing"
 
+# Options: in the syntax part of the usage lines (descriptions stand after three
+# spaces or on lines of their own), after a space, "[" or "|".
+grep -E '^(usage:|  [a-z])' "$WORK/ctl.usage" | sed -E 's/ {3,}.*//' |
+	grep -Eo -- '(^|[][ |])--?[a-zA-Z][a-zA-Z-]*' | sed 's/^[][ |]//' | sort -u >"$WORK/ctl.options"
+sed 's/\\-/-/g' "$TOP/milterd/milterctl.8" >"$WORK/milterctl.txt"
 missing=""
-for o in $(grep -Eo -- '(^|[[ ])--?[a-z][a-z-]*' "$WORK/ctl.usage" | tr -d '[ ' | sort -u); do
-	grep -q -- "$(sed 's/-/\\\\-/g' <<<"$o")" "$TOP/milterd/milterctl.8" || missing="$missing $o"
-done
-expect_eq "milterctl(8) documents every option of the usage text" "" "$missing"
+while read -r o; do
+	grep -Eq -- "(^|[^a-zA-Z-])$o([^a-zA-Z-]|\$)" "$WORK/milterctl.txt" || missing="$missing $o"
+done <"$WORK/ctl.options"
+expect_eq "milterctl(8) documents every option of the usage text ($(wc -l <"$WORK/ctl.options") options)" "" "$missing"

@@ -73,10 +73,12 @@ write_config() {
 milterd_start() {
 	MILTERD_LOG="$WORK/milterd.log"
 	: >"$MILTERD_LOG"
+	rm -f "$WORK/milterd.sock"
 	${MILTERD_WRAPPER:-} "$BUILD/milterd" -f -c "$1" 2>>"$MILTERD_LOG" &
 	MILTERD_PID=$!
 	MILTERD_SOCK="unix:$WORK/milterd.sock"
-	wait_for 10 test -S "$WORK/milterd.sock" || { cat "$MILTERD_LOG" >&2; return 1; }
+	# Ready once it says so (the socket appears before privileges are dropped).
+	wait_for 10 grep -q "milterd started on" "$MILTERD_LOG" || { cat "$MILTERD_LOG" >&2; return 1; }
 }
 
 milterd_stop() {

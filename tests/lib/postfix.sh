@@ -26,6 +26,8 @@
 #       Exports PF_RECV_PORT PF_RECV_DIR (instance dir) PF_RECV_CONF (config_directory) PF_RECV_QUEUE
 #       PF_RECV_LOG (maillog) PF_RECV_MAILDIR PF_RECV_MILTER.
 #   postfix_receiver_set_milter MILTER   change smtpd_milters ("" = none) and reload; new SMTP sessions use it.
+#   postfix_receiver_restart [MILTER]    stop and start again (same port, queue, Maildir), optionally with
+#                                        another smtpd_milters.
 #   postfix_receiver_stop
 #   postfix_sender_start WORKDIR
 #       An agency's outbound MTA in WORKDIR/postfix-send: smtpd on 127.0.0.1:$PF_SEND_PORT, myhostname
@@ -37,6 +39,9 @@
 #       start for fast automatic retries. The sender's own DSNs (bounces, delay notices) are NOT sent to
 #       the receiver: they are delivered to $PF_SEND_MAILDIR/new/ (so a test can read the bounce text).
 #       Exports PF_SEND_PORT PF_SEND_DIR PF_SEND_CONF PF_SEND_QUEUE PF_SEND_LOG PF_SEND_MAILDIR.
+#   Before a start, PF_RECV_EXTRA / PF_SEND_EXTRA (newline-separated "name = value" lines) are appended
+#   to that instance's main.cf, e.g. PF_RECV_EXTRA='milter_command_timeout = 5s'
+#   PF_SEND_EXTRA='smtp_connection_cache_on_demand = no'.
 #   postfix_sender_flush [SECONDS]
 #       "postqueue -f": retry every queued message now (ignores backoff). With SECONDS, wait until every
 #       message that was deferred at flush time has a new delivery status line (sent/deferred/bounced)
@@ -47,6 +52,9 @@
 #   postfix_sender_stop
 #   postfix_reconfig recv|send 'NAME = VALUE'...   postconf -e on that instance, then reload and wait.
 #   postfix_stop_all   stop every instance started by this shell, wait until no process of theirs is left.
+#                      (Have "trap postfix_stop_all EXIT" and "trap 'exit 130' INT TERM": bash skips the
+#                      EXIT trap when killed by an untrapped signal, and the masters are daemons.)
+#   postfix_stop_under DIR   stop every instance under DIR (master.pid files), e.g. in a runner's cleanup.
 #
 # Logs and mail:
 #   postfix_log_mark FILE                       print FILE's current line count (for "after this point").
@@ -56,6 +64,7 @@
 #   postfix_mail_last MAILDIR                   path of the newest message file.
 #   postfix_mail_grep MAILDIR REGEX             paths of the messages with a line matching REGEX (grep -E).
 #   postfix_queue_id_of REPLY                   the queue id in a "250 2.0.0 Ok: queued as ID" reply.
+#   postfix_regex_quote STRING                  STRING with ERE metacharacters escaped (an address has "+").
 #
 # Sending (swaks, Debian package):
 #   swaks_send PORT FROM TO FILE [SWAKS-OPTION...]
@@ -222,9 +231,13 @@ postfix_receiver_start() {
     [ $# -ge 1 ] || { _pf_err "usage: postfix_receiver_start WORKDIR MILTER"; return 1; }
     _pf_prepare_workdir "$w" || return 1
     d="$w/postfix-recv"
+    _pf_stop "$d"
     rm -rf "$d" && mkdir -p "$d/etc" && chmod 755 "$d" || return 1
     PF_RECV_PORT=$(_pf_free_port) || return 1
-    _pf_write_master "$d" "$PF_RECV_PORT" ""
+    _pf_write_master "$d" "$PF_RECV_PORT" "\
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce"
     _pf_write_main "$d" mx.certify.test
     cat >>"$d/etc/main.cf" <<EOF
 # --- receiver: the certifying service's inbound MX
@@ -255,14 +268,19 @@ postfix_sender_start() {
     [ -n "${PF_RECV_PORT:-}" ] || { _pf_err "start the receiver first (or set PF_RECV_PORT)"; return 1; }
     _pf_prepare_workdir "$w" || return 1
     d="$w/postfix-send"
+    _pf_stop "$d"
     rm -rf "$d" && mkdir -p "$d/etc" && chmod 755 "$d" || return 1
     PF_SEND_PORT=$(_pf_free_port) || return 1
-    # The sender's own DSNs go through a cleanup that routes them to the local Maildir (content_filter).
+    # The sender's own DSNs (made by bounce(8)) go through a second cleanup whose header_checks FILTER
+    # them to the local virtual delivery agent; header_checks only run on Postfix-generated mail whose
+    # class is in internal_mail_filter_classes (a cleanup -o content_filter would do nothing: the
+    # FILT record comes from the submitting client, not from cleanup).
+    echo '/^Subject:/ FILTER virtual:localhost' >"$d/etc/dsn_header_checks"
     _pf_write_master "$d" "$PF_SEND_PORT" "\
-bounce    unix  -       -       n       -       0       bounce -o cleanup_service_name=dsncleanup
-defer     unix  -       -       n       -       0       bounce -o cleanup_service_name=dsncleanup
-trace     unix  -       -       n       -       0       bounce -o cleanup_service_name=dsncleanup
-dsncleanup unix n       -       n       -       0       cleanup -o content_filter=virtual:localhost"
+bounce    unix  -       -       n       -       0       bounce -o cleanup_service_name=dsncleanup -o internal_mail_filter_classes=bounce,notify
+defer     unix  -       -       n       -       0       bounce -o cleanup_service_name=dsncleanup -o internal_mail_filter_classes=bounce,notify
+trace     unix  -       -       n       -       0       bounce -o cleanup_service_name=dsncleanup -o internal_mail_filter_classes=bounce,notify
+dsncleanup unix n       -       n       -       0       cleanup -o syslog_name=postfix/dsncleanup -o header_checks=regexp:$d/etc/dsn_header_checks -o mime_header_checks= -o nested_header_checks="
     _pf_write_main "$d" "${PF_SEND_HOSTNAME:-mx.agri.gouv.fr}"
     local r="${PF_SEND_RETRY:-300s}"
     cat >>"$d/etc/main.cf" <<EOF
@@ -288,6 +306,19 @@ EOF
     _pf_start "$d" "$PF_SEND_PORT"
 }
 
+# postfix_receiver_restart [MILTER]: stop, (set smtpd_milters if MILTER is given), start again on the
+# same port with the same queue and Maildir.
+postfix_receiver_restart() {
+    [ -n "${PF_RECV_DIR:-}" ] || { _pf_err "receiver not started"; return 1; }
+    _pf_stop "$PF_RECV_DIR"
+    if [ $# -ge 1 ]; then
+        postconf -c "$PF_RECV_CONF" -e "smtpd_milters = $1" || return 1
+        PF_RECV_MILTER="$1"; export PF_RECV_MILTER
+    fi
+    _pf_cool "$PF_RECV_DIR"
+    _pf_start "$PF_RECV_DIR" "$PF_RECV_PORT"
+}
+
 postfix_receiver_stop() { [ -n "${PF_RECV_DIR:-}" ] && _pf_stop "$PF_RECV_DIR"; return 0; }
 postfix_sender_stop() { [ -n "${PF_SEND_DIR:-}" ] && _pf_stop "$PF_SEND_DIR"; return 0; }
 
@@ -296,6 +327,15 @@ postfix_stop_all() {
     for d in $_PF_INSTANCES; do _pf_stop "$d"; done
     _PF_INSTANCES=""
     return 0
+}
+
+# postfix_stop_under DIR: stop every instance found under DIR (by its master.pid), for a runner's cleanup
+# when the test script that started them died without postfix_stop_all.
+postfix_stop_under() {
+    local pidfile
+    find "$1" -path '*/spool/pid/master.pid' 2>/dev/null | while read -r pidfile; do
+        _pf_stop "${pidfile%/spool/pid/master.pid}"
+    done
 }
 
 # postfix_reconfig recv|send 'NAME = VALUE'...: change main.cf settings, reload, wait for the reload.
@@ -388,6 +428,8 @@ postfix_mail_wait() {
 postfix_mail_last() { ls -1t "$1/new"/* 2>/dev/null | head -n 1; }
 
 postfix_mail_grep() { grep -lE -- "$2" "$1/new"/* 2>/dev/null; }
+
+postfix_regex_quote() { sed 's/[][\.|$(){}?+*^]/\\&/g' <<<"$1"; }
 
 postfix_queue_id_of() { sed -n 's/.*queued as \([0-9A-Za-z]*\).*/\1/p' <<<"$1"; }
 

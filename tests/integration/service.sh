@@ -1,0 +1,84 @@
+# service.sh — milterd as a service: SIGHUP reloads configuration and policy (a bad
+# one is refused and the old one keeps answering), SIGTERM lets a transaction under
+# way finish, privileges dropped after binding, socket mode/owner, pidfile.
+. "$TOP/tests/lib/pg.sh"
+. "$TOP/tests/lib/common.sh"
+trap milterd_stop EXIT
+SIGN="$TOP/tests/lib/dkim-sign"
+
+db_reset || { not_ok "database reset"; exit 1; }
+write_config "$WORK/milterd.conf" "pidfile = $WORK/milterd.pid"
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
+expect_eq "pidfile holds milterd's pid" "$MILTERD_PID" "$(cat "$WORK/milterd.pid" 2>/dev/null)"
+
+tok=$(new_token alice alice@agri.gouv.fr)
+rcpt_ok() { mt rcpt.lua "rcpt=$1" expect="$2" >/dev/null 2>&1; }
+
+# A valid change: the verify address moves.
+sed -i 's/^verify_address = .*/verify_address = check@certify.test/' "$WORK/milterd.conf"
+kill -HUP "$MILTERD_PID"
+wait_for 5 grep -q "configuration and policy reloaded" "$MILTERD_LOG"
+if rcpt_ok "<check+$tok@certify.test>" continue && rcpt_ok "<check+abcdefghijklmnopqrstuvwxy4@certify.test>" reply &&
+	rcpt_ok "<verify+abcdefghijklmnopqrstuvwxy4@certify.test>" continue; then
+	ok "SIGHUP applies a valid new configuration (new verify address screened, old one passes)"
+else
+	not_ok "SIGHUP applies a valid new configuration: $(tail -n 3 "$MILTERD_LOG" | tr '\n' ' ')"
+fi
+kill -0 "$MILTERD_PID" 2>/dev/null && ok "milterd survives SIGHUP" || not_ok "milterd survives SIGHUP"
+
+# A broken policy: refused with file, line and key; the old configuration answers on.
+printf '[default]\nallow = gouv.fr\nrequire = dkim-maybe\n' >"$WORK/bad-policy.conf"
+cp "$WORK/milterd.conf" "$WORK/good.conf"
+sed -i "s|^policy = .*|policy = $WORK/bad-policy.conf|" "$WORK/milterd.conf"
+kill -HUP "$MILTERD_PID"
+wait_for 5 grep -q "reload refused" "$MILTERD_LOG"
+expect_grep "a broken policy is refused, naming file, line and key" \
+	"bad-policy.conf:3: require: expected dkim" "$MILTERD_LOG"
+if rcpt_ok "<check+$tok@certify.test>" continue && rcpt_ok "<check+abcdefghijklmnopqrstuvwxy4@certify.test>" reply; then
+	ok "after a refused reload milterd keeps answering with the old configuration"
+else
+	not_ok "after a refused reload milterd keeps answering"
+fi
+# A change that needs a restart is refused too.
+cp "$WORK/good.conf" "$WORK/milterd.conf"
+sed -i "s|^socket = .*|socket = unix:$WORK/other.sock|" "$WORK/milterd.conf"
+kill -HUP "$MILTERD_PID"
+wait_for 5 grep -q "socket: changing it needs a restart" "$MILTERD_LOG" &&
+	ok "a change of socket on reload is refused: it needs a restart" ||
+	not_ok "a change of socket on reload is refused"
+cp "$WORK/good.conf" "$WORK/milterd.conf"
+
+# SIGTERM in the middle of a transaction: it gets its answer, then milterd exits.
+reply="$WORK/reply"
+printf 'From: alice@agri.gouv.fr\nTo: <check+%s@certify.test>\nSubject: Re: [%s]\n\nyes\n' "$tok" "$tok" |
+	"$SIGN" --domain agri.gouv.fr --selector rsa2048 --key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" >"$reply"
+mt message.lua "file=$reply" "rcpt=<check+$tok@certify.test>" expect=accept pause=2 >"$WORK/late.out" 2>&1 &
+late=$!
+sleep 1
+kill -TERM "$MILTERD_PID"
+if wait "$late"; then
+	ok "SIGTERM lets the running transaction finish with its answer"
+else
+	not_ok "SIGTERM lets the running transaction finish: $(cat "$WORK/late.out")"
+fi
+wait_for 10 sh -c "! kill -0 $MILTERD_PID 2>/dev/null" && ok "milterd exits after SIGTERM" ||
+	not_ok "milterd exits after SIGTERM"
+expect_eq "the account verified by that transaction" verified \
+	"$(pg_psql "SELECT state FROM milterd.verification_status('alice')")"
+[ ! -e "$WORK/milterd.pid" ] && ok "pidfile removed at exit" || not_ok "pidfile removed at exit"
+MILTERD_PID=
+
+# Privilege drop after binding (as root only).
+if [ "$(id -u)" = 0 ]; then
+	chmod 777 "$WORK"
+	write_config "$WORK/milterd.conf" "user = nobody" "socket_owner = nobody:nogroup" "socket_mode = 0600"
+	milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts with user = nobody"; exit 0; }
+	expect_eq "privileges dropped to user nobody" "$(id -u nobody)" \
+		"$(awk '/^Uid:/ {print $2}' /proc/$MILTERD_PID/status)"
+	expect_eq "unix socket mode and owner set" "600 nobody nogroup" \
+		"$(stat -c '%a %U %G' "$WORK/milterd.sock")"
+	rcpt_ok "<verify+$tok@certify.test>" continue && ok "answers after dropping privileges" ||
+		not_ok "answers after dropping privileges: $(tail -n 2 "$MILTERD_LOG")"
+else
+	echo "skip - privilege drop: tests not run as root"
+fi
