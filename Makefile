@@ -14,7 +14,7 @@ SYSCONFDIR ?= /etc/milterd
 DESTDIR   ?=
 
 CC        ?= cc
-PKGS      := milter opendkim libpq libpsl inih libcrypto
+PKGS      := milter opendkim libpq libpsl inih libcrypto libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -32,7 +32,7 @@ LDFLAGS    += -fsanitize=$(SANITIZER)
 endif
 
 BUILD     ?= build
-SRC_COMMON := buf.c log.c config.c address.c token.c store.c dns.c dkim.c spf.c align.c policy.c authres.c session.c render.c challenge.c
+SRC_COMMON := buf.c log.c config.c address.c token.c store.c dns.c dkim.c spf.c align.c policy.c authres.c session.c render.c challenge.c stats.c
 SRC_DAEMON := main.c milter.c
 SRC_CTL    := milterctl.c
 OBJ_COMMON := $(SRC_COMMON:%.c=$(BUILD)/%.o)
@@ -42,7 +42,7 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*
 
 # Debian packages needed to build, test and demo (checked one by one, installed if missing).
 DEB_PACKAGES := gcc make pkg-config libmilter-dev libopendkim-dev libspf2-dev libpq-dev \
-	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev postgresql postgresql-contrib \
+	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev libmicrohttpd-dev postgresql postgresql-contrib \
 	miltertest python3 python3-dkim python3-dnspython python3-spf python3-yaml unbound bind9-dnsutils openssl iproute2 util-linux clang libclang-rt-14-dev
 
 .PHONY: all check demo deps fuzz install clean unit bench

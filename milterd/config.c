@@ -34,6 +34,7 @@ enum config_type {
 	CT_HOSTNAME,	/* authserv-id: a hostname-like token */
 	CT_NETLIST,	/* CIDR blocks, space or comma separated */
 	CT_DIR,		/* readable directory */
+	CT_LISTEN,	/* loopback IPv4:PORT, or empty */
 };
 
 struct config_key {
@@ -67,6 +68,8 @@ static const struct config_key config_keys[] = {
 	{ "service_name",	CT_STRING,	OFF(service_name), "certify", 1, 0, 0 },
 	{ "challenge_from",	CT_OPTSTRING,	OFF(challenge_from), "", 1, 0, 0 },
 	{ "sendmail_path",	CT_STRING,	OFF(sendmail_path), "/usr/sbin/sendmail", 1, 0, 0 },
+	{ "stats_file",		CT_OPTSTRING,	OFF(stats_file), "/run/milterd/stats", 0, 0, 0 },
+	{ "stats_listen",	CT_LISTEN,	OFF(stats_listen), "", 0, 0, 0 },
 	{ "log_level",		CT_LOGLEVEL,	OFF(log_level), "info", 1, 0, 0 },
 	{ "syslog_facility",	CT_FACILITY,	OFF(syslog_facility), "mail", 0, 0, 0 },
 };
@@ -448,6 +451,23 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 		if (*v != '\0' && !config_valid_hostname(v))
 			return "expected a hostname-like identifier";
 		break;
+	case CT_LISTEN: {
+		unsigned char a4[4];
+		char host[32];
+		const char *colon = strrchr(v, ':');
+		long port;
+
+		if (*v == '\0')
+			break;
+		if (colon == NULL || (size_t)(colon - v) >= sizeof(host) ||
+		    config_parse_long(colon + 1, 10, &port) == -1 || port < 1 || port > 65535)
+			return "expected 127.0.0.1:PORT";
+		memcpy(host, v, (size_t)(colon - v));
+		host[colon - v] = '\0';
+		if (inet_pton(AF_INET, host, a4) != 1 || a4[0] != 127)
+			return "the statistics listener must be on loopback (127.0.0.0/8)";
+		break;
+	}
 	case CT_NETLIST:
 		if ((complaint = config_parse_nets(cfg, v, msgbuf, msgsize)) != NULL)
 			return complaint;

@@ -47,6 +47,8 @@ struct config {
 	char	*pidfile;
 	char	*templates;
 	char	*sendmail_path;
+	char	*stats_file;
+	char	*stats_listen;
 	char	*challenge_from;
 	char	*service_name;
 	int	 log_level;

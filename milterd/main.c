@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libmilter/mfapi.h>
@@ -23,10 +24,12 @@
 #include "log.h"
 #include "milter.h"
 #include "session.h"
+#include "stats.h"
 #include "policy.h"
 #include "store.h"
 
 #define STOP_GRACE 60	/* seconds SIGTERM waits for messages in flight */
+#define STATS_INTERVAL 10	/* seconds between writes of the stats file */
 
 static const char *config_path = CONFIG_DEFAULT_PATH;
 static int signals_ready;	/* milterd's signal thread owns SIGHUP and SIGTERM */
@@ -90,6 +93,24 @@ reload(void)
 	buf_free(&errors);
 }
 
+/* The counters for milterctl stats; a failure is logged once, not every tick. */
+static void
+write_stats(void)
+{
+	static int failing;
+	struct config *cfg = milter_config();
+
+	if (cfg->stats_file[0] != '\0') {
+		if (stats_write(cfg->stats_file, session_in_flight()) == -1) {
+			if (!failing)
+				log_warn("cannot write %s: %s", cfg->stats_file, strerror(errno));
+			failing = 1;
+		} else
+			failing = 0;
+	}
+	config_unref(cfg);
+}
+
 /* SIGTERM: new transactions are turned away with a temporary failure (the
  * MTA retries, or tries another MX) while those under way finish; then
  * libmilter is told to stop. */
@@ -118,12 +139,18 @@ signal_thread(void *arg)
 	sigaddset(&set, SIGTERM);
 	__atomic_store_n(&signals_ready, 1, __ATOMIC_RELEASE);
 	for (;;) {
-		if ((sig = sigwaitinfo(&set, NULL)) == SIGHUP)
+		struct timespec tick = { STATS_INTERVAL, 0 };
+
+		if ((sig = sigtimedwait(&set, NULL, &tick)) == SIGHUP) {
 			reload();
+			write_stats();
+		}
 		else if (sig == SIGTERM) {
 			drain();
+			write_stats();
 			return NULL;
-		}
+		} else if (sig == -1 && errno == EAGAIN)
+			write_stats();
 	}
 }
 
@@ -301,6 +328,15 @@ main(int argc, char **argv)
 	if (write_pidfile(cfg->pidfile) == -1)
 		return 1;
 	config_path = path;
+	if (cfg->stats_listen[0] != '\0') {
+		buf_init(&errors);
+		if (stats_listen(cfg->stats_listen, &errors) == -1) {
+			log_err("%s", errors.s);
+			return 1;
+		}
+		buf_free(&errors);
+		log_info("statistics on http://%s/metrics", cfg->stats_listen);
+	}
 	if (pthread_create(&reloader, NULL, signal_thread, NULL) != 0) {
 		log_err("cannot start the signal thread");
 		return 1;
@@ -310,6 +346,7 @@ main(int argc, char **argv)
 	if (socket_path(cfg->socket) != NULL && unlink(socket_path(cfg->socket)) == -1 &&
 	    errno != ENOENT)
 		log_warn("cannot remove %s: %s", socket_path(cfg->socket), strerror(errno));
+	stats_stop();
 	log_info("milterd stopped");
 	if (cfg->pidfile[0] != '\0')
 		unlink(cfg->pidfile);

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "milter.h"
 #include "session.h"
+#include "stats.h"
 
 static struct store	*milter_store;
 static struct config	*milter_cfg;
@@ -96,6 +97,7 @@ milter_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *sa)
 
 	if (s == NULL)
 		return SMFIS_TEMPFAIL;
+	stats_connection();
 	session_set_client(s, host, sa);
 	return SMFIS_CONTINUE;
 }

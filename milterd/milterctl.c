@@ -73,7 +73,8 @@ usage(void)
 	    "                                      decide on a message as the daemon would\n"
 	    "  status ACCOUNT                      state of the account's latest request\n"
 	    "  list [--state S]                    requests, newest first\n"
-	    "  revoke ACCOUNT                      revoke the account's pending request\n");
+	    "  revoke ACCOUNT                      revoke the account's pending request\n"
+	    "  stats                               the daemon's counters\n");
 	exit(EX_USAGE);
 }
 
@@ -486,6 +487,48 @@ cmd_revoke(struct ctl *c, int argc, char **argv)
 	return EX_DONE;
 }
 
+/* The daemon's counters, from its stats file (written every 10 s). */
+static int
+cmd_stats(struct ctl *c, int argc, char **argv)
+{
+	char line[512], name[256];
+	unsigned long long v;
+	int rc, first = 1;
+	FILE *fp;
+
+	(void)argv;
+	if (argc != 1)
+		usage();
+	if ((rc = ctl_config(c)) != EX_DONE)
+		return rc;
+	if (c->cfg->stats_file[0] == '\0') {
+		fprintf(stderr, "milterctl: stats_file is not set in %s\n", c->config_path);
+		return EX_CONFIG;
+	}
+	if ((fp = fopen(c->cfg->stats_file, "r")) == NULL) {
+		fprintf(stderr, "milterctl: %s: %s (is milterd running?)\n", c->cfg->stats_file,
+		    strerror(errno));
+		return EX_NOTFOUND;
+	}
+	if (c->json)
+		printf("{");
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		if (line[0] == '#' || sscanf(line, "%255s %llu", name, &v) != 2)
+			continue;
+		if (c->json) {
+			printf("%s", first ? "" : ",");
+			json_string(stdout, name);
+			printf(":%llu", v);
+		} else
+			printf("%-72s %llu\n", name, v);
+		first = 0;
+	}
+	if (c->json)
+		printf("}\n");
+	fclose(fp);
+	return EX_DONE;
+}
+
 /* Reads an .eml into headers (name, raw value after the colon, folding kept
  * as CRLF) and a CRLF body, feeding them to the session. -1 if unreadable. */
 static int
@@ -763,6 +806,7 @@ main(int argc, char **argv)
 	} cmds[] = {
 		{ "db", cmd_migrate }, { "request", cmd_request }, { "status", cmd_status },
 		{ "list", cmd_list }, { "revoke", cmd_revoke }, { "check", cmd_check },
+		{ "stats", cmd_stats },
 	};
 	struct ctl c = { .config_path = CONFIG_DEFAULT_PATH };
 	int ch, rc = -1;

@@ -11,6 +11,7 @@
 #include "authres.h"
 #include "log.h"
 #include "session.h"
+#include "stats.h"
 
 static int session_messages;	/* in flight, all connections */
 
@@ -174,6 +175,7 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 		return 0;
 	case RCPT_VERIFY_MALFORMED:
 		policy_reply(v, R_MALFORMED, "550", "5.1.1", s->cfg->replies, -1);
+		stats_decision(R_MALFORMED, 1);
 		log_msg(LOG_NOTICE, m->qid, "rcpt=%s reason=malformed reply=550", rcpt);
 		return 1;
 	case RCPT_VERIFY:
@@ -193,6 +195,8 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	rc = store_lookup(st, hash, &req, &err);
 	if (rc == STORE_TEMPFAIL) {
 		policy_reply(v, R_TEMPORARY, "451", "4.3.0", s->cfg->replies, -1);
+		stats_tempfail(ST_DATABASE);
+		stats_decision(R_TEMPORARY, 1);
 		log_msg(LOG_WARNING, m->qid, "token=%s reason=temporary reply=451 detail=%s",
 		    prefix, err.s);
 		buf_free(&err);
@@ -201,6 +205,7 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	buf_free(&err);
 	if (rc == STORE_NOTFOUND) {
 		policy_reply(v, R_UNKNOWN_TOKEN, "550", "5.1.1", s->cfg->replies, -1);
+		stats_decision(R_UNKNOWN_TOKEN, 1);
 		log_msg(LOG_NOTICE, m->qid, "token=%s reason=unknown_token reply=550", prefix);
 		return 1;
 	}
@@ -227,6 +232,7 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 	}
 	log_msg(LOG_NOTICE, m->qid, "token=%s request=%lld reason=%s reply=550", prefix,
 	    req.id, reason_name(v->reason));
+	stats_decision(v->reason, 1);
 	session_rcpt_evidence(s, st, &req, v->reason);
 	return 1;
 }
@@ -356,6 +362,23 @@ session_spf(const struct session *s, struct session_eom *out)
 		spf_check(s->client_addr, s->helo, s->helo, &out->spf_helo);
 }
 
+/* Counters for one end-of-message decision. */
+static void
+session_count(const struct session_eom *out, const struct policy_decision *d, enum reason r,
+    int failed, int dbfail)
+{
+	for (int i = 0; i < out->nsigs; i++)
+		stats_dkim(out->sigs[i].result);
+	if (out->nsigs == 0)
+		stats_dkim_none();
+	if (out->has_mailfrom && !out->internal_client)
+		stats_spf(out->spf_mailfrom.result);
+	stats_decision(r, 0);
+	if (r == R_TEMPORARY)
+		stats_tempfail(dbfail ? ST_DATABASE : failed ? ST_INTERNAL :
+		    d->reason == R_TEMPORARY ? ST_DNS : ST_INTERNAL);
+}
+
 void
 session_eom(struct session *s, struct store *st, struct session_eom *out)
 {
@@ -367,7 +390,7 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 	struct buf err;
 	enum reason r;
 	char spfbuf[128];
-	int n = 0;
+	int n = 0, dbfail = 0;
 
 	memset(out, 0, sizeof(*out));
 	buf_init(&out->authres);
@@ -434,6 +457,7 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 		    sizeof(out->final_reason));
 	} else if (store_decide(st, &ev, out->final_reason, sizeof(out->final_reason), &err) !=
 	    STORE_OK) {
+		dbfail = 1;
 		/* No evidence, no decision: the sender's MTA retries. */
 		str_copy(out->final_reason, "temporary", sizeof(out->final_reason));
 		d->xcode = "4.3.0";
@@ -442,6 +466,7 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 	r = reason_parse(out->final_reason);
 	if (r == R_NONE)
 		r = R_TEMPORARY;
+	session_count(out, d, r, m->failed, dbfail);
 	policy_verdict(d, r, s->cfg->replies, m->req.lang, &out->verdict);
 	if (out->verdict.action == VA_ACCEPT || out->verdict.action == VA_DISCARD) {
 		d->reason = r;

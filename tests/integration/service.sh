@@ -48,6 +48,18 @@ wait_for 5 grep -q "socket: changing it needs a restart" "$MILTERD_LOG" &&
 	not_ok "a change of socket on reload is refused"
 cp "$WORK/good.conf" "$WORK/milterd.conf"
 
+# Counters: milterctl stats reads the stats file, the loopback listener serves
+# the Prometheus text.
+kill -HUP "$MILTERD_PID"	# a reload also keeps the counters
+wait_for 12 test -s "$WORK/stats"
+out=$("$BUILD/milterctl" -c "$WORK/milterd.conf" stats)
+if grep -Eq '^milterd_decisions_total\{reason="unknown_token",stage="rcpt"\} +[1-9]' <<<"$out" &&
+	grep -q '^milterd_messages_in_flight' <<<"$out"; then
+	ok "milterctl stats shows the decisions taken (unknown tokens refused at RCPT)"
+else
+	not_ok "milterctl stats: $out"
+fi
+
 # SIGTERM in the middle of a transaction: it gets its answer, then milterd exits.
 reply="$WORK/reply"
 printf 'From: alice@agri.gouv.fr\nTo: <check+%s@certify.test>\nSubject: Re: [%s]\n\nyes\n' "$tok" "$tok" |
@@ -79,6 +91,25 @@ if [ "$(id -u)" = 0 ]; then
 		"$(stat -c '%a %U %G' "$WORK/milterd.sock")"
 	rcpt_ok "<verify+$tok@certify.test>" continue && ok "answers after dropping privileges" ||
 		not_ok "answers after dropping privileges: $(tail -n 2 "$MILTERD_LOG")"
+	milterd_stop
 else
 	echo "skip - privilege drop: tests not run as root"
 fi
+
+# The Prometheus listener, on loopback only.
+port=$(free_port)
+write_config "$WORK/milterd.conf" "stats_listen = 127.0.0.1:$port"
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts with stats_listen"; exit 0; }
+rcpt_ok "<verify+abcdefghijklmnopqrstuvwxy4@certify.test>" reply
+out=$(/usr/bin/python3 -c "import urllib.request,sys; r=urllib.request.urlopen('http://127.0.0.1:$port/metrics'); print(r.headers['Content-Type']); sys.stdout.write(r.read().decode())" 2>&1)
+if grep -q '^text/plain; version=0.0.4' <<<"$out" &&
+	grep -q 'milterd_decisions_total{reason="unknown_token",stage="rcpt"} 1' <<<"$out" &&
+	grep -q '^# TYPE milterd_dkim_results_total counter' <<<"$out"; then
+	ok "Prometheus text served on 127.0.0.1:$port/metrics (libmicrohttpd)"
+else
+	not_ok "Prometheus listener: $(head -c 600 <<<"$out")"
+fi
+write_config "$WORK/bad.conf" "stats_listen = 0.0.0.0:$port"
+out=$("$BUILD/milterd" -n -c "$WORK/bad.conf" 2>&1)
+expect_eq "the listener is refused off loopback" \
+	"$WORK/bad.conf:12: stats_listen: the statistics listener must be on loopback (127.0.0.0/8)" "$out"

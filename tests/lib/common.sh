@@ -60,6 +60,7 @@ write_config() {
 		echo "authserv_id = mx.certify.test"
 		echo "db_timeout = 2"
 		echo "log_level = debug"
+		echo "stats_file = $WORK/stats"
 		[ -n "${DNS_SPEC:-}" ] && echo "dns_resolver = $DNS_SPEC"
 	} >"$f"
 	for kv in "$@"; do

@@ -1,0 +1,195 @@
+/* stats.c — counters, their Prometheus text, the stats file and the listener. */
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "session.h"
+#include "stats.h"
+
+#define NREASON (R_TEMPORARY + 1)
+
+static unsigned long	stats_reasons[2][NREASON];	/* [at_rcpt][reason] */
+static unsigned long	stats_dkims[5];			/* dkimv_result, then none */
+static unsigned long	stats_spfs[SPF_R_PERMERROR + 1];
+static unsigned long	stats_tempfails[ST_NTEMPFAIL];
+static unsigned long	stats_connections;
+static struct MHD_Daemon *stats_daemon;
+
+#define BUMP(x) __atomic_add_fetch(&(x), 1, __ATOMIC_RELAXED)
+#define READ(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+void
+stats_decision(enum reason r, int at_rcpt)
+{
+	if (r > R_NONE && r < NREASON)
+		BUMP(stats_reasons[at_rcpt ? 1 : 0][r]);
+}
+
+void
+stats_dkim(enum dkimv_result r)
+{
+	if ((unsigned)r < 4)
+		BUMP(stats_dkims[r]);
+}
+
+void
+stats_dkim_none(void)
+{
+	BUMP(stats_dkims[4]);
+}
+
+void
+stats_spf(enum spf_result r)
+{
+	if ((unsigned)r <= SPF_R_PERMERROR)
+		BUMP(stats_spfs[r]);
+}
+
+void
+stats_tempfail(enum stats_tempfail t)
+{
+	if ((unsigned)t < ST_NTEMPFAIL)
+		BUMP(stats_tempfails[t]);
+}
+
+void
+stats_connection(void)
+{
+	BUMP(stats_connections);
+}
+
+void
+stats_format(struct buf *out, int in_flight)
+{
+	static const char *const dkim_names[] = { "pass", "fail", "temperror", "permerror", "none" };
+	static const char *const temp_names[] = { "database", "dns", "internal" };
+
+	buf_puts(out, "# HELP milterd_decisions_total Decisions on verification mails, by reason code.\n"
+	    "# TYPE milterd_decisions_total counter\n");
+	for (int stage = 0; stage < 2; stage++)
+		for (int r = R_VERIFIED; r < NREASON; r++)
+			buf_printf(out, "milterd_decisions_total{reason=\"%s\",stage=\"%s\"} %lu\n",
+			    reason_name((enum reason)r), stage ? "rcpt" : "eom",
+			    READ(stats_reasons[stage][r]));
+	buf_puts(out, "# HELP milterd_dkim_results_total DKIM signatures evaluated, by result.\n"
+	    "# TYPE milterd_dkim_results_total counter\n");
+	for (int i = 0; i < 5; i++)
+		buf_printf(out, "milterd_dkim_results_total{result=\"%s\"} %lu\n", dkim_names[i],
+		    READ(stats_dkims[i]));
+	buf_puts(out, "# HELP milterd_spf_results_total SPF results of the MAIL FROM identity.\n"
+	    "# TYPE milterd_spf_results_total counter\n");
+	for (int i = 0; i <= SPF_R_PERMERROR; i++)
+		buf_printf(out, "milterd_spf_results_total{result=\"%s\"} %lu\n",
+		    spf_result_name((enum spf_result)i), READ(stats_spfs[i]));
+	buf_puts(out, "# HELP milterd_temporary_failures_total Answers 4xx, by cause.\n"
+	    "# TYPE milterd_temporary_failures_total counter\n");
+	for (int i = 0; i < ST_NTEMPFAIL; i++)
+		buf_printf(out, "milterd_temporary_failures_total{cause=\"%s\"} %lu\n",
+		    temp_names[i], READ(stats_tempfails[i]));
+	buf_printf(out, "# HELP milterd_connections_total MTA connections.\n"
+	    "# TYPE milterd_connections_total counter\nmilterd_connections_total %lu\n"
+	    "# HELP milterd_messages_in_flight Messages between MAIL FROM and their answer.\n"
+	    "# TYPE milterd_messages_in_flight gauge\nmilterd_messages_in_flight %d\n",
+	    READ(stats_connections), in_flight);
+}
+
+int
+stats_write(const char *path, int in_flight)
+{
+	char tmp[4096];
+	struct buf out;
+	FILE *fp;
+	int rc = 0;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return -1;
+	buf_init(&out);
+	stats_format(&out, in_flight);
+	if ((fp = fopen(tmp, "w")) == NULL) {
+		buf_free(&out);
+		return -1;
+	}
+	if (fwrite(out.s, 1, out.len, fp) != out.len)
+		rc = -1;
+	if (fclose(fp) == EOF || rc == -1 || rename(tmp, path) == -1) {
+		unlink(tmp);
+		rc = -1;
+	}
+	buf_free(&out);
+	return rc;
+}
+
+static enum MHD_Result
+stats_handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+    const char *version, const char *data, size_t *size, void **state)
+{
+	struct MHD_Response *resp;
+	struct buf out;
+	enum MHD_Result rc;
+	int found = strcmp(url, "/metrics") == 0;
+
+	(void)cls; (void)version; (void)data; (void)size; (void)state;
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return MHD_NO;
+	buf_init(&out);
+	if (found)
+		stats_format(&out, session_in_flight());
+	else
+		buf_puts(&out, "not found: try /metrics\n");
+	resp = MHD_create_response_from_buffer(out.len, out.s, MHD_RESPMEM_MUST_COPY);
+	buf_free(&out);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4");
+	rc = MHD_queue_response(conn, found ? MHD_HTTP_OK : MHD_HTTP_NOT_FOUND, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+int
+stats_listen(const char *spec, struct buf *err)
+{
+	struct sockaddr_in sa;
+	char ip[64];
+	const char *colon = strrchr(spec, ':');
+	long port;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	if (colon == NULL || (size_t)(colon - spec) >= sizeof(ip)) {
+		buf_printf(err, "stats_listen: expected IP:PORT, got %s", spec);
+		return -1;
+	}
+	memcpy(ip, spec, (size_t)(colon - spec));
+	ip[colon - spec] = '\0';
+	port = strtol(colon + 1, NULL, 10);
+	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1 || port < 1 || port > 65535) {
+		buf_printf(err, "stats_listen: expected IP:PORT, got %s", spec);
+		return -1;
+	}
+	sa.sin_port = htons((uint16_t)port);
+	stats_daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL,
+	    NULL, stats_handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+	    MHD_OPTION_CONNECTION_LIMIT, 16U, MHD_OPTION_CONNECTION_TIMEOUT, 10U,
+	    MHD_OPTION_END);
+	if (stats_daemon == NULL) {
+		buf_printf(err, "stats_listen: cannot listen on %s", spec);
+		return -1;
+	}
+	return 0;
+}
+
+void
+stats_stop(void)
+{
+	if (stats_daemon != NULL)
+		MHD_stop_daemon(stats_daemon);
+	stats_daemon = NULL;
+}

@@ -1,0 +1,30 @@
+/* stats.h — counters: decisions per reason code, DKIM and SPF results,
+ * temporary failures, messages in flight; written to a file for
+ * `milterctl stats` and served in Prometheus text format on an optional
+ * loopback listener (libmicrohttpd). */
+#ifndef MILTERD_STATS_H
+#define MILTERD_STATS_H
+
+#include "buf.h"
+#include "dkim.h"
+#include "policy.h"
+#include "spf.h"
+
+enum stats_tempfail { ST_DATABASE, ST_DNS, ST_INTERNAL, ST_NTEMPFAIL };
+
+void	stats_decision(enum reason, int at_rcpt);
+void	stats_dkim(enum dkimv_result);
+void	stats_dkim_none(void);
+void	stats_spf(enum spf_result);
+void	stats_tempfail(enum stats_tempfail);
+void	stats_connection(void);
+
+/* The Prometheus text exposition of every counter. */
+void	stats_format(struct buf *out, int in_flight);
+/* Writes it atomically to path (write then rename); 0 or -1. */
+int	stats_write(const char *path, int in_flight);
+/* Starts the HTTP listener on a loopback "IP:PORT"; 0 or -1 (err set). */
+int	stats_listen(const char *spec, struct buf *err);
+void	stats_stop(void);
+
+#endif
