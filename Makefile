@@ -43,7 +43,7 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*
 # Debian packages needed to build, test and demo (checked one by one, installed if missing).
 DEB_PACKAGES := gcc make pkg-config libmilter-dev libopendkim-dev libspf2-dev libpq-dev \
 	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev libmicrohttpd-dev postgresql postgresql-contrib \
-	miltertest python3 python3-dkim python3-dnspython python3-spf python3-yaml unbound bind9-dnsutils openssl iproute2 util-linux clang libclang-rt-14-dev
+	postfix swaks miltertest python3 python3-dkim python3-dnspython python3-spf python3-yaml unbound bind9-dnsutils openssl iproute2 util-linux clang libclang-rt-14-dev
 
 .PHONY: all check demo deps fuzz install clean unit bench
 all: $(BUILD)/milterd $(BUILD)/milterctl
@@ -91,6 +91,7 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "deps: run as root to install:$$missing" >&2; exit 1; fi; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "deps: all packages present"; fi
 

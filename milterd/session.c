@@ -260,6 +260,23 @@ session_keep(struct msg *m, struct session_header *h, const char *value)
 	h->count++;
 }
 
+/* The header value as signed: its leading space restored when the MTA
+ * stripped it, and folding as CRLF (Postfix hands folded lines over with a
+ * bare LF, which DKIM canonicalization would otherwise keep). */
+static int
+session_header_value(struct buf *v, const char *value, int leadspc)
+{
+	if (!leadspc && buf_putc(v, ' ') == -1)
+		return -1;
+	for (const char *c = value; *c; c++) {
+		if (*c == '\n' && (c == value || c[-1] != '\r') && buf_putc(v, '\r') == -1)
+			return -1;
+		if (buf_putc(v, *c) == -1)
+			return -1;
+	}
+	return 0;
+}
+
 void
 session_header(struct session *s, const char *name, const char *value)
 {
@@ -295,7 +312,7 @@ session_header(struct session *s, const char *name, const char *value)
 	buf_init(&v);
 	if (m->dkim == NULL && (m->dkim = dkimv_new(m->qid, &err)) == NULL)
 		session_fail(m, "dkim", err.s);
-	else if (buf_printf(&v, "%s%s", s->leadspc ? "" : " ", value) == -1)
+	else if (session_header_value(&v, value, s->leadspc) == -1)
 		session_fail(m, "header", "out of memory");
 	else if (dkimv_header(m->dkim, name, v.s, &err) == -1)
 		session_fail(m, "dkim", err.s);

@@ -416,7 +416,7 @@ struct stats {
 
 static long messages_started;	/* atomic */
 static double t_deadline;
-static int stop_all;		/* atomic: a fatal condition, stop everything */
+static int stop_all;		/* atomic: stop starting messages (SIGINT) */
 static int shown;		/* atomic: -v lines printed */
 
 static long
@@ -437,7 +437,7 @@ take_message(void)
 /* ----------------------------------------------------- the state machine */
 
 enum phase { P_IDLE, P_RETRY, P_CONNECTING, P_NEGOTIATING, P_RUN, P_CLOSING };
-enum step { S_CONNECT, S_HELO, S_MAIL, S_RCPT, S_DATA, S_HDR, S_EOH, S_BODY, S_EOM, S_END };
+enum step { S_CONNECT, S_HELO, S_MAIL, S_RCPT, S_DATA, S_HDR, S_EOH, S_BODY, S_EOM };
 
 struct worker;
 struct sess;
@@ -445,18 +445,21 @@ struct sess;
 struct mc {			/* one connection to one milter of the chain */
 	int fd;
 	int idx;
+	uint32_t gen;		/* which socket of this slot: stale events are dropped */
 	struct sess *s;
 	uint32_t pflags, actions;
 	struct buf out, in;
 	int connected, negotiated, epollout;
 	int in_msg;		/* the milter has seen MAIL of the current message */
-	int msg_done;		/* accepted / decided: no more steps of this message */
+	int eom_done;		/* ... and answered its EOM */
+	int msg_done;		/* accepted the message: no more of its steps */
 	int conn_done;		/* accepted the whole connection */
-	int skip_body;
+	int skip_body;		/* answered a body chunk with SMFIR_SKIP */
 };
 
 struct sess {
 	struct worker *w;
+	int slot;
 	struct mc m[MAXCHAIN];
 	int nm;
 	enum phase phase;
@@ -464,14 +467,17 @@ struct sess {
 	int retries;
 	enum step step;
 	int sub, cur;		/* rcpt/header/chunk index; milter index */
-	int waiting;		/* for a reply of m[cur] */
-	double t_sent;
+	int waiting;		/* for an answer of m[cur] */
+	int step_begun;
+	double t_step;		/* the current step went to the first milter */
+	double t_alive;		/* last packet sent or received: for --timeout */
 	int nmsg;		/* messages begun on this connection */
+	int quit;		/* no more messages on this connection */
 	long msgno;
 	const struct cmsg *msg;
 	enum verdict verdict;
-	int rcpt_ok;		/* recipients not refused */
-	int code;
+	int rcpt_ok;		/* recipients that passed every milter */
+	enum verdict rcpt_refused, rcpt_verdict;
 	char qid[32];
 };
 
@@ -540,11 +546,10 @@ parse_socket(const char *spec, struct target *t)
 }
 
 static void sess_advance(struct sess *s);
-static void sess_close(struct sess *s, int reopen);
-static void sess_start(struct sess *s);
+static void sess_close(struct sess *s, int retry_same);
 
 static void
-error_note(struct sess *s, const char *what, const char *detail)
+note(struct sess *s, const char *what, const char *detail)
 {
 	if (opt.verbose && __atomic_fetch_add(&shown, 1, __ATOMIC_RELAXED) < 20)
 		fprintf(stderr, "milterload: %s: %s%s%s\n", s->msg ? s->msg->file : "-", what,
@@ -555,23 +560,29 @@ static void
 proto_error(struct sess *s, const char *why)
 {
 	s->w->st.proto_errors++;
-	error_note(s, "protocol error", why);
-	sess_close(s, 1);
+	note(s, "protocol error", why);
+	sess_close(s, 0);
+}
+
+static uint64_t
+ev_key(const struct mc *m)
+{
+	return (uint64_t)m->s->slot << 32 | (uint64_t)m->idx << 24 | (m->gen & 0xFFFFFFu);
 }
 
 static void
 ep_mod(struct mc *m, int want_out)
 {
-	struct epoll_event ev = { .events = EPOLLIN | (want_out ? EPOLLOUT : 0),
-				  .data.ptr = m };
+	struct epoll_event ev = { .events = EPOLLIN | (want_out ? EPOLLOUT : 0) };
 
 	if (m->epollout == want_out)
 		return;
+	ev.data.u64 = ev_key(m);
 	m->epollout = want_out;
 	epoll_ctl(m->s->w->ep, EPOLL_CTL_MOD, m->fd, &ev);
 }
 
-/* Write what is buffered; 0 when all is out, 1 when waiting for EPOLLOUT, -1 on error. */
+/* Write what is buffered: 0 all out, 1 waiting for EPOLLOUT, -1 error. */
 static int
 mc_flush(struct mc *m)
 {
@@ -602,40 +613,27 @@ sess_flush(struct sess *s)
 	int pending = 0;
 
 	for (int i = 0; i < s->nm; i++) {
-		int r = mc_flush(&s->m[i]);
+		int r;
 
-		if (r < 0)
+		if (s->m[i].fd < 0)
+			continue;
+		if ((r = mc_flush(&s->m[i])) < 0)
 			return -1;
 		pending |= r;
 	}
 	return pending;
 }
 
-/* A packet: 4-byte length (command byte included), command, data parts. */
+/* A packet: 4-byte length (command byte included), command, data. */
 static void
-pkt(struct mc *m, char cmd, const void *a, size_t na, const void *b, size_t nb)
+pkt(struct mc *m, char cmd, const void *data, size_t n)
 {
-	uint32_t len = htonl((uint32_t)(1 + na + nb));
+	uint32_t len = htonl((uint32_t)(1 + n));
 
 	buf_add(&m->out, &len, 4);
 	buf_add(&m->out, &cmd, 1);
-	if (na)
-		buf_add(&m->out, a, na);
-	if (nb)
-		buf_add(&m->out, b, nb);
-}
-
-/* SMFIC_MACRO for a stage: name\0value\0 pairs. */
-static void
-macros(struct mc *m, char stage, const char *const *kv, int n)
-{
-	struct buf b = { 0 };
-
-	buf_add(&b, &stage, 1);
-	for (int i = 0; i < n; i++)
-		buf_add(&b, kv[i], strlen(kv[i]) + 1);
-	pkt(m, SMFIC_MACRO, b.p, b.len, NULL, 0);
-	free(b.p);
+	if (n)
+		buf_add(&m->out, data, n);
 }
 
 static void
@@ -644,7 +642,20 @@ strz(struct buf *b, const char *s)
 	buf_add(b, s, strlen(s) + 1);
 }
 
-/* Does milter m take step st of this message, and does it answer it? */
+/* SMFIC_MACRO for a stage: the stage's command, then name\0value\0 pairs. */
+static void
+macros(struct mc *m, char stage, const char *const *kv, int n)
+{
+	struct buf b = { 0 };
+
+	buf_add(&b, &stage, 1);
+	for (int i = 0; i < n; i++)
+		strz(&b, kv[i]);
+	pkt(m, SMFIC_MACRO, b.p, b.len);
+	free(b.p);
+}
+
+/* Does milter m get step st, and does it answer it? */
 static int
 step_sent(const struct mc *m, enum step st)
 {
@@ -657,7 +668,7 @@ step_sent(const struct mc *m, enum step st)
 		return 0;
 	if (st == S_BODY && m->skip_body)
 		return 0;
-	return st == S_EOM || (m->pflags & no[st]) == 0;
+	return (m->pflags & no[st]) == 0;
 }
 
 static int
@@ -666,7 +677,7 @@ step_answered(const struct mc *m, enum step st)
 	static const uint32_t nr[] = { SMFIP_NR_CONN, SMFIP_NR_HELO, SMFIP_NR_MAIL,
 		SMFIP_NR_RCPT, SMFIP_NR_DATA, SMFIP_NR_HDR, SMFIP_NR_EOH, SMFIP_NR_BODY, 0 };
 
-	return st == S_EOM || (m->pflags & nr[st]) == 0;
+	return (m->pflags & nr[st]) == 0;
 }
 
 static void
@@ -674,42 +685,42 @@ queue_step(struct sess *s, struct mc *m)
 {
 	const struct cmsg *g = s->msg;
 	struct buf b = { 0 };
-	char port[8];
 
 	switch (s->step) {
 	case S_CONNECT: {
 		const char *kv[] = { "j", "mx.certify.test", "{daemon_name}", "milterload",
 			"{client_addr}", g->client, "_", g->host };
-		uint16_t p = htons((uint16_t)(1024 + s->msgno % 60000));
+		uint16_t port = htons((uint16_t)(1024 + s->msgno % 60000));
+		char fam = (char)g->family;
 
 		macros(m, SMFIC_CONNECT, kv, 8);
 		strz(&b, g->host);
-		buf_add(&b, &g->family, 1);
-		memcpy(port, &p, 2);
-		buf_add(&b, port, 2);
+		buf_add(&b, &fam, 1);
+		buf_add(&b, &port, 2);
 		strz(&b, g->client);
-		pkt(m, SMFIC_CONNECT, b.p, b.len, NULL, 0);
+		pkt(m, SMFIC_CONNECT, b.p, b.len);
 		break;
 	}
 	case S_HELO:
-		pkt(m, SMFIC_HELO, g->helo, strlen(g->helo) + 1, NULL, 0);
+		pkt(m, SMFIC_HELO, g->helo, strlen(g->helo) + 1);
 		break;
 	case S_MAIL: {
 		const char *kv[] = { "i", s->qid, "{mail_addr}", g->from };
 
 		macros(m, SMFIC_MAIL, kv, 4);
-		pkt(m, SMFIC_MAIL, g->from, strlen(g->from) + 1, NULL, 0);
+		pkt(m, SMFIC_MAIL, g->from, strlen(g->from) + 1);
+		m->in_msg = 1;
 		break;
 	}
 	case S_RCPT: {
 		const char *kv[] = { "{rcpt_addr}", g->rcpt[s->sub] };
 
 		macros(m, SMFIC_RCPT, kv, 2);
-		pkt(m, SMFIC_RCPT, g->rcpt[s->sub], strlen(g->rcpt[s->sub]) + 1, NULL, 0);
+		pkt(m, SMFIC_RCPT, g->rcpt[s->sub], strlen(g->rcpt[s->sub]) + 1);
 		break;
 	}
 	case S_DATA:
-		pkt(m, SMFIC_DATA, NULL, 0, NULL, 0);
+		pkt(m, SMFIC_DATA, NULL, 0);
 		break;
 	case S_HDR: {
 		const struct header *h = &g->hdrs[s->sub];
@@ -721,37 +732,33 @@ queue_step(struct sess *s, struct mc *m)
 			v += strspn(v, " \t");
 		strz(&b, h->name);
 		strz(&b, v);
-		pkt(m, SMFIC_HEADER, b.p, b.len, NULL, 0);
+		pkt(m, SMFIC_HEADER, b.p, b.len);
 		break;
 	}
 	case S_EOH:
-		pkt(m, SMFIC_EOH, NULL, 0, NULL, 0);
+		pkt(m, SMFIC_EOH, NULL, 0);
 		break;
 	case S_BODY: {
 		size_t off = (size_t)s->sub * MILTER_CHUNK_SIZE, n = g->bodylen - off;
 
-		if (n > MILTER_CHUNK_SIZE)
-			n = MILTER_CHUNK_SIZE;
-		pkt(m, SMFIC_BODY, g->body + off, n, NULL, 0);
+		pkt(m, SMFIC_BODY, g->body + off, n > MILTER_CHUNK_SIZE ? MILTER_CHUNK_SIZE : n);
 		break;
 	}
 	case S_EOM: {
 		const char *kv[] = { "i", s->qid };
 
 		macros(m, SMFIC_BODYEOB, kv, 2);
-		pkt(m, SMFIC_BODYEOB, NULL, 0, NULL, 0);
+		pkt(m, SMFIC_BODYEOB, NULL, 0);
 		break;
 	}
-	case S_END:
-		break;
 	}
 	free(b.p);
-	if (s->step >= S_MAIL)
-		m->in_msg = 1;
 }
 
+/* The message is decided: v, its latency counted from the start of the step
+ * that decided it (EOM, or RCPT with --rcpt-only). */
 static void
-record(struct sess *s, enum verdict v, double t)
+record(struct sess *s, enum verdict v)
 {
 	struct stats *st = &s->w->st;
 
@@ -763,54 +770,61 @@ record(struct sess *s, enum verdict v, double t)
 		st->caplat = st->caplat ? st->caplat * 2 : 65536;
 		st->lat = xrealloc(st->lat, st->caplat * sizeof(*st->lat));
 	}
-	st->lat[st->nlat++] = (uint32_t)((t - s->t_sent) * 1e6 + 0.5);
+	st->lat[st->nlat++] = (uint32_t)((now() - s->t_step) * 1e6 + 0.5);
 	if ((opt.expect == EXP_ACCEPT && v != V_ACCEPT) ||
 	    (opt.expect == EXP_REJECT && v != V_REJECT) ||
-	    (opt.expect == EXP_TEMPFAIL && v != V_TEMPFAIL)) {
+	    (opt.expect == EXP_TEMPFAIL && v != V_TEMPFAIL))
 		st->unexpected++;
-	}
 }
 
-/* The message is over (decided): ABORT where a milter is mid-message, then
- * the next message on this connection, or QUIT. */
+static void
+msg_begin(struct sess *s, enum step first)
+{
+	s->msg = &corpus[s->msgno % ncorpus];
+	s->nmsg++;
+	s->step = first;
+	s->sub = s->cur = 0;
+	s->step_begun = 0;
+	s->verdict = s->rcpt_refused = s->rcpt_verdict = V_NONE;
+	s->rcpt_ok = 0;
+	snprintf(s->qid, sizeof(s->qid), "B%dX%lX", s->w->id, s->msgno);
+}
+
+/* The message is over: ABORT to the milters left mid-message (as Postfix
+ * does at RSET or after a refusal), then the next message on this
+ * connection, or QUIT. */
 static void
 msg_finish(struct sess *s)
 {
+	int r;
+
 	for (int i = 0; i < s->nm; i++) {
 		struct mc *m = &s->m[i];
 
-		if (m->in_msg && s->step != S_END && !m->conn_done)
-			pkt(m, SMFIC_ABORT, NULL, 0, NULL, 0);
-		m->in_msg = m->msg_done = m->skip_body = 0;
+		if (m->in_msg && !m->eom_done && !m->conn_done)
+			pkt(m, SMFIC_ABORT, NULL, 0);
+		m->in_msg = m->eom_done = m->msg_done = m->skip_body = 0;
 	}
 	s->msg = NULL;
-	if (s->nmsg < opt.per_conn && (s->msgno = take_message()) >= 0) {
-		s->msg = &corpus[s->msgno % ncorpus];
-		s->nmsg++;
-		s->step = S_MAIL;
-		s->sub = s->cur = 0;
-		s->verdict = V_NONE;
-		s->rcpt_ok = 0;
-		snprintf(s->qid, sizeof(s->qid), "B%dX%lX", s->w->id, s->msgno);
+	if (!s->quit && s->nmsg < opt.per_conn && (s->msgno = take_message()) >= 0) {
+		msg_begin(s, S_MAIL);
 		return;
 	}
 	for (int i = 0; i < s->nm; i++)
-		pkt(&s->m[i], SMFIC_QUIT, NULL, 0, NULL, 0);
+		pkt(&s->m[i], SMFIC_QUIT, NULL, 0);
 	s->phase = P_CLOSING;
-	if (sess_flush(s) != 0) {
-		/* still writing: the last EPOLLOUT closes */
-		return;
-	}
-	sess_close(s, 1);
+	if ((r = sess_flush(s)) <= 0)
+		sess_close(s, 0);	/* else the last EPOLLOUT closes */
 }
 
-/* Next step once every milter of the chain has had the current one. */
+/* Every milter of the chain had the current step: the next one. */
 static void
 next_step(struct sess *s)
 {
 	const struct cmsg *g = s->msg;
 
 	s->cur = 0;
+	s->step_begun = 0;
 	switch (s->step) {
 	case S_CONNECT:
 		s->step = S_HELO;
@@ -823,23 +837,27 @@ next_step(struct sess *s)
 		s->sub = 0;
 		return;
 	case S_RCPT:
-		if (++s->sub < g->nrcpt)
+		if (s->rcpt_refused == V_NONE)
+			s->rcpt_ok++;
+		else if (s->rcpt_verdict == V_NONE)
+			s->rcpt_verdict = s->rcpt_refused;
+		s->rcpt_refused = V_NONE;
+		if (++s->sub < g->nrcpt) {
+			s->step_begun = 0;
 			return;
+		}
 		if (opt.rcpt_only || s->rcpt_ok == 0) {
-			/* No recipient left: the MTA ends the transaction. */
-			record(s, s->rcpt_ok ? V_ACCEPT : s->verdict == V_NONE ? V_REJECT : s->verdict,
-			    now());
-			s->step = S_RCPT;
+			/* --rcpt-only, or no recipient left: the MTA ends
+			 * the transaction here. */
+			record(s, s->rcpt_ok ? V_ACCEPT : s->rcpt_verdict);
 			msg_finish(s);
 			return;
 		}
 		s->step = S_DATA;
 		return;
 	case S_DATA:
-		s->step = S_HDR;
+		s->step = g->nhdrs ? S_HDR : S_EOH;
 		s->sub = 0;
-		if (g->nhdrs == 0)
-			s->step = S_EOH;
 		return;
 	case S_HDR:
 		if (++s->sub < g->nhdrs)
@@ -847,10 +865,8 @@ next_step(struct sess *s)
 		s->step = S_EOH;
 		return;
 	case S_EOH:
-		s->step = S_BODY;
+		s->step = g->bodylen ? S_BODY : S_EOM;
 		s->sub = 0;
-		if (g->bodylen == 0)
-			s->step = S_EOM;
 		return;
 	case S_BODY:
 		if ((size_t)++s->sub * MILTER_CHUNK_SIZE < g->bodylen)
@@ -858,12 +874,9 @@ next_step(struct sess *s)
 		s->step = S_EOM;
 		return;
 	case S_EOM:
-		/* Every milter answered the EOM without refusing: accepted. */
-		record(s, V_ACCEPT, now());
-		s->step = S_END;
+		/* Every milter answered the EOM without refusing. */
+		record(s, V_ACCEPT);
 		msg_finish(s);
-		return;
-	case S_END:
 		return;
 	}
 }
@@ -875,19 +888,19 @@ sess_advance(struct sess *s)
 		struct mc *m;
 
 		if (s->cur >= s->nm) {
-			/* All milters done with this message before its end? */
-			if (s->step >= S_MAIL && s->step < S_EOM) {
+			next_step(s);
+			if (s->phase == P_RUN && s->cur == 0 && s->step > S_RCPT) {
+				/* Every milter accepted the message before its
+				 * end: nothing more goes to them. */
 				int live = 0;
 
 				for (int i = 0; i < s->nm; i++)
 					live |= !s->m[i].msg_done && !s->m[i].conn_done;
-				if (!live && !(opt.rcpt_only && s->step == S_RCPT)) {
-					record(s, V_ACCEPT, now());
+				if (!live) {
+					record(s, V_ACCEPT);
 					msg_finish(s);
-					continue;
 				}
 			}
-			next_step(s);
 			continue;
 		}
 		m = &s->m[s->cur];
@@ -895,14 +908,18 @@ sess_advance(struct sess *s)
 			s->cur++;
 			continue;
 		}
+		if (!s->step_begun) {
+			s->step_begun = 1;
+			s->t_step = now();
+		}
 		queue_step(s, m);
 		if (step_answered(m, s->step)) {
 			s->waiting = 1;
-			s->t_sent = now();
+			s->t_alive = now();
 			if (sess_flush(s) < 0) {
 				s->w->st.proto_errors++;
-				error_note(s, "write failed", strerror(errno));
-				sess_close(s, 1);
+				note(s, "write failed", strerror(errno));
+				sess_close(s, 0);
 			}
 			return;
 		}
@@ -910,7 +927,6 @@ sess_advance(struct sess *s)
 	}
 }
 
-/* The final answers; code from SMFIR_REPLYCODE. */
 static enum verdict
 verdict_of(char cmd, const unsigned char *data, size_t n, struct stats *st)
 {
@@ -925,8 +941,9 @@ verdict_of(char cmd, const unsigned char *data, size_t n, struct stats *st)
 	case SMFIR_DISCARD:
 		return V_DISCARD;
 	case SMFIR_REPLYCODE:
-		if (n >= 3 && data[0] >= '2' && data[0] <= '5' && data[1] >= '0' && data[1] <= '9' &&
-		    data[2] >= '0' && data[2] <= '9') {
+		/* "550 5.1.1 text": the 3-digit code decides. */
+		if (n >= 3 && data[0] >= '2' && data[0] <= '5' && data[1] >= '0' &&
+		    data[1] <= '9' && data[2] >= '0' && data[2] <= '9') {
 			int code = (data[0] - '0') * 100 + (data[1] - '0') * 10 + (data[2] - '0');
 
 			st->codes[code]++;
@@ -944,6 +961,8 @@ show_reply(struct sess *s, char cmd, const unsigned char *data, size_t n)
 {
 	char text[256];
 	size_t l = n < sizeof(text) - 1 ? n : sizeof(text) - 1;
+	static const char *const steps[] = { "connect", "helo", "mail", "rcpt", "data",
+		"header", "eoh", "body", "eom" };
 
 	if (!opt.verbose || __atomic_fetch_add(&shown, 1, __ATOMIC_RELAXED) >= 20)
 		return;
@@ -952,8 +971,39 @@ show_reply(struct sess *s, char cmd, const unsigned char *data, size_t n)
 	for (size_t i = 0; i < l; i++)
 		if ((unsigned char)text[i] < ' ')
 			text[i] = ' ';
-	fprintf(stderr, "milterload: %s: step %d: reply '%c' %s\n", s->msg ? s->msg->file : "-",
-	    (int)s->step, cmd, text);
+	fprintf(stderr, "milterload: %s: milter %d at %s: '%c' %s\n", s->msg ? s->msg->file : "-",
+	    s->cur, steps[s->step], cmd, text);
+}
+
+static void
+negotiated(struct sess *s, struct mc *m, char cmd, const unsigned char *data, size_t n)
+{
+	uint32_t w[3];
+
+	if (m->negotiated || cmd != SMFIC_OPTNEG || n < 12) {
+		proto_error(s, "bad option negotiation reply");
+		return;
+	}
+	memcpy(w, data, 12);
+	if (ntohl(w[0]) < 2 || ntohl(w[0]) > SMFI_VERSION_6) {
+		proto_error(s, "milter protocol version not 2..6");
+		return;
+	}
+	m->actions = ntohl(w[1]);
+	m->pflags = ntohl(w[2]);
+	if ((m->actions & ~SMFIF_ALL_ACTS) || (m->pflags & ~SMFIP_MTA_OFFER)) {
+		proto_error(s, "milter asked for actions or protocol flags not offered");
+		return;
+	}
+	m->negotiated = 1;
+	for (int i = 0; i < s->nm; i++)
+		if (!s->m[i].negotiated)
+			return;
+	s->phase = P_RUN;
+	s->nmsg = 0;
+	s->quit = 0;
+	msg_begin(s, S_CONNECT);
+	sess_advance(s);
 }
 
 /* One packet from milter m. */
@@ -963,43 +1013,17 @@ on_packet(struct sess *s, struct mc *m, char cmd, const unsigned char *data, siz
 	struct stats *st = &s->w->st;
 	enum verdict v;
 
+	s->t_alive = now();
 	if (s->phase == P_NEGOTIATING) {
-		uint32_t w[3];
-
-		if (m->negotiated || cmd != SMFIC_OPTNEG || n < 12) {
-			proto_error(s, "bad option negotiation reply");
-			return;
-		}
-		memcpy(w, data, 12);
-		if (ntohl(w[0]) < 2 || ntohl(w[0]) > SMFI_VERSION_6) {
-			proto_error(s, "milter protocol version not 2..6");
-			return;
-		}
-		m->actions = ntohl(w[1]);
-		m->pflags = ntohl(w[2]);
-		if ((m->actions & ~SMFIF_ALL_ACTS) || (m->pflags & ~SMFIP_MTA_OFFER)) {
-			proto_error(s, "milter asked for actions or steps not offered");
-			return;
-		}
-		m->negotiated = 1;
-		for (int i = 0; i < s->nm; i++)
-			if (!s->m[i].negotiated)
-				return;
-		s->phase = P_RUN;
-		s->step = S_CONNECT;
-		s->sub = s->cur = 0;
-		sess_advance(s);
+		negotiated(s, m, cmd, data, n);
 		return;
 	}
-	if (cmd == SMFIR_PROGRESS) {
-		s->t_sent += 0;	/* still working: the timeout restarts */
-		s->retry_at = now();
-		return;
-	}
+	if (cmd == SMFIR_PROGRESS)
+		return;		/* still working; the timeout restarts */
 	if (!s->waiting || &s->m[s->cur] != m) {
 		char why[64];
 
-		snprintf(why, sizeof(why), "reply '%c' nobody waited for (step %d)", cmd, (int)s->step);
+		snprintf(why, sizeof(why), "answer '%c' nobody waited for", cmd);
 		proto_error(s, why);
 		return;
 	}
@@ -1015,8 +1039,9 @@ on_packet(struct sess *s, struct mc *m, char cmd, const unsigned char *data, siz
 		case SMFIR_CHGFROM:
 		case SMFIR_QUARANTINE:
 			st->mods++;
-			return;	/* the final answer follows */
+			return;	/* modification requests; the final answer follows */
 		default:
+			m->eom_done = 1;
 			break;
 		}
 	}
@@ -1033,7 +1058,7 @@ on_packet(struct sess *s, struct mc *m, char cmd, const unsigned char *data, siz
 		break;
 	case SMFIR_ACCEPT:
 		if (s->step <= S_HELO)
-			m->conn_done = 1;	/* the whole connection */
+			m->conn_done = 1;
 		else
 			m->msg_done = 1;
 		break;
@@ -1041,65 +1066,38 @@ on_packet(struct sess *s, struct mc *m, char cmd, const unsigned char *data, siz
 	case SMFIR_TEMPFAIL:
 	case SMFIR_DISCARD:
 	case SMFIR_REPLYCODE:
-		v = verdict_of(cmd, data, n, st);
-		if (v != V_ACCEPT)
-			show_reply(s, cmd, data, n);
+		if ((v = verdict_of(cmd, data, n, st)) == V_ACCEPT)
+			break;	/* a 2xx reply code: goes on */
+		show_reply(s, cmd, data, n);
 		if (s->step == S_RCPT && cmd != SMFIR_DISCARD) {
-			/* This recipient only; the message goes on with the others. */
-			if (s->verdict == V_NONE && v != V_ACCEPT)
-				s->code = v;
-			if (v == V_ACCEPT)
-				s->rcpt_ok++;
-			else if (s->sub + 1 >= s->msg->nrcpt && s->rcpt_ok == 0 &&
-			    s->cur + 1 >= s->nm) {
-				record(s, v, now());
-				msg_finish(s);
-				sess_advance(s);
-				return;
-			} else {
-				/* Refused by this milter: the others don't see it. */
-				s->cur = s->nm;
-				if (s->sub + 1 >= s->msg->nrcpt && s->rcpt_ok == 0) {
-					record(s, v, now());
-					msg_finish(s);
-					sess_advance(s);
-					return;
-				}
-				sess_advance(s);
-				return;
-			}
-			break;
-		}
-		if (s->step <= S_HELO && s->nmsg <= 1 && v != V_ACCEPT) {
-			/* The connection is refused: this message with it. */
-			record(s, v, now());
-			s->step = S_END;
-			msg_finish(s);
+			/* This recipient is refused; the milters after
+			 * this one don't see it. */
+			s->rcpt_refused = v;
+			s->cur = s->nm;
 			sess_advance(s);
 			return;
 		}
-		record(s, v, now());
-		if (s->step == S_EOM)
-			s->step = S_END;	/* no ABORT after a final EOM answer */
+		if (s->step <= S_HELO)
+			s->quit = 1;	/* the connection is refused */
+		record(s, v);
 		msg_finish(s);
 		sess_advance(s);
 		return;
 	case SMFIR_CONN_FAIL:
 	case SMFIR_SHUTDOWN:
 		show_reply(s, cmd, data, n);
-		record(s, V_OTHER, now());
-		sess_close(s, 1);
+		record(s, V_OTHER);
+		sess_close(s, 0);
 		return;
 	default: {
 		char why[64];
 
-		snprintf(why, sizeof(why), "unknown reply '%c' at step %d", cmd, (int)s->step);
+		snprintf(why, sizeof(why), "unknown answer '%c' (0x%02x)", cmd,
+		    (unsigned char)cmd);
 		proto_error(s, why);
 		return;
 	}
 	}
-	if (s->step == S_RCPT && cmd != SMFIR_REJECT)
-		s->rcpt_ok += (s->cur + 1 >= s->nm) || m->msg_done;
 	s->cur++;
 	sess_advance(s);
 }
@@ -1108,6 +1106,7 @@ static void
 on_readable(struct mc *m)
 {
 	struct sess *s = m->s;
+	uint32_t gen = m->gen;
 
 	for (;;) {
 		ssize_t n;
@@ -1117,11 +1116,11 @@ on_readable(struct mc *m)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
+			return;
 		if (n <= 0) {
 			s->w->st.proto_errors++;
-			error_note(s, "milter closed the connection", n < 0 ? strerror(errno) : NULL);
-			sess_close(s, 1);
+			note(s, "the milter closed the connection", n < 0 ? strerror(errno) : NULL);
+			sess_close(s, 0);
 			return;
 		}
 		m->in.len += (size_t)n;
@@ -1139,7 +1138,7 @@ on_readable(struct mc *m)
 				break;
 			m->in.off += 4 + (size_t)len;
 			on_packet(s, m, (char)p[4], p + 5, len - 1);
-			if (s->phase == P_IDLE || s->phase == P_RETRY || m->fd < 0)
+			if (m->fd < 0 || m->gen != gen)
 				return;	/* closed meanwhile */
 		}
 		buf_compact(&m->in);
@@ -1147,19 +1146,20 @@ on_readable(struct mc *m)
 }
 
 static void
-sess_begin_negotiation(struct sess *s)
+sess_negotiate(struct sess *s)
 {
 	s->phase = P_NEGOTIATING;
 	for (int i = 0; i < s->nm; i++) {
 		uint32_t w[3] = { htonl(SMFI_VERSION_6), htonl(SMFIF_ALL_ACTS),
 				  htonl(SMFIP_MTA_OFFER) };
 
-		pkt(&s->m[i], SMFIC_OPTNEG, w, sizeof(w), NULL, 0);
+		pkt(&s->m[i], SMFIC_OPTNEG, w, sizeof(w));
 	}
-	s->t_sent = now();
+	s->t_alive = now();
 	if (sess_flush(s) < 0) {
 		s->w->st.proto_errors++;
-		sess_close(s, 1);
+		note(s, "write failed", strerror(errno));
+		sess_close(s, 0);
 	}
 }
 
@@ -1175,8 +1175,8 @@ on_writable(struct mc *m)
 		getsockopt(m->fd, SOL_SOCKET, SO_ERROR, &err, &l);
 		if (err != 0) {
 			s->w->st.conn_errors++;
-			error_note(s, "connect", strerror(err));
-			sess_close(s, 2);
+			note(s, "connect", strerror(err));
+			sess_close(s, 1);
 			return;
 		}
 		m->connected = 1;
@@ -1184,23 +1184,24 @@ on_writable(struct mc *m)
 		for (int i = 0; i < s->nm; i++)
 			if (!s->m[i].connected)
 				return;
-		sess_begin_negotiation(s);
+		sess_negotiate(s);
 		return;
 	}
 	if (mc_flush(m) < 0) {
 		s->w->st.proto_errors++;
-		error_note(s, "write failed", strerror(errno));
-		sess_close(s, 1);
+		note(s, "write failed", strerror(errno));
+		sess_close(s, 0);
 		return;
 	}
 	if (s->phase == P_CLOSING && sess_flush(s) == 0)
-		sess_close(s, 1);
+		sess_close(s, 0);
 }
 
-/* Close every milter connection of s. reopen: 1 go on with the next
- * connection if messages remain, 2 retry this one later (connect failed). */
+/* Close the milter connections of s. retry_same: connect again later for the
+ * same message (connection failure); else the message, if undecided, is lost
+ * and the slot starts the next connection, from the event loop. */
 static void
-sess_close(struct sess *s, int reopen)
+sess_close(struct sess *s, int retry_same)
 {
 	struct worker *w = s->w;
 
@@ -1212,85 +1213,76 @@ sess_close(struct sess *s, int reopen)
 			close(m->fd);
 		}
 		m->fd = -1;
+		m->gen++;
 		free(m->in.p);
 		free(m->out.p);
 		memset(&m->in, 0, sizeof(m->in));
 		memset(&m->out, 0, sizeof(m->out));
 	}
-	if (s->msg != NULL && s->verdict == V_NONE && s->phase >= P_NEGOTIATING && reopen != 2)
-		w->st.v[V_OTHER]++;	/* a message lost with its connection */
 	s->waiting = 0;
-	if (reopen == 2 && s->msg != NULL) {
-		/* keep the message, connect again shortly */
-		if (++s->retries > 50 || __atomic_load_n(&stop_all, __ATOMIC_RELAXED)) {
-			w->st.v[V_OTHER]++;
-			s->msg = NULL;
-			s->phase = P_IDLE;
-			w->active--;
+	s->phase = P_RETRY;
+	s->retry_at = now();
+	if (retry_same && s->msg != NULL) {
+		if (++s->retries <= 50 && !__atomic_load_n(&stop_all, __ATOMIC_RELAXED)) {
+			s->retry_at += 0.1;
 			return;
 		}
-		s->phase = P_RETRY;
-		s->retry_at = now() + 0.1;
-		return;
-	}
+		w->st.v[V_OTHER]++;	/* given up */
+	} else if (s->msg != NULL && s->verdict == V_NONE)
+		w->st.v[V_OTHER]++;	/* lost with its connection */
 	s->msg = NULL;
-	s->phase = P_IDLE;
-	w->active--;
-	if (reopen)
-		sess_start(s);
 }
 
-/* Open the connections for the next message, if any. */
+/* Connect for the next message (or the same one again, after a failure). */
 static void
 sess_start(struct sess *s)
 {
 	struct worker *w = s->w;
 
-	if (s->phase == P_IDLE) {
-		if ((s->msgno = take_message()) < 0)
+	if (s->msg == NULL) {
+		if ((s->msgno = take_message()) < 0) {
+			s->phase = P_IDLE;
+			w->active--;
 			return;
+		}
 		s->msg = &corpus[s->msgno % ncorpus];
 		s->retries = 0;
-		w->active++;
 	}
-	s->nmsg = 1;
 	s->verdict = V_NONE;
-	s->rcpt_ok = 0;
 	s->waiting = 0;
-	snprintf(s->qid, sizeof(s->qid), "B%dX%lX", w->id, s->msgno);
 	s->phase = P_CONNECTING;
+	s->t_alive = now();
 	for (int i = 0; i < s->nm; i++) {
 		struct mc *m = &s->m[i];
-		struct target *t = &targets[i];
-		struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = m };
-		int one = 1;
+		uint32_t gen = m->gen;
 
 		memset(m, 0, sizeof(*m));
 		m->fd = -1;
 		m->idx = i;
+		m->gen = gen;
 		m->s = s;
 	}
 	for (int i = 0; i < s->nm; i++) {
 		struct mc *m = &s->m[i];
 		struct target *t = &targets[i];
-		struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = m };
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT };
 		int one = 1;
 
 		m->fd = socket(t->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (m->fd < 0) {
 			w->st.conn_errors++;
-			error_note(s, "socket", strerror(errno));
-			sess_close(s, 2);
+			note(s, "socket", strerror(errno));
+			sess_close(s, 1);
 			return;
 		}
-		/* The milter protocol is a dialogue of small packets: a header
-		 * or a macro packet of a few dozen bytes, then wait for the
-		 * answer. With Nagle's algorithm a small write that follows an
-		 * unacknowledged one is held back until the ACK comes, and the
-		 * peer delays its ACK (up to 40 ms on Linux) hoping to piggyback
-		 * it on data: each exchange where we write twice before reading
-		 * (macro + command) would stall. MTAs and libmilter talk over
-		 * loopback too: TCP_NODELAY sends every packet at once. */
+		/* The milter protocol is a dialogue of small packets: a macro
+		 * packet and a command of a few dozen bytes, then wait for the
+		 * answer. With Nagle's algorithm a small segment is held back
+		 * while an earlier one is unacknowledged, and the peer delays
+		 * its ACK (up to 40 ms on Linux) hoping to piggyback it on
+		 * data: every exchange where one side writes twice before
+		 * reading would stall for the delayed-ACK timer. TCP_NODELAY
+		 * sends each packet at once, as MTAs and libmilter do. */
 		if (t->family != AF_UNIX)
 			setsockopt(m->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		w->st.connects++;
@@ -1300,26 +1292,25 @@ sess_start(struct sess *s)
 		} else if (errno == EINPROGRESS) {
 			m->epollout = 1;
 		} else if (errno == EAGAIN) {
-			/* A unix socket whose listen queue is full: try again. */
+			/* A unix socket with a full listen queue: try again soon. */
 			w->st.connect_retries++;
-			close(m->fd);
-			m->fd = -1;
-			sess_close(s, 2);
+			sess_close(s, 1);
 			s->retries--;
-			s->retry_at = now() + 0.002;
+			s->retry_at = now() + 0.005;
 			return;
 		} else {
 			w->st.conn_errors++;
-			error_note(s, "connect", strerror(errno));
-			sess_close(s, 2);
+			note(s, "connect", strerror(errno));
+			sess_close(s, 1);
 			return;
 		}
+		ev.data.u64 = ev_key(m);
 		epoll_ctl(w->ep, EPOLL_CTL_ADD, m->fd, &ev);
 	}
 	for (int i = 0; i < s->nm; i++)
 		if (!s->m[i].connected)
 			return;
-	sess_begin_negotiation(s);
+	sess_negotiate(s);
 }
 
 static void *
@@ -1330,55 +1321,64 @@ worker_run(void *arg)
 	double next_scan = now() + 1;
 
 	for (int i = 0; i < w->nsess; i++) {
-		w->sess[i].w = w;
-		w->sess[i].nm = opt.nsockets;
-		w->sess[i].phase = P_IDLE;
-		for (int j = 0; j < MAXCHAIN; j++)
-			w->sess[i].m[j].fd = -1;
-	}
-	for (int i = 0; i < w->nsess; i++)
-		sess_start(&w->sess[i]);
-	while (w->active > 0) {
-		int nretry = 0, n, timeout;
-		double t;
+		struct sess *s = &w->sess[i];
 
-		for (int i = 0; i < w->nsess; i++)
-			nretry += w->sess[i].phase == P_RETRY;
-		timeout = nretry ? 2 : 200;
+		s->w = w;
+		s->slot = i;
+		s->nm = opt.nsockets;
+		s->phase = P_RETRY;	/* start at once */
+		for (int j = 0; j < MAXCHAIN; j++)
+			s->m[j].fd = -1;
+	}
+	w->active = w->nsess;
+	while (w->active > 0) {
+		double t = now(), first = -1;
+		int n, timeout = 200;
+
+		for (int i = 0; i < w->nsess; i++) {
+			struct sess *s = &w->sess[i];
+
+			if (s->phase != P_RETRY)
+				continue;
+			if (s->retry_at <= t)
+				sess_start(s);
+			else if (first < 0 || s->retry_at < first)
+				first = s->retry_at;
+		}
+		if (w->active == 0)
+			break;
+		if (first >= 0)
+			timeout = (int)((first - t) * 1000) + 1;
 		n = epoll_wait(w->ep, evs, 256, timeout);
 		for (int i = 0; i < n; i++) {
-			struct mc *m = evs[i].data.ptr;
-			struct sess *s = m->s;
+			uint64_t k = evs[i].data.u64;
+			struct sess *s = &w->sess[k >> 32];
+			struct mc *m = &s->m[(k >> 24) & 0xFF];
 
-			if (m->fd < 0 || s->phase == P_IDLE || s->phase == P_RETRY)
+			/* Events of a socket closed earlier in this batch. */
+			if (m->fd < 0 || (m->gen & 0xFFFFFFu) != (k & 0xFFFFFFu))
 				continue;
 			if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
 				if (!m->connected || m->epollout)
 					on_writable(m);
-				if (m->fd < 0)
+				if (m->fd < 0 || (m->gen & 0xFFFFFFu) != (k & 0xFFFFFFu))
 					continue;
 			}
-			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-				if (m->connected)
-					on_readable(m);
+			if ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && m->connected)
+				on_readable(m);
 		}
 		t = now();
-		if (nretry)
-			for (int i = 0; i < w->nsess; i++)
-				if (w->sess[i].phase == P_RETRY && w->sess[i].retry_at <= t)
-					sess_start(&w->sess[i]);
 		if (t >= next_scan) {
 			next_scan = t + 1;
 			for (int i = 0; i < w->nsess; i++) {
 				struct sess *s = &w->sess[i];
 
-				if ((s->waiting || s->phase == P_NEGOTIATING || s->phase ==
-				    P_CONNECTING) && t - (s->t_sent > s->retry_at ? s->t_sent :
-				    s->retry_at) > opt.timeout && s->phase != P_RETRY &&
-				    s->phase != P_IDLE) {
+				if ((s->waiting || s->phase == P_NEGOTIATING ||
+				    s->phase == P_CONNECTING || s->phase == P_CLOSING) &&
+				    t - s->t_alive > opt.timeout) {
 					w->st.timeouts++;
-					error_note(s, "timeout", NULL);
-					sess_close(s, 1);
+					note(s, "timeout", NULL);
+					sess_close(s, 0);
 				}
 			}
 		}

@@ -1,0 +1,78 @@
+# postfix.sh — a real Postfix in front of milterd: a private receiving MX (smtpd_milters,
+# milter_default_action = tempfail, strict settings) and an agency's relay; swaks sends
+# dkimpy-signed replies. A genuine reply verifies, a refused one gets the reason in the
+# SMTP dialogue, and with milterd down the mail waits in the sender's queue until
+# Postfix's retry verifies it: nothing lost.
+. "$TOP/tests/lib/pg.sh"
+. "$TOP/tests/lib/common.sh"
+. "$TOP/tests/lib/postfix.sh"
+if [ "$(id -u)" != 0 ]; then echo "skip - postfix: needs root (Postfix's master)"; exit 0; fi
+cleanup() { milterd_stop; postfix_stop_all; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+SIGN="$TOP/tests/lib/dkim-sign"
+chmod 755 "$WORK"
+
+db_reset || { not_ok "database reset"; exit 1; }
+# smtpd runs as postfix: it must be able to connect to the socket.
+write_config "$WORK/milterd.conf" "socket_owner = :postfix" "socket_mode = 0660"
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
+postfix_receiver_start "$WORK" "unix:$WORK/milterd.sock" || { not_ok "receiving Postfix starts"; exit 1; }
+postfix_sender_start "$WORK" || { not_ok "sending Postfix starts"; exit 1; }
+ok "private Postfix instances up (MX on 127.0.0.1:$PF_RECV_PORT, relay on 127.0.0.1:$PF_SEND_PORT)"
+
+# signed_reply FILE FROM TOKEN [unsigned]
+signed_reply() {
+	printf 'From: Agent <%s>\nTo: <verify+%s@certify.test>\nSubject: Re: Verification [%s]\nDate: %s\nMessage-ID: <%s@agri.gouv.fr>\n\nYes, it is me.\n' \
+		"$2" "$3" "$3" "$(date -R)" "$RANDOM$RANDOM" >"$1.raw"
+	if [ "${4:-}" = unsigned ]; then cp "$1.raw" "$1"; else
+		"$SIGN" --domain agri.gouv.fr --selector rsa2048 --key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" \
+			<"$1.raw" >"$1"; fi
+}
+state() { pg_psql "SELECT state FROM milterd.verification_status('$1')"; }
+
+# 1. A genuine reply, straight to the MX: 250, delivered with our Authentication-Results.
+t=$(new_token alice alice@agri.gouv.fr)
+signed_reply "$WORK/m1" alice@agri.gouv.fr "$t"
+reply=$(swaks_send "$PF_RECV_PORT" alice@agri.gouv.fr "verify+$t@certify.test" "$WORK/m1"); rc=$?
+if [ "$rc" = 0 ] && [[ "$reply" == 250* ]]; then ok "genuine reply: $reply"; else not_ok "genuine reply: rc=$rc $reply"; fi
+expect_eq "the account is verified" verified "$(state alice)"
+if postfix_mail_wait "$PF_RECV_MAILDIR" 1 10 &&
+	grep -q '(milterd: verified)' "$(postfix_mail_last "$PF_RECV_MAILDIR")"; then
+	ok "delivered with milterd's Authentication-Results"
+else
+	not_ok "delivered with milterd's Authentication-Results"
+fi
+
+# 2. A refused reply: the reason is in the SMTP dialogue.
+t=$(new_token bob bob@agri.gouv.fr)
+signed_reply "$WORK/m2" bob@agri.gouv.fr "$t" unsigned
+reply=$(swaks_send "$PF_RECV_PORT" bob@agri.gouv.fr "verify+$t@certify.test" "$WORK/m2")
+if [[ "$reply" == "550 5.7.20 not_authenticated: "* ]]; then ok "unsigned reply refused in the dialogue: $reply"
+else not_ok "unsigned reply refused: $reply"; fi
+reply=$(swaks_send "$PF_RECV_PORT" bob@agri.gouv.fr "verify+abcdefghijklmnopqrstuvwxy4@certify.test" "$WORK/m2")
+if [[ "$reply" == "550 5.1.1 unknown_token: "* ]]; then ok "unknown token refused at RCPT: $reply"
+else not_ok "unknown token refused at RCPT: $reply"; fi
+expect_eq "the refused account stays pending" pending "$(state bob)"
+
+# 3. milterd down: the MX answers 4xx, the relay keeps the reply; milterd back: the
+#    relay's retry verifies it.
+t=$(new_token carol carol@agri.gouv.fr)
+signed_reply "$WORK/m3" carol@agri.gouv.fr "$t"
+milterd_stop
+reply=$(swaks_send "$PF_RECV_PORT" carol@agri.gouv.fr "verify+$t@certify.test" "$WORK/m3")
+if [[ "$reply" == 4* ]]; then ok "milterd down: the MX answers $reply"; else not_ok "milterd down: MX answered $reply"; fi
+reply=$(swaks_send "$PF_SEND_PORT" carol@agri.gouv.fr "verify+$t@certify.test" "$WORK/m3")
+if [[ "$reply" == 250* ]] && postfix_sender_wait_queue 1 20; then
+	ok "the agency's relay keeps the reply deferred ($(grep -c 'status=deferred' "$PF_SEND_LOG") deferral)"
+else
+	not_ok "relay deferral: $reply, queue $(postfix_sender_queue_count all)"
+fi
+expect_eq "still pending while milterd is down" pending "$(state carol)"
+milterd_start "$WORK/milterd.conf" || not_ok "milterd restarts"
+postfix_sender_flush 20
+if postfix_sender_wait_queue 0 20 && [ "$(state carol)" = verified ]; then
+	ok "milterd back: Postfix's retry delivers and verifies the account (nothing lost)"
+else
+	not_ok "after milterd is back: queue $(postfix_sender_queue_count all), state $(state carol)"
+fi
