@@ -10,6 +10,7 @@
 PREFIX    ?= /usr/local
 SBINDIR   ?= $(PREFIX)/sbin
 DATADIR   ?= $(PREFIX)/share/milterd
+MANDIR    ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc/milterd
 DESTDIR   ?=
 
@@ -45,10 +46,14 @@ DEB_PACKAGES := gcc make pkg-config libmilter-dev libopendkim-dev libspf2-dev li
 	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev libmicrohttpd-dev postgresql postgresql-contrib \
 	postfix swaks miltertest python3 python3-dkim python3-dnspython python3-spf python3-yaml unbound bind9-dnsutils openssl iproute2 util-linux clang libclang-rt-14-dev
 
-.PHONY: all check demo deps fuzz install clean unit bench
+.PHONY: all check demo deps fuzz install clean unit bench FORCE
 all: $(BUILD)/milterd $(BUILD)/milterctl
 
-$(BUILD)/%.o: milterd/%.c milterd/*.h | $(BUILD)
+# Objects are rebuilt when the flags change (PREFIX is compiled in).
+$(BUILD)/flags: FORCE | $(BUILD)
+	@echo '$(CC) $(CPPFLAGS) $(ALL_CFLAGS)' | cmp -s - $@ || echo '$(CC) $(CPPFLAGS) $(ALL_CFLAGS)' >$@
+
+$(BUILD)/%.o: milterd/%.c milterd/*.h $(BUILD)/flags | $(BUILD)
 	@echo "  CC      $<"
 	@$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Imilterd -c -o $@ $<
 
@@ -103,6 +108,8 @@ demo: deps
 	$(MAKE) all
 	tests/demo.sh
 
+SYSTEMDDIR ?= /lib/systemd/system
+
 # Existing files under SYSCONFDIR are never overwritten: they are the admin's.
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/policies \
@@ -110,6 +117,13 @@ install: all
 	install -m 0755 $(BUILD)/milterd $(BUILD)/milterctl $(DESTDIR)$(SBINDIR)/
 	install -m 0644 milterd/sql/*.sql $(DESTDIR)$(DATADIR)/sql/
 	install -m 0755 milterd/sql/mastodon/mastodon-sync $(DESTDIR)$(DATADIR)/mastodon-sync
+	install -d $(DESTDIR)$(SYSTEMDDIR)
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' milterd/milterd.service \
+		>$(DESTDIR)$(SYSTEMDDIR)/milterd.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/milterd.service
+	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	for m in milterd/*.8; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man8/; done; true
+	for m in milterd/*.5; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man5/; done; true
 	install -m 0644 policies/*.conf $(DESTDIR)$(DATADIR)/policies/
 	install -d $(DESTDIR)$(DATADIR)/templates
 	install -m 0644 templates/* $(DESTDIR)$(DATADIR)/templates/

@@ -262,7 +262,7 @@ corpus_load_file(const char *path)
 	FILE *f = fopen(path, "rb");
 	struct cmsg *m;
 	char *text, *p, *end, *line, *nl, *w;
-	long size;
+	long size = 0;
 	size_t n, i;
 
 	if (f == NULL)
