@@ -1,4 +1,5 @@
 /* buf.c — growable strings and bounded string helpers used by every module. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +121,28 @@ buf_steal(struct buf *b)
 	s = b->cap ? b->s : strdup("");
 	buf_init(b);
 	return s;
+}
+
+int
+buf_read_file(struct buf *b, const char *path)
+{
+	char chunk[8192];
+	size_t n;
+	FILE *fp;
+	int rc = 0;
+
+	if ((fp = fopen(path, "r")) == NULL)
+		return -1;
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+		if (buf_append(b, chunk, n) == -1) {
+			errno = ENOMEM;
+			rc = -1;
+			break;
+		}
+	if (ferror(fp))
+		rc = -1;
+	fclose(fp);
+	return rc;
 }
 
 int

@@ -25,6 +25,8 @@ int	buf_printf(struct buf *, const char *, ...)
 int	buf_vprintf(struct buf *, const char *, va_list)
 	    __attribute__((format(printf, 2, 0)));
 char	*buf_steal(struct buf *);
+/* Appends a whole file; 0, or -1 with errno set. */
+int	buf_read_file(struct buf *, const char *path);
 
 /* Bounded copy: returns 0, or -1 when src did not fit (dst then holds a
  * truncated, NUL-terminated copy). */

@@ -138,9 +138,7 @@ cmd_migrate_file(struct ctl *c, const char *dir, const char *name)
 	const char *params[2] = { version, name };
 	struct buf sql;
 	PGresult *res;
-	FILE *fp;
 	size_t n;
-	char chunk[8192];
 
 	snprintf(version, sizeof(version), "%d", atoi(name));
 	if ((res = ctl_query(c, "SELECT 1 FROM milterd.schema_migrations WHERE version = $1",
@@ -154,14 +152,12 @@ cmd_migrate_file(struct ctl *c, const char *dir, const char *name)
 		fprintf(stderr, "milterctl: path too long: %s/%s\n", dir, name);
 		return -1;
 	}
-	if ((fp = fopen(path, "r")) == NULL) {
+	buf_init(&sql);
+	if (buf_read_file(&sql, path) == -1) {
 		fprintf(stderr, "milterctl: %s: %s\n", path, strerror(errno));
+		buf_free(&sql);
 		return -1;
 	}
-	buf_init(&sql);
-	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-		buf_append(&sql, chunk, n);
-	fclose(fp);
 	res = PQexec(c->conn, sql.s);
 	buf_free(&sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -535,20 +531,16 @@ static int
 check_feed(struct session *s, const char *path)
 {
 	struct buf text, name, value, body;
-	char chunk[8192];
 	const char *p, *nl, *colon;
-	size_t n, len;
-	FILE *fp;
+	size_t len;
 	int inbody = 0;
 
-	if ((fp = fopen(path, "r")) == NULL) {
+	buf_init(&text);
+	if (buf_read_file(&text, path) == -1) {
 		fprintf(stderr, "milterctl: %s: %s\n", path, strerror(errno));
+		buf_free(&text);
 		return -1;
 	}
-	buf_init(&text);
-	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-		buf_append(&text, chunk, n);
-	fclose(fp);
 	buf_init(&name);
 	buf_init(&value);
 	buf_init(&body);

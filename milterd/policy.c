@@ -41,14 +41,21 @@ reason_parse(const char *s)
 }
 
 /* Keys of a policy file; "global" ones belong to [default] only. */
+enum {
+	PK_ALLOW, PK_DENY, PK_REQUIRE, PK_ALIGNMENT, PK_MIN_RSA_BITS, PK_ALGORITHMS,
+	PK_DNSSEC, PK_TOKEN_TTL, PK_MAX_ATTEMPTS, PK_ON_SUCCESS, PK_ON_FAILURE,
+};
+
 static const struct {
 	const char	*name;
 	int		 global;
 } policy_keys[] = {
-	{ "allow", 1 }, { "deny", 1 }, { "require", 0 }, { "alignment", 0 },
-	{ "min_rsa_bits", 0 }, { "algorithms", 0 }, { "dnssec", 0 },
-	{ "token_ttl", 0 }, { "max_attempts", 0 }, { "on_success", 0 },
-	{ "on_failure", 0 },
+	[PK_ALLOW] = { "allow", 1 }, [PK_DENY] = { "deny", 1 },
+	[PK_REQUIRE] = { "require", 0 }, [PK_ALIGNMENT] = { "alignment", 0 },
+	[PK_MIN_RSA_BITS] = { "min_rsa_bits", 0 }, [PK_ALGORITHMS] = { "algorithms", 0 },
+	[PK_DNSSEC] = { "dnssec", 0 }, [PK_TOKEN_TTL] = { "token_ttl", 0 },
+	[PK_MAX_ATTEMPTS] = { "max_attempts", 0 }, [PK_ON_SUCCESS] = { "on_success", 0 },
+	[PK_ON_FAILURE] = { "on_failure", 0 },
 };
 
 #define NPKEYS (sizeof(policy_keys) / sizeof(policy_keys[0]))
@@ -162,19 +169,16 @@ policy_add_suffix(void *arg, const char *w)
 	return 0;
 }
 
+static unsigned int policy_alg_bit(const char *);
+
 static int
 policy_add_alg(void *arg, const char *w)
 {
-	unsigned int *algs = arg;
+	unsigned int *algs = arg, bit = policy_alg_bit(w);
 
-	if (strcmp(w, "rsa-sha256") == 0)
-		*algs |= PALG_RSA_SHA256;
-	else if (strcmp(w, "ed25519-sha256") == 0)
-		*algs |= PALG_ED25519_SHA256;
-	else if (strcmp(w, "rsa-sha1") == 0)
-		*algs |= PALG_RSA_SHA1;
-	else
+	if (bit == 0)
 		return -1;
+	*algs |= bit;
 	return 0;
 }
 
@@ -371,15 +375,15 @@ policy_inherit(struct policy_section *sec, const struct policy_section *def)
 	const struct policy_rules *d = &def->rules;
 
 #define INHERIT(key, field) if (!sec->seen[key]) r->field = d->field
-	INHERIT(2, require);
-	INHERIT(3, alignment);
-	INHERIT(4, min_rsa_bits);
-	INHERIT(5, algorithms);
-	INHERIT(6, dnssec);
-	INHERIT(7, token_ttl);
-	INHERIT(8, max_attempts);
-	INHERIT(9, on_success);
-	INHERIT(10, on_failure);
+	INHERIT(PK_REQUIRE, require);
+	INHERIT(PK_ALIGNMENT, alignment);
+	INHERIT(PK_MIN_RSA_BITS, min_rsa_bits);
+	INHERIT(PK_ALGORITHMS, algorithms);
+	INHERIT(PK_DNSSEC, dnssec);
+	INHERIT(PK_TOKEN_TTL, token_ttl);
+	INHERIT(PK_MAX_ATTEMPTS, max_attempts);
+	INHERIT(PK_ON_SUCCESS, on_success);
+	INHERIT(PK_ON_FAILURE, on_failure);
 #undef INHERIT
 }
 

@@ -174,19 +174,14 @@ render_file(const char *path, const struct render_var *vars, size_t nvars, struc
     struct buf *err)
 {
 	struct buf tmpl, why;
-	char chunk[4096];
-	size_t n;
-	FILE *fp;
 	int rc;
 
-	if ((fp = fopen(path, "r")) == NULL) {
+	buf_init(&tmpl);
+	if (buf_read_file(&tmpl, path) == -1) {
 		buf_printf(err, "%s: %s", path, strerror(errno));
+		buf_free(&tmpl);
 		return -1;
 	}
-	buf_init(&tmpl);
-	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-		buf_append(&tmpl, chunk, n);
-	fclose(fp);
 	buf_init(&why);
 	rc = render_text(tmpl.s, vars, nvars, out, &why);
 	if (rc == -1)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# corpus.sh — the bench corpus, made once per run:
+#
+#   tests/bench/corpus.sh OUTDIR [REPLIES [JUNK]]
+#
+# OUTDIR/replies: REPLIES (default 1000) agents' replies to challenges, one per account
+#   (bench-N, userN@DOMAIN), each addressed to verify+TOKEN@certify.test with a fresh token
+#   made in the bench database by `milterctl request`, 2-20 KB of body, realistic headers,
+#   DKIM-signed by dkimpy with the keys dns.sh published ($DNS_KEYS):
+#     70% RSA-2048 d=agri.gouv.fr, 10% RSA-2048 d=mail.agri.gouv.fr (relaxed alignment),
+#     5% RSA-2048 d=interieur.gouv.fr, 15% Ed25519 d=agri.gouv.fr.
+#   Client addresses are in the SPF ranges tests/run and run.sh publish (SPF pass).
+# OUTDIR/junk: JUNK (default 500) messages to verify+TOKEN@certify.test with well-formed
+#   unknown tokens (each one costs milterd a database lookup), for the RCPT refusal test.
+#
+# Needs: BUILD (milterctl), MILTERD_DATABASE (the bench database), DNS_KEYS.
+# Signing: one python process per core (xargs -P2), each signing its half of the list:
+# the cost is the RSA signature (pure-Python pow, ~5 ms) and not the interpreter start.
+# The replies are distinct (one token each) and milterload cycles through them: the first
+# delivery of each verifies its account, every later one is answered already_verified —
+# still a 250 and still the whole DKIM/SPF/policy/database path.
+set -eu
+out=${1:?usage: corpus.sh OUTDIR [REPLIES [JUNK]]}
+nrep=${2:-1000}
+njunk=${3:-500}
+here=$(cd "$(dirname "$0")" && pwd)
+: "${BUILD:?BUILD unset}" "${MILTERD_DATABASE:?MILTERD_DATABASE unset}" "${DNS_KEYS:?DNS_KEYS unset}"
+jobs=${JOBS:-$(nproc)}
+
+rm -rf "$out"
+mkdir -p "$out/replies" "$out/junk" "$out/work"
+run=$(date +%s)
+
+# 1. Tokens: `milterctl request` per account, $jobs at a time.
+t0=$(date +%s.%N)
+# shellcheck disable=SC2016
+seq 1 "$nrep" | xargs -P "$jobs" -n 50 sh -c '
+	for n do
+		case $((n % 20)) in
+		0|1|2) dom=agri.gouv.fr ;;
+		3) dom=interieur.gouv.fr ;;
+		*) dom=agri.gouv.fr ;;
+		esac
+		tok=$("$BUILD/milterctl" request --account "bench-$0-$n" --email "user$n@$dom") || exit 1
+		printf "%s\t%s\t%s\n" "$n" "$tok" "user$n@$dom"
+	done' "$run" >"$out/work/tokens" || { echo "corpus.sh: milterctl request failed" >&2; exit 1; }
+t1=$(date +%s.%N)
+[ "$(wc -l <"$out/work/tokens")" -eq "$nrep" ] || { echo "corpus.sh: token count mismatch" >&2; exit 1; }
+
+# 2. Jobs: N TOKEN EMAIL SIGN_DOMAIN SELECTOR ALGO CLIENT HELO
+awk -F'\t' -v OFS='\t' '{
+	n = $1; dom = substr($3, index($3, "@") + 1); k = n % 20
+	if (dom == "interieur.gouv.fr") { sd = dom; sel = "rsa2048"; alg = "rsa-sha256"; ip = "198.51.100." (n % 250 + 1) }
+	else {
+		ip = "192.0.2." (n % 120 + 1)
+		if (k == 0 || k == 1 || k == 2) { sd = dom; sel = "ed"; alg = "ed25519-sha256" }
+		else if (k == 4 || k == 5) { sd = "mail." dom; sel = "rsa2048"; alg = "rsa-sha256" }
+		else { sd = dom; sel = "rsa2048"; alg = "rsa-sha256" }
+	}
+	print n, $2, $3, sd, sel, alg, ip, "mx." dom
+}' "$out/work/tokens" >"$out/work/jobs"
+split -n "l/$jobs" -d "$out/work/jobs" "$out/work/part."
+ls "$out"/work/part.* | xargs -P "$jobs" -I{} "$here/sign-corpus" --keys "$DNS_KEYS" \
+	--out "$out/replies" {}
+t2=$(date +%s.%N)
+"$here/sign-corpus" --out "$out/junk" --junk "$njunk" --seed "$run"
+
+got=$(find "$out/replies" -name 'r*.eml' | wc -l)
+[ "$got" -eq "$nrep" ] || { echo "corpus.sh: $got of $nrep replies written" >&2; exit 1; }
+kb=$(du -sk "$out/replies" | cut -f1)
+printf 'corpus: %d replies (%d KB) + %d junk; tokens %.1f s, signing %.1f s (%d processes)\n' \
+	"$nrep" "$kb" "$njunk" "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" "$jobs"
