@@ -69,4 +69,5 @@ got=$(find "$out/replies" -name 'r*.eml' | wc -l)
 [ "$got" -eq "$nrep" ] || { echo "corpus.sh: $got of $nrep replies written" >&2; exit 1; }
 kb=$(du -sk "$out/replies" | cut -f1)
 printf 'corpus: %d replies (%d KB) + %d junk; tokens %.1f s, signing %.1f s (%d processes)\n' \
-	"$nrep" "$kb" "$njunk" "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" "$jobs"
+	"$nrep" "$kb" "$njunk" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" \
+	"$(awk -v a="$t1" -v b="$t2" 'BEGIN{print b-a}')" "$jobs"

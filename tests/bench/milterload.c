@@ -33,6 +33,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -397,6 +398,7 @@ static struct {
 	int threads;
 	double timeout;
 	int verbose;
+	int print_headers;	/* show the headers the milters add, for this many messages */
 	const char *label;
 } opt = { .connections = 10, .per_conn = 10, .expect = EXP_MIXED, .threads = 1,
 	  .timeout = 60 };
@@ -418,6 +420,7 @@ static long messages_started;	/* atomic */
 static double t_deadline;
 static int stop_all;		/* atomic: stop starting messages (SIGINT) */
 static int shown;		/* atomic: -v lines printed */
+static int headers_shown;	/* atomic: --print-headers packets printed */
 
 static long
 take_message(void)
@@ -432,6 +435,14 @@ take_message(void)
 	if (opt.messages > 0 && i >= opt.messages)
 		return -1;
 	return i;
+}
+
+/* SIGINT, SIGTERM: start no more messages; those under way finish. */
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	__atomic_store_n(&stop_all, 1, __ATOMIC_RELAXED);
 }
 
 /* ----------------------------------------------------- the state machine */
@@ -1006,6 +1017,29 @@ negotiated(struct sess *s, struct mc *m, char cmd, const unsigned char *data, si
 	sess_advance(s);
 }
 
+/* --print-headers: "h" name\0value\0, "i"/"m" index(4) name\0value\0. */
+static void
+print_header(struct sess *s, char cmd, const unsigned char *data, size_t n)
+{
+	const char *name, *value;
+	size_t skip = cmd == SMFIR_ADDHEADER ? 0 : 4, ln;
+
+	if (opt.print_headers <= 0 ||
+	    __atomic_fetch_add(&headers_shown, 1, __ATOMIC_RELAXED) >= opt.print_headers)
+		return;
+	if (n <= skip || data[n - 1] != '\0')
+		return;
+	name = (const char *)data + skip;
+	ln = strnlen(name, n - skip);
+	if (skip + ln + 1 >= n)
+		return;
+	value = name + ln + 1;
+	fprintf(stderr, "milterload: %s: milter %d %s header: %s:%s%s\n",
+	    s->msg ? s->msg->file : "-", s->cur,
+	    cmd == SMFIR_ADDHEADER ? "adds" : cmd == SMFIR_INSHEADER ? "inserts" : "changes",
+	    name, value[0] == ' ' ? "" : " ", value);
+}
+
 /* One packet from milter m. */
 static void
 on_packet(struct sess *s, struct mc *m, char cmd, const unsigned char *data, size_t n)
@@ -1039,6 +1073,8 @@ on_packet(struct sess *s, struct mc *m, char cmd, const unsigned char *data, siz
 		case SMFIR_CHGFROM:
 		case SMFIR_QUARANTINE:
 			st->mods++;
+			if (cmd == SMFIR_ADDHEADER || cmd == SMFIR_INSHEADER || cmd == SMFIR_CHGHEADER)
+				print_header(s, cmd, data, n);
 			return;	/* modification requests; the final answer follows */
 		default:
 			m->eom_done = 1;
@@ -1414,7 +1450,7 @@ usage(void)
 	      "         --corpus DIR [--connections N] [--messages N | --duration SECONDS]\n"
 	      "         [--messages-per-connection K] [--rcpt-only]\n"
 	      "         [--expect accept|reject|tempfail|mixed] [--threads T]\n"
-	      "         [--timeout SECONDS] [--label NAME] [-v]\n"
+	      "         [--timeout SECONDS] [--label NAME] [-v] [--print-headers N]\n"
 	      "Several --socket options chain milters as an MTA does.\n"
 	      "Exit 0; 1 on protocol/connection errors, timeouts or answers against\n"
 	      "--expect; 2 on usage errors.\n", stderr);
@@ -1437,6 +1473,7 @@ main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "label", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "print-headers", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1449,7 +1486,7 @@ main(int argc, char **argv)
 	char socks[1024] = "", codes[4096] = "";
 	static const char *const expect_names[] = { "mixed", "accept", "reject", "tempfail" };
 
-	while ((c = getopt_long(argc, argv, "s:c:n:d:C:rk:e:t:T:l:vh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:c:n:d:C:rk:e:t:T:l:vH:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (opt.nsockets == MAXCHAIN)
@@ -1498,6 +1535,9 @@ main(int argc, char **argv)
 		case 'v':
 			opt.verbose = 1;
 			break;
+		case 'H':
+			opt.print_headers = atoi(optarg);
+			break;
 		default:
 			usage();
 		}
@@ -1524,6 +1564,9 @@ main(int argc, char **argv)
 		die("descriptor limit %ld too low for %d connections", (long)rl.rlim_cur,
 		    opt.connections * opt.nsockets);
 
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
 	ws = calloc((size_t)opt.threads, sizeof(*ws));
 	if (ws == NULL)
 		die("out of memory");

@@ -16,6 +16,7 @@ require = dkim
 
 [domain interieur.gouv.fr]
 require = dkim-or-spf
+max_attempts = 3
 
 [domain broken.gouv.fr]
 require = dkim-or-spf
@@ -79,6 +80,19 @@ deliver "dkim-or-spf: a HELO pass is recorded, never a pass" "$WORK/u1" "$t" rep
 	client_ip=198.51.100.7 rcode=550 xcode=5.7.20
 expect_eq "the HELO result is in the evidence" "mailfrom=fail(aligned) helo=pass" \
 	"$(pg_psql "SELECT spf_result FROM milterd.evidence ORDER BY id DESC LIMIT 1")"
+
+# max_attempts: after three failed replies the request is dead, even for a good one.
+tm=$(new_token mia mia@interieur.gouv.fr)
+reply "$WORK/u4" mia@interieur.gouv.fr "$tm"
+for i in 1 2 3; do
+	mt message.lua "file=$WORK/u4" "rcpt=<verify+$tm@certify.test>" expect=reply rcode=550 \
+		xcode=5.7.20 "text=$(awk -F'\t' '$1 == "not_authenticated" {print $2}' "$TOP/tests/integration/replies.ref")" \
+		"mailfrom=<mia@interieur.gouv.fr>" client_ip=192.0.2.9 >/dev/null 2>&1
+done
+deliver "max_attempts = 3: a good reply after three failures is refused as expired" "$WORK/u4" "$tm" \
+	reply expired "mailfrom=<mia@interieur.gouv.fr>" client_ip=198.51.100.7 rcode=550 xcode=5.7.1
+expect_eq "the evidence says why" "expired|too many failed attempts" \
+	"$(pg_psql "SELECT reason, detail FROM milterd.evidence ORDER BY id DESC LIMIT 1")"
 
 tb=$(new_token bea bea@broken.gouv.fr)
 reply "$WORK/u2" bea@broken.gouv.fr "$tb"

@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# run.sh — `make bench`: milterd against OpenDKIM (and OpenDKIM + an SPF milter), same
+# client, same corpus, same machine, same run.
+#
+# Starts a private PostgreSQL and the test DNS server (unbound) as tests/run does, makes a
+# corpus (corpus.sh), then measures with milterload:
+#   milterd       full decision (DKIM, SPF, policy, database)    unix socket and TCP loopback
+#   opendkim      Debian's OpenDKIM, verify-only mode              unix socket and TCP loopback
+#   opendkim+spf  OpenDKIM then Debian's pyspf-milter, chained     unix socket and TCP loopback
+#   junk          milterd refusing unknown tokens at RCPT (refusals per second)
+#   c1000         milterd (fresh) under 1000 concurrent connections: peak RSS (VmHWM), threads
+#   long          milterd (fresh) over BENCH_LONG_MESSAGES messages: RSS growth
+# and prints one table, also written to tests/bench/results/RESULT-<date>.txt.
+#
+# Sizes (environment): BENCH_REPLIES (1000 signed replies), BENCH_JUNK (500 junk envelopes),
+# BENCH_MESSAGES (8000 per system and transport), BENCH_CONNECTIONS (20),
+# BENCH_PER_CONNECTION (10 messages per milter connection), BENCH_CHAIN_MESSAGES (4000),
+# BENCH_JUNK_MESSAGES (20000), BENCH_C1000_MESSAGES (10000), BENCH_LONG_MESSAGES (50000;
+# BENCH_LONG=1 makes it 1,000,000). KEEP_WORK=1 keeps the work directory.
+set -u
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+export TOP BUILD="${BUILD:-$TOP/build}"
+BENCH="$TOP/tests/bench"
+LOAD="${MILTERLOAD:-$BUILD/bench/milterload}"
+
+REPLIES=${BENCH_REPLIES:-1000}
+JUNK=${BENCH_JUNK:-500}
+MESSAGES=${BENCH_MESSAGES:-8000}
+CONNS=${BENCH_CONNECTIONS:-20}
+PER=${BENCH_PER_CONNECTION:-10}
+CHAIN_MESSAGES=${BENCH_CHAIN_MESSAGES:-4000}
+JUNK_MESSAGES=${BENCH_JUNK_MESSAGES:-20000}
+C1000_MESSAGES=${BENCH_C1000_MESSAGES:-10000}
+if [ -n "${BENCH_LONG:-}" ] && [ "${BENCH_LONG}" != 0 ]; then
+	LONG_MESSAGES=${BENCH_LONG_MESSAGES:-1000000}
+else
+	LONG_MESSAGES=${BENCH_LONG_MESSAGES:-50000}
+fi
+LONG_SEGMENTS=10
+
+WORK=$(mktemp -d /tmp/milterd-bench.XXXXXX)
+export WORK
+chmod 755 "$WORK"
+. "$TOP/tests/lib/pg.sh"
+. "$TOP/tests/lib/common.sh"
+. "$TOP/tests/lib/dns.sh"
+export MILTERD_SQLDIR="$TOP/milterd/sql"
+
+declare -A PIDS=()
+NOTES="$WORK/notes"
+: >"$NOTES"
+note() { echo "$*" | tee -a "$NOTES" >&2; }
+say() { printf '\n== %s\n' "$*" >&2; }
+
+stop_one() {
+	local pid="${PIDS[$1]:-}"
+	[ -n "$pid" ] || return 0
+	kill "$pid" 2>/dev/null
+	for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	unset "PIDS[$1]"
+}
+
+cleanup() {
+	local n
+	for n in "${!PIDS[@]}"; do stop_one "$n"; done
+	dns_stop 2>/dev/null
+	pg_stop
+	if [ -n "${KEEP_WORK:-}" ]; then echo "(kept $WORK)" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- build
+[ -x "$BUILD/milterd" ] && [ -x "$BUILD/milterctl" ] || die "build milterd first (make)"
+if [ ! -x "$LOAD" ] || [ "$BENCH/milterload.c" -nt "$LOAD" ]; then
+	mkdir -p "$(dirname "$LOAD")"
+	${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread \
+		-o "$LOAD" "$BENCH/milterload.c" || die "cannot build milterload"
+fi
+for p in opendkim pyspf-milter; do
+	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||
+		note "note: Debian package $p is not installed (apt-get install $p): its rows are skipped"
+done
+# 1000 connections: a descriptor per connection in milterd and in the client.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 4096 ] ||
+	note "note: descriptor limit $(ulimit -n) is low for 1000 connections"
+
+# ------------------------------------------------------- services, corpus
+say "PostgreSQL and DNS ($WORK)"
+pg_start "$WORK" || die "PostgreSQL did not start"
+db_reset || die "database reset failed"
+dns_add_record 'agri.gouv.fr. 60 IN TXT "v=spf1 ip4:192.0.2.0/25 -all"'
+dns_add_record 'interieur.gouv.fr. 60 IN TXT "v=spf1 ip4:198.51.100.0/24 -all"'
+dns_add_record 'mx.interieur.gouv.fr. 60 IN TXT "v=spf1 a -all"'
+dns_add_record 'example.com. 60 IN TXT "v=spf1 ip4:198.51.100.0/24 ?all"'
+mkdir -p "$WORK/dns"
+dns_start "$WORK/dns" || die "unbound did not start"
+export DNS_SPEC DNS_KEYS DNS_PORT
+
+say "Corpus: $REPLIES signed replies, $JUNK junk envelopes"
+"$BENCH/corpus.sh" "$WORK/corpus" "$REPLIES" "$JUNK" 2>&1 | tee "$WORK/corpus.log" >&2
+[ "${PIPESTATUS[0]}" = 0 ] || die "corpus.sh failed"
+CORPUS_LINE=$(grep '^corpus:' "$WORK/corpus.log")
+
+# --------------------------------------------------------------- daemons
+wait_spec() {	# SPEC PID: wait for the socket while the process lives
+	local spec="$1" pid="$2" i
+	for i in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		case "$spec" in
+		unix:*|local:*) [ -S "${spec#*:}" ] && return 0 ;;
+		inet:*) p=${spec#inet:}; p=${p%@*}; ss -Htln "sport = :$p" | grep -q . && return 0 ;;
+		esac
+		sleep 0.1
+	done
+	return 1
+}
+
+spec_for() {	# NAME KIND: a socket spec
+	if [ "$2" = unix ]; then echo "unix:$WORK/$1.sock"; else echo "inet:$(free_port)@127.0.0.1"; fi
+}
+
+declare -A SOCK=()
+
+start_milterd() {	# NAME KIND
+	local name="$1" spec; spec=$(spec_for "$1" "$2")
+	# As tests' write_config, with milterd's defaults for the database (pool 8, timeout 5 s)
+	# and the log level an installation runs with.
+	write_config "$WORK/$name.conf" "socket = $spec" "log_level = info" "db_timeout = 5"
+	"$BUILD/milterd" -f -c "$WORK/$name.conf" 2>>"$WORK/$name.log" &
+	PIDS[$name]=$!
+	SOCK[$name]=$spec
+	wait_spec "$spec" "${PIDS[$name]}" || { tail -n 20 "$WORK/$name.log" >&2; die "$name did not start"; }
+}
+
+HAVE_OPENDKIM=; command -v opendkim >/dev/null || [ -x /usr/sbin/opendkim ] && HAVE_OPENDKIM=1
+start_opendkim() {	# NAME KIND
+	local name="$1" spec; spec=$(spec_for "$1" "$2")
+	# Verify-only; keys from the bench DNS server (libunbound forwarder IP@port);
+	# foreground, no syslog (this machine has none): its errors go to stderr.
+	cat >"$WORK/$name.conf" <<-EOF
+	Mode			v
+	Socket			$spec
+	Syslog			no
+	Background		no
+	Nameservers		127.0.0.1@$DNS_PORT
+	AuthservID		mx.certify.test
+	MinimumKeyBits		1024
+	UMask			000
+	SoftwareHeader		no
+	EOF
+	/usr/sbin/opendkim -f -x "$WORK/$name.conf" 2>>"$WORK/$name.log" &
+	PIDS[$name]=$!
+	SOCK[$name]=$spec
+	wait_spec "$spec" "${PIDS[$name]}" || { tail -n 20 "$WORK/$name.log" >&2; die "$name did not start"; }
+}
+
+HAVE_PYSPF=; [ -x /usr/bin/pyspf-milter ] && HAVE_PYSPF=1
+start_pyspf() {	# NAME KIND
+	local name="$1" spec dir="$WORK/$1"; spec=$(spec_for "$1" "$2")
+	mkdir -p "$dir"
+	chown pyspf-milter: "$dir" 2>/dev/null	# it drops to that user before binding
+	[ "$2" = unix ] && spec="unix:$dir/$name.sock"
+	cat >"$dir/$name.conf" <<-EOF
+	debugLevel = 1
+	TestOnly = 1
+	HELO_reject = Fail
+	Mail_From_reject = Fail
+	PermError_reject = False
+	TempError_Defer = False
+	skip_addresses = 127.0.0.0/8,::ffff:127.0.0.0/104,::1
+	Socket = ${spec/unix:/local:}
+	PidFile = $dir/$name.pid
+	UserID = pyspf-milter
+	InternalHosts = 127.0.0.1
+	Authserv_Id = mx.certify.test
+	EOF
+	BENCH_DNS="127.0.0.1@$DNS_PORT" "$BENCH/pyspf-milter-run" "$dir/$name.conf" 2>>"$WORK/$name.log" &
+	PIDS[$name]=$!
+	SOCK[$name]=$spec
+	wait_spec "$spec" "${PIDS[$name]}" || { tail -n 20 "$WORK/$name.log" >&2; die "$name did not start"; }
+}
+
+status_of() {	# NAME FIELD: a /proc status field in kB (or count)
+	awk -v f="$2:" '$1 == f {print $2}' "/proc/${PIDS[$1]}/status" 2>/dev/null
+}
+
+# ---------------------------------------------------------------- runs
+declare -A R=()	# R[label.key]=value from milterload's key=value line
+
+load() {	# LABEL EXPECT CORPUS SOCKETS... [-- extra milterload options]
+	local label="$1" expect="$2" corpus="$3" rc line kv; shift 3
+	local socks=() extra=()
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do socks+=(--socket "$1"); shift; done
+	[ "${1:-}" = -- ] && { shift; extra=("$@"); }
+	"$LOAD" "${socks[@]}" --corpus "$corpus" --label "$label" --expect "$expect" \
+		--connections "$CONNS" --messages-per-connection "$PER" --messages "$MESSAGES" \
+		-v "${extra[@]}" >"$WORK/$label.out" 2>"$WORK/$label.err"
+	rc=$?
+	sed 's/^/    /' "$WORK/$label.out" | tail -n +3 >&2
+	[ -s "$WORK/$label.err" ] && sed 's/^/    client: /' "$WORK/$label.err" | head -n 8 >&2
+	line=$(grep '^milterload ' "$WORK/$label.out")
+	for kv in $line; do
+		case "$kv" in *=*) R[$label.${kv%%=*}]=${kv#*=} ;; esac
+	done
+	R[$label.rc]=$rc
+	[ "$rc" = 0 ] || note "note: $label: milterload exit $rc (errors=${R[$label.errors]:-?} unexpected=${R[$label.unexpected]:-?}, codes ${R[$label.codes]:-?})"
+	return 0
+}
+
+REP="$WORK/corpus/replies" JNK="$WORK/corpus/junk"
+
+# ar_check LABEL WHO PATTERN: of the Authentication-Results headers the warm-up saw
+# (--print-headers), how many say PATTERN; a note unless all do.
+ar_check() {
+	local all pass
+	all=$(grep -c 'Authentication-Results:' "$WORK/$1.err")
+	pass=$(grep 'Authentication-Results:' "$WORK/$1.err" | grep -c -- "$3")
+	AR[$2]="$pass of $all Authentication-Results with $3"
+	[ "$all" -gt 0 ] && [ "$pass" = "$all" ] ||
+		note "note: $2: ${AR[$2]}; e.g. $(grep 'Authentication-Results:' "$WORK/$1.err" | grep -v -m1 -- "$3")"
+}
+declare -A AR=()
+
+say "milterd: unix socket and TCP loopback"
+start_milterd milterd-unix unix
+start_milterd milterd-tcp tcp
+# Warm-up: the first delivery of each reply verifies its account (UPDATE + NOTIFY); every
+# measured run after it is answered already_verified, through the same whole path.
+load warmup-verify accept "$REP" "${SOCK[milterd-unix]}" -- --messages "$REPLIES" --print-headers "$REPLIES"
+ar_check warmup-verify milterd 'dkim=pass'
+verified=$(pg_psql "SELECT count(*) FROM milterd.requests WHERE state = 'verified'")
+[ "$verified" = "$REPLIES" ] || note "note: after the warm-up $verified of $REPLIES accounts are verified"
+load milterd.unix accept "$REP" "${SOCK[milterd-unix]}"
+load milterd.tcp accept "$REP" "${SOCK[milterd-tcp]}"
+
+say "junk: unknown tokens refused at RCPT"
+load junk.unix reject "$JNK" "${SOCK[milterd-unix]}" -- --rcpt-only --messages "$JUNK_MESSAGES"
+
+if [ -n "$HAVE_OPENDKIM" ]; then
+	say "opendkim (verify-only): unix socket and TCP loopback"
+	start_opendkim opendkim-unix unix
+	start_opendkim opendkim-tcp tcp
+	# Warm-up (DNS caches); its Authentication-Results show that OpenDKIM verified.
+	load warmup-opendkim mixed "$REP" "${SOCK[opendkim-unix]}" -- --messages 500 --print-headers 500
+	ar_check warmup-opendkim opendkim 'dkim=pass'
+	load opendkim.unix accept "$REP" "${SOCK[opendkim-unix]}"
+	load opendkim.tcp accept "$REP" "${SOCK[opendkim-tcp]}"
+fi
+
+if [ -n "$HAVE_OPENDKIM" ] && [ -n "$HAVE_PYSPF" ]; then
+	say "opendkim + pyspf-milter chained: unix socket and TCP loopback"
+	start_pyspf pyspf-unix unix
+	start_pyspf pyspf-tcp tcp
+	load warmup-chain mixed "$REP" "${SOCK[opendkim-unix]}" "${SOCK[pyspf-unix]}" -- --messages 200 --print-headers 400
+	ar_check warmup-chain pyspf-milter 'spf=pass'
+	load chain.unix accept "$REP" "${SOCK[opendkim-unix]}" "${SOCK[pyspf-unix]}" -- --messages "$CHAIN_MESSAGES"
+	load chain.tcp accept "$REP" "${SOCK[opendkim-tcp]}" "${SOCK[pyspf-tcp]}" -- --messages "$CHAIN_MESSAGES"
+elif [ -n "$HAVE_OPENDKIM" ]; then
+	note "note: opendkim+spf chain skipped: pyspf-milter (Debian package pyspf-milter) is not installed"
+fi
+
+say "milterd under 1000 concurrent connections (fresh process)"
+start_milterd milterd-c1000 unix
+pid=${PIDS[milterd-c1000]}
+rss0=$(status_of milterd-c1000 VmRSS)
+( maxt=0; maxr=0
+  while kill -0 "$pid" 2>/dev/null && [ ! -e "$WORK/c1000.done" ]; do
+	t=$(awk '$1 == "Threads:" {print $2}' "/proc/$pid/status" 2>/dev/null)
+	r=$(awk '$1 == "VmRSS:" {print $2}' "/proc/$pid/status" 2>/dev/null)
+	[ -n "$t" ] && [ "$t" -gt "$maxt" ] && maxt=$t
+	[ -n "$r" ] && [ "$r" -gt "$maxr" ] && maxr=$r
+	sleep 0.2
+  done; echo "$maxt $maxr" >"$WORK/c1000.sample" ) &
+sampler=$!
+load c1000.unix accept "$REP" "${SOCK[milterd-c1000]}" -- --connections 1000 \
+	--messages "$C1000_MESSAGES" --messages-per-connection $(( (C1000_MESSAGES + 999) / 1000 ))
+touch "$WORK/c1000.done"; wait "$sampler"
+read -r c1000_threads c1000_rss <"$WORK/c1000.sample"
+c1000_hwm=$(status_of milterd-c1000 VmHWM)
+c1000_fds=$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)
+stop_one milterd-c1000
+
+say "milterd long run: $LONG_MESSAGES messages (fresh process), RSS after each tenth"
+start_milterd milterd-long unix
+long_rss=()
+seg=$(( LONG_MESSAGES / LONG_SEGMENTS ))
+t_long0=$(date +%s.%N)
+long_msgs=0 long_err=0
+for i in $(seq 1 "$LONG_SEGMENTS"); do
+	load "long.$i" accept "$REP" "${SOCK[milterd-long]}" -- --messages "$seg"
+	long_rss+=("$(status_of milterd-long VmRSS)")
+	long_msgs=$(( long_msgs + ${R[long.$i.messages]:-0} ))
+	long_err=$(( long_err + ${R[long.$i.errors]:-0} + ${R[long.$i.unexpected]:-0} ))
+	kill -0 "${PIDS[milterd-long]}" 2>/dev/null || { note "note: milterd died during the long run (segment $i)"; break; }
+done
+t_long1=$(date +%s.%N)
+long_hwm=$(status_of milterd-long VmHWM)
+long_fds=$(ls "/proc/${PIDS[milterd-long]}/fd" 2>/dev/null | wc -l)
+long_threads=$(status_of milterd-long Threads)
+
+# -------------------------------------------------------------- evidence
+for n in milterd-unix milterd-tcp milterd-long; do
+	kill -0 "${PIDS[$n]:-0}" 2>/dev/null || note "note: $n is not running at the end (crash?): $(tail -n 3 "$WORK/$n.log" | tr '\n' ' ')"
+done
+reasons=$(pg_psql "SELECT string_agg(reason || ' ' || n, ', ' ORDER BY n DESC) FROM
+	(SELECT reason, count(*) n FROM milterd.evidence GROUP BY reason) x")
+warnings=$(cat "$WORK"/milterd-*.log | grep -c -E ' (warning|err|crit|alert|emerg)[: ]|reason=temporary')
+[ "$warnings" -gt 0 ] && note "note: milterd logged $warnings warning/error/temporary lines, e.g.: $(cat "$WORK"/milterd-*.log | grep -E ' (warning|err|crit)[: ]|reason=temporary' | head -n 3 | tr '\n' ' ')"
+
+# ----------------------------------------------------------------- table
+row() {	# LABEL SYSTEM TRANSPORT
+	local l="$1"
+	if [ -z "${R[$l.messages]:-}" ]; then
+		printf '%-28s %-6s %9s %9s %9s %7s %7s\n' "$2" "$3" - - - - -
+		return
+	fi
+	printf '%-28s %-6s %9s %9s %9s %7s %7s\n' "$2" "$3" "${R[$l.msgs_per_s]}" \
+		"${R[$l.p50_ms]}" "${R[$l.p99_ms]}" "${R[$l.messages]}" \
+		"$(( ${R[$l.errors]:-0} + ${R[$l.unexpected]:-0} ))"
+}
+ratio() { awk -v a="${R[$1.msgs_per_s]:-0}" -v b="${R[$2.msgs_per_s]:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+kb_mb() { awk -v k="${1:-0}" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
+
+mkdir -p "$BENCH/results"
+stamp=$(date +%Y-%m-%dT%H%M%S)
+result="$BENCH/results/RESULT-$stamp.txt"
+{
+	echo "milterd benchmark — $(date -R)"
+	echo "CPU: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores;" \
+		"memory $(awk '/^MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo);" \
+		"$(uname -sr); commit $(git -C "$TOP" rev-parse --short HEAD 2>/dev/null)$(git -C "$TOP" diff --quiet 2>/dev/null || echo '+changes')"
+	echo "milterd: db_pool_size 8, db_timeout 5, log_level info (stderr to a file);" \
+		"opendkim $(dpkg-query -W -f='${Version}' opendkim 2>/dev/null); pyspf-milter $(dpkg-query -W -f='${Version}' pyspf-milter 2>/dev/null)"
+	echo "$CORPUS_LINE"
+	echo "client: milterload, $CONNS connections, $PER messages per connection, $MESSAGES messages per row" \
+		"(chain rows $CHAIN_MESSAGES); latency = end-of-message answer (RCPT answer for junk)"
+	echo
+	printf '%-28s %-6s %9s %9s %9s %7s %7s\n' system transport "msgs/s" "p50 ms" "p99 ms" messages errors
+	row milterd.unix "milterd (full decision)" unix
+	row milterd.tcp "milterd (full decision)" tcp
+	row opendkim.unix "opendkim (verify only)" unix
+	row opendkim.tcp "opendkim (verify only)" tcp
+	row chain.unix "opendkim + pyspf-milter" unix
+	row chain.tcp "opendkim + pyspf-milter" tcp
+	row junk.unix "milterd junk RCPT refusals" unix
+	row warmup-verify "milterd first verification" unix
+	echo
+	echo "ratio milterd/opendkim:            unix $(ratio milterd.unix opendkim.unix)   tcp $(ratio milterd.tcp opendkim.tcp)"
+	echo "ratio milterd/(opendkim+pyspf):    unix $(ratio milterd.unix chain.unix)   tcp $(ratio milterd.tcp chain.tcp)"
+	echo "junk: ${R[junk.unix.msgs_per_s]:-?} RCPT refusals/s (reject ${R[junk.unix.reject]:-?}, codes ${R[junk.unix.codes]:-?})"
+	echo "1000 concurrent connections ($C1000_MESSAGES messages): ${R[c1000.unix.msgs_per_s]:-?} msgs/s," \
+		"p50 ${R[c1000.unix.p50_ms]:-?} ms p99 ${R[c1000.unix.p99_ms]:-?} ms max ${R[c1000.unix.max_ms]:-?} ms;" \
+		"answers accept ${R[c1000.unix.accept]:-?} tempfail ${R[c1000.unix.tempfail]:-?} reject ${R[c1000.unix.reject]:-?} other ${R[c1000.unix.other]:-?}, errors ${R[c1000.unix.errors]:-?}"
+	echo "  milterd RSS idle $(kb_mb "$rss0"), peak VmHWM $(kb_mb "$c1000_hwm"), threads up to $c1000_threads, fds at end $c1000_fds"
+	printf '%s' "long run: $long_msgs messages in $(awk -v a="$t_long0" -v b="$t_long1" 'BEGIN{printf "%.0f", b-a}') s, errors/unexpected $long_err; VmRSS after each tenth (MB):"
+	for r in "${long_rss[@]}"; do printf ' %s' "$(awk -v k="$r" 'BEGIN{printf "%.1f", k/1024}')"; done; echo
+	if [ "${#long_rss[@]}" -ge 3 ]; then
+		awk -v a="${long_rss[1]}" -v b="${long_rss[${#long_rss[@]}-1]}" -v n="$(( seg * (${#long_rss[@]} - 2) ))" \
+			'BEGIN { printf "  growth after the first tenth: %+.1f MB over %d messages (%+.2f KB per 1000)\n", (b-a)/1024, n, n ? (b-a)/n*1000 : 0 }'
+	fi
+	echo "  VmHWM $(kb_mb "$long_hwm"), threads at end $long_threads, fds at end $long_fds"
+	echo "evidence rows by reason: $reasons"
+	echo "warm-up checks: milterd ${AR[milterd]:-?}; opendkim ${AR[opendkim]:-?}; pyspf-milter ${AR[pyspf-milter]:-?}"
+	[ -s "$NOTES" ] && { echo; cat "$NOTES"; }
+} >"$result"
+echo >&2
+cat "$result"
+echo "(written to $result)" >&2
