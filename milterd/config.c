@@ -504,6 +504,13 @@ config_ini_reader(char *dst, int size, void *user)
 	s = str_trim(p->line);
 	if (*s == '\0' || *s == '#' || *s == ';')
 		return dst;
+	/* "# comment" after a value, like ";" (inih's own inline comment). */
+	for (char *c = s + 1; *c; c++)
+		if (*c == '#' && (c[-1] == ' ' || c[-1] == '\t')) {
+			*c = '\0';
+			s = str_trim(s);
+			break;
+		}
 	if (strlen(s) >= (size_t)size - 1) {
 		config_file_error(p->errors, p->path, p->lineno, NULL,
 		    "line longer than %d characters", size - 2);

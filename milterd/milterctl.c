@@ -69,7 +69,7 @@ usage(void)
 	    "  request --account A --email E [--ttl INTERVAL] [--lang fr|en] [--send|--print]\n"
 	    "                                      create a request; print its token once, or\n"
 	    "                                      send (sendmail -t -i) or print its challenge\n"
-	    "  check FILE.eml --client-ip IP --helo H --mail-from M --rcpt R [--commit]\n"
+	    "  check FILE.eml --client-ip IP [--helo H] --mail-from M --rcpt R [--commit]\n"
 	    "                                      decide on a message as the daemon would\n"
 	    "  status ACCOUNT                      state of the account's latest request\n"
 	    "  list [--state S]                    requests, newest first\n"

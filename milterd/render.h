@@ -23,7 +23,7 @@ int	render_text(const char *tmpl, const struct render_var *vars, size_t nvars,
 int	render_file(const char *path, const struct render_var *vars, size_t nvars,
 	    struct buf *out, struct buf *err);
 
-/* SMTP reply texts: one file per language, "reason<TAB>text" lines, ASCII
+/* SMTP reply texts: one file per language, "reason = text" lines, ASCII
  * only (SMTP replies are ASCII). */
 #define REPLY_LANGS 2	/* fr, en */
 struct replies {

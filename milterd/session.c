@@ -154,6 +154,8 @@ session_rcpt_evidence(struct session *s, struct store *st, const struct store_re
 	char final[32];
 	struct buf err;
 
+	if (s->dry_run)
+		return;
 	buf_init(&err);
 	if (store_decide(st, &ev, final, sizeof(final), &err) != STORE_OK)
 		log_warn("evidence not recorded: %s", err.s);
@@ -462,7 +464,8 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 		.dkim_selector = used ? used->selector : NULL,
 		.dkim_algorithm = used ? used->algorithm : NULL,
 		.dkim_key_bits = used ? (int)used->key_bits : 0,
-		.dnssec = used ? used->dnssec : NULL, .detail = d->detail,
+		.dnssec = used && d->rules->dnssec != PD_IGNORE ? used->dnssec : NULL,
+		.detail = d->detail,
 		.spf_result = spfbuf,
 		.token_prefix = m->hash_prefix,
 	};

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -43,6 +44,7 @@ struct store {
 	pthread_mutex_t	 lock;
 	pthread_cond_t	 freed;
 	time_t		 retry_after;	/* after a failed connect, fail fast until then */
+	char		 appname[64];	/* "milterd@HOST": evidence rows name the MX */
 };
 
 struct store *
@@ -62,6 +64,14 @@ store_open(const char *conninfo, int size, int timeout)
 	}
 	st->size = size;
 	st->timeout = timeout;
+	{
+		char host[48];
+
+		if (gethostname(host, sizeof(host)) == -1)
+			str_copy(host, "unknown", sizeof(host));
+		host[sizeof(host) - 1] = '\0';
+		snprintf(st->appname, sizeof(st->appname), "milterd@%s", host);
+	}
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->freed, NULL);
 	return st;
@@ -101,7 +111,7 @@ store_connect(struct store *st, struct buf *err)
 	/* Keys before dbname are defaults the conninfo string may override. */
 	const char *keys[] = { "connect_timeout", "application_name", "dbname", NULL };
 	char tmo[16], sql[64];
-	const char *vals[] = { tmo, "milterd", st->conninfo, NULL };
+	const char *vals[] = { tmo, st->appname, st->conninfo, NULL };
 	PGconn *conn;
 	PGresult *res;
 

@@ -78,6 +78,9 @@ expect_eq "evidence row: reason, signer, key, client" "verified|agri.gouv.fr|rsa
 	  FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id
 	  WHERE r.account = 'alice' ORDER BY e.id DESC LIMIT 1")"
 
+expect_eq "evidence names the MX host that decided" "milterd@$(hostname | cut -c1-47)" \
+	"$(pg_psql "SELECT mta_host FROM milterd.evidence ORDER BY id DESC LIMIT 1")"
+
 # 2. A second copy (the sender's MTA retrying) is answered as already verified.
 deliver "second copy answered already_verified with 250" "$WORK/m1.s" "$t1" accept already_verified \
 	"ar=(milterd: already_verified)"

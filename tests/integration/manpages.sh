@@ -132,7 +132,7 @@ expect_eq "milterd(8) documents every option of the usage text" "" "$missing"
 "$C" >/dev/null 2>"$WORK/ctl.usage"; rc=$?
 expect_eq "milterctl without arguments prints the usage, exit 2" 2 "$rc"
 # A command is the words of a usage line before its first option or argument.
-sed -n '/^commands:/,$p' "$WORK/ctl.usage" | grep -E '^  [a-z]' |
+sed -n '/^commands:/,$p' "$WORK/ctl.usage" | grep -E '^  [a-z]' | sed -E 's/ {3,}.*//' |
 	awk '{ c = $1; for (i = 2; i <= NF && $i ~ /^[a-z]+$/; i++) c = c " " $i; print c }' \
 	>"$WORK/ctl.commands"
 [ -s "$WORK/ctl.commands" ] || not_ok "milterctl usage lists commands: $(head -c 300 "$WORK/ctl.usage")"
