@@ -89,6 +89,8 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) milterd/*.h
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-Imilterd -o $@ $< $(FUZZ_SRC) -lcrypto
 
+include tests/bench/bench.mk
+
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \

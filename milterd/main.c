@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -331,6 +332,10 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+
+	/* One malloc arena per thread would cost memory with a thousand
+	 * connections (one thread each) and buy little. */
+	mallopt(M_ARENA_MAX, 4);
 
 	log_open("milterd", foreground, cfg->syslog_facility);
 	log_set_level(cfg->log_level);
