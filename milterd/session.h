@@ -51,6 +51,7 @@ struct session {
 	char		 client_host[256];
 	char		 helo[256];
 	int		 leadspc;	/* header values keep their leading space */
+	unsigned long	 noreply;	/* SMFIP_NR_* steps the MTA does not wait for */
 	int		 dry_run;	/* decide, but write nothing (milterctl check) */
 	int		 in_message;	/* counted in session_in_flight() */
 	struct msg	 msg;
