@@ -226,8 +226,9 @@ main(int argc, char **argv)
 		else if (strcmp(cmd, "subject") == 0)
 			h = &st.subject;
 		else if (strcmp(cmd, "body") == 0) {
-			strncat(st.body, val, sizeof(st.body) - strlen(st.body) - 3);
-			strncat(st.body, "\r\n", sizeof(st.body) - strlen(st.body) - 1);
+			size_t used = strlen(st.body);
+
+			snprintf(st.body + used, sizeof(st.body) - used, "%s\r\n", val);
 		} else if (strcmp(cmd, "dkim") == 0 && st.nsigs < DKIMV_MAXSIGS)
 			dkim_parse(&st, val);
 		else if (strcmp(cmd, "spf") == 0) {
