@@ -17,6 +17,7 @@
 #define SPF_MAX_VOID 2		/* RFC 7208 4.6.4 */
 
 static SPF_server_t	*spf_server;
+static SPF_dns_server_t	*spf_layer;	/* ours: SPF_server_free leaves it */
 
 /* Lookups that found nothing during the evaluation running on this thread
  * (libspf2 evaluates synchronously in the caller's thread). */
@@ -176,12 +177,6 @@ spf_dns_lookup(SPF_dns_server_t *srv, const char *domain, ns_type type, int shou
 	return rr;
 }
 
-static void
-spf_dns_destroy(SPF_dns_server_t *srv)
-{
-	free(srv);
-}
-
 int
 spf_init(struct dns *dns, struct buf *err)
 {
@@ -191,7 +186,8 @@ spf_init(struct dns *dns, struct buf *err)
 		buf_puts(err, "spf: out of memory");
 		return -1;
 	}
-	layer->destroy = spf_dns_destroy;
+	/* No destroy hook: libspf2 never frees a caller's layer itself, and a
+	 * hook would only suggest it does; spf_shutdown() frees it. */
 	layer->lookup = spf_dns_lookup;
 	layer->name = "milterd";
 	layer->hook = dns;
@@ -200,6 +196,7 @@ spf_init(struct dns *dns, struct buf *err)
 		free(layer);
 		return -1;
 	}
+	spf_layer = layer;
 	return 0;
 }
 
@@ -209,6 +206,8 @@ spf_shutdown(void)
 	if (spf_server != NULL)
 		SPF_server_free(spf_server);
 	spf_server = NULL;
+	free(spf_layer);
+	spf_layer = NULL;
 }
 
 static enum spf_result
