@@ -9,7 +9,11 @@
 #   DKIM-signed by dkimpy with the keys dns.sh published ($DNS_KEYS):
 #     70% RSA-2048 d=agri.gouv.fr, 10% RSA-2048 d=mail.agri.gouv.fr (relaxed alignment),
 #     5% RSA-2048 d=interieur.gouv.fr, 15% Ed25519 d=agri.gouv.fr.
-#   Client addresses are in the SPF ranges tests/run and run.sh publish (SPF pass).
+#   Every reply comes from the ministries' shared relays (192.0.2.1-120, HELO
+#   smtp.rie.gouv.fr), which run.sh publishes in the SPF records of agri.gouv.fr,
+#   interieur.gouv.fr and smtp.rie.gouv.fr: MAIL FROM and HELO pass SPF whichever reply
+#   an MTA connection carries (milterload sends CONNECT/HELO once per connection, from
+#   the connection's first message).
 # OUTDIR/junk: JUNK (default 500) messages to verify+TOKEN@certify.test with well-formed
 #   unknown tokens (each one costs milterd a database lookup), for the RCPT refusal test.
 #
@@ -50,14 +54,10 @@ t1=$(date +%s.%N)
 # 2. Jobs: N TOKEN EMAIL SIGN_DOMAIN SELECTOR ALGO CLIENT HELO
 awk -F'\t' -v OFS='\t' '{
 	n = $1; dom = substr($3, index($3, "@") + 1); k = n % 20
-	if (dom == "interieur.gouv.fr") { sd = dom; sel = "rsa2048"; alg = "rsa-sha256"; ip = "198.51.100." (n % 250 + 1) }
-	else {
-		ip = "192.0.2." (n % 120 + 1)
-		if (k == 0 || k == 1 || k == 2) { sd = dom; sel = "ed"; alg = "ed25519-sha256" }
-		else if (k == 4 || k == 5) { sd = "mail." dom; sel = "rsa2048"; alg = "rsa-sha256" }
-		else { sd = dom; sel = "rsa2048"; alg = "rsa-sha256" }
-	}
-	print n, $2, $3, sd, sel, alg, ip, "mx." dom
+	sd = dom; sel = "rsa2048"; alg = "rsa-sha256"
+	if (dom == "agri.gouv.fr" && k <= 2) { sel = "ed"; alg = "ed25519-sha256" }
+	else if (dom == "agri.gouv.fr" && (k == 4 || k == 5)) sd = "mail." dom
+	print n, $2, $3, sd, sel, alg, "192.0.2." (n % 120 + 1), "smtp.rie.gouv.fr"
 }' "$out/work/tokens" >"$out/work/jobs"
 split -n "l/$jobs" -d "$out/work/jobs" "$out/work/part."
 ls "$out"/work/part.* | xargs -P "$jobs" -I{} "$here/sign-corpus" --keys "$DNS_KEYS" \

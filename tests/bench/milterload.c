@@ -20,7 +20,17 @@
  *
  * Corpus: a directory, one message per file. The first lines
  *   X-Bench-Envelope: client=IP helo=NAME from=<a@b> rcpt=<c@d> [rcpt=...] [host=NAME]
- * give the envelope and are not sent; the rest is the RFC 5322 message.
+ * give the envelope and are not sent; the rest is the RFC 5322 message. Files
+ * are taken in name order, round robin; a connection's CONNECT and HELO come
+ * from its first message, as an MTA connection has one client.
+ *
+ * Output: one "milterload key=value ..." line, then a table. Counted per
+ * message: its deciding answer (accept, reject, tempfail, discard, other;
+ * SMFIR_REPLYCODE by its 3-digit code), the latency of that answer (from the
+ * EOM command, or the RCPT command with --rcpt-only) and of the whole message
+ * (from MAIL, or CONNECT for a connection's first). Errors: protocol errors,
+ * connection failures, timeouts. Exit 1 on any error or on answers that
+ * contradict --expect.
  *
  * Build: cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pthread \
  *            -o milterload tests/bench/milterload.c
@@ -41,6 +51,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -399,6 +410,8 @@ static struct {
 	double timeout;
 	int verbose;
 	int print_headers;	/* show the headers the milters add, for this many messages */
+	int quickack;		/* TCP: acknowledge every segment at once (diagnostic) */
+	const char *latfile;	/* write "seconds-since-start latency-ms verdict" per message */
 	const char *label;
 } opt = { .connections = 10, .per_conn = 10, .expect = EXP_MIXED, .threads = 1,
 	  .timeout = 60 };
@@ -412,13 +425,16 @@ struct stats {
 	long proto_errors, conn_errors, timeouts, unexpected, connect_retries, connects;
 	long mods;		/* modification requests at EOM */
 	long codes[1000];	/* SMTP codes of SMFIR_REPLYCODE answers */
-	uint32_t *lat;		/* microseconds, one per decided message */
+	uint32_t *lat;		/* microseconds, one per decided message: the deciding answer */
+	uint32_t *mlat;		/* ... and the whole message, MAIL (CONNECT) to that answer */
+	float *when;		/* --latencies: when it was decided, seconds since start */
+	unsigned char *what;	/* --latencies: the verdict */
 	size_t nlat, caplat;
 };
 
 static long messages_started;	/* atomic */
-static double t_deadline;
-static int stop_all;		/* atomic: stop starting messages (SIGINT) */
+static double t_deadline, t_start;
+static int stop_all;		/* atomic: start no more messages (SIGINT, milter unreachable) */
 static int shown;		/* atomic: -v lines printed */
 static int headers_shown;	/* atomic: --print-headers packets printed */
 
@@ -481,6 +497,7 @@ struct sess {
 	int waiting;		/* for an answer of m[cur] */
 	int step_begun;
 	double t_step;		/* the current step went to the first milter */
+	double t_msg;		/* the message began (MAIL, or CONNECT for the first) */
 	double t_alive;		/* last packet sent or received: for --timeout */
 	int nmsg;		/* messages begun on this connection */
 	int quit;		/* no more messages on this connection */
@@ -780,7 +797,17 @@ record(struct sess *s, enum verdict v)
 	if (st->nlat == st->caplat) {
 		st->caplat = st->caplat ? st->caplat * 2 : 65536;
 		st->lat = xrealloc(st->lat, st->caplat * sizeof(*st->lat));
+		st->mlat = xrealloc(st->mlat, st->caplat * sizeof(*st->mlat));
+		if (opt.latfile) {
+			st->when = xrealloc(st->when, st->caplat * sizeof(*st->when));
+			st->what = xrealloc(st->what, st->caplat * sizeof(*st->what));
+		}
 	}
+	if (opt.latfile) {
+		st->when[st->nlat] = (float)(now() - t_start);
+		st->what[st->nlat] = (unsigned char)v;
+	}
+	st->mlat[st->nlat] = (uint32_t)((now() - s->t_msg) * 1e6 + 0.5);
 	st->lat[st->nlat++] = (uint32_t)((now() - s->t_step) * 1e6 + 0.5);
 	if ((opt.expect == EXP_ACCEPT && v != V_ACCEPT) ||
 	    (opt.expect == EXP_REJECT && v != V_REJECT) ||
@@ -798,6 +825,7 @@ msg_begin(struct sess *s, enum step first)
 	s->step_begun = 0;
 	s->verdict = s->rcpt_refused = s->rcpt_verdict = V_NONE;
 	s->rcpt_ok = 0;
+	s->t_msg = now();
 	snprintf(s->qid, sizeof(s->qid), "B%dX%lX", s->w->id, s->msgno);
 }
 
@@ -1022,7 +1050,8 @@ static void
 print_header(struct sess *s, char cmd, const unsigned char *data, size_t n)
 {
 	const char *name, *value;
-	size_t skip = cmd == SMFIR_ADDHEADER ? 0 : 4, ln;
+	char *flat;
+	size_t skip = cmd == SMFIR_ADDHEADER ? 0 : 4, ln, o = 0;
 
 	if (opt.print_headers <= 0 ||
 	    __atomic_fetch_add(&headers_shown, 1, __ATOMIC_RELAXED) >= opt.print_headers)
@@ -1034,10 +1063,21 @@ print_header(struct sess *s, char cmd, const unsigned char *data, size_t n)
 	if (skip + ln + 1 >= n)
 		return;
 	value = name + ln + 1;
+	/* One line per header: folding white space becomes one space. */
+	flat = xmalloc(strlen(value) + 1);
+	for (const char *p = value; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			continue;
+		else if (*p == '\t')
+			flat[o++] = ' ';
+		else
+			flat[o++] = *p;
+	flat[o] = '\0';
 	fprintf(stderr, "milterload: %s: milter %d %s header: %s:%s%s\n",
 	    s->msg ? s->msg->file : "-", s->cur,
 	    cmd == SMFIR_ADDHEADER ? "adds" : cmd == SMFIR_INSHEADER ? "inserts" : "changes",
-	    name, value[0] == ' ' ? "" : " ", value);
+	    name, flat[0] == ' ' ? "" : " ", flat);
+	free(flat);
 }
 
 /* One packet from milter m. */
@@ -1160,6 +1200,13 @@ on_readable(struct mc *m)
 			return;
 		}
 		m->in.len += (size_t)n;
+		if (opt.quickack && targets[m->idx].family != AF_UNIX) {
+			/* Linux leaves quick-ACK mode by itself: set it again
+			 * after every read. */
+			int one = 1;
+
+			setsockopt(m->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+		}
 		while (m->in.len - m->in.off >= 5) {
 			uint32_t len;
 			unsigned char *p = m->in.p + m->in.off;
@@ -1263,7 +1310,8 @@ sess_close(struct sess *s, int retry_same)
 			s->retry_at += 0.1;
 			return;
 		}
-		w->st.v[V_OTHER]++;	/* given up */
+		w->st.v[V_OTHER]++;	/* given up: the milter is unreachable, end the run */
+		__atomic_store_n(&stop_all, 1, __ATOMIC_RELAXED);
 	} else if (s->msg != NULL && s->verdict == V_NONE)
 		w->st.v[V_OTHER]++;	/* lost with its connection */
 	s->msg = NULL;
@@ -1318,7 +1366,12 @@ sess_start(struct sess *s)
 		 * its ACK (up to 40 ms on Linux) hoping to piggyback it on
 		 * data: every exchange where one side writes twice before
 		 * reading would stall for the delayed-ACK timer. TCP_NODELAY
-		 * sends each packet at once, as MTAs and libmilter do. */
+		 * sends each packet at once. It does not help when the milter
+		 * side writes twice: libmilter sends each modification request
+		 * (SMFIR_INSHEADER...) and then the final answer as separate
+		 * writes without TCP_NODELAY, so the final answer waits for
+		 * our delayed ACK (~40 ms) — what an MTA sees as well.
+		 * --quickack acknowledges at once, to measure without it. */
 		if (t->family != AF_UNIX)
 			setsockopt(m->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		w->st.connects++;
@@ -1378,13 +1431,13 @@ worker_run(void *arg)
 				continue;
 			if (s->retry_at <= t)
 				sess_start(s);
-			else if (first < 0 || s->retry_at < first)
+			if (s->phase == P_RETRY && (first < 0 || s->retry_at < first))
 				first = s->retry_at;
 		}
 		if (w->active == 0)
 			break;
 		if (first >= 0)
-			timeout = (int)((first - t) * 1000) + 1;
+			timeout = first > t ? (int)((first - t) * 1000) + 1 : 0;
 		n = epoll_wait(w->ep, evs, 256, timeout);
 		for (int i = 0; i < n; i++) {
 			uint64_t k = evs[i].data.u64;
@@ -1450,7 +1503,8 @@ usage(void)
 	      "         --corpus DIR [--connections N] [--messages N | --duration SECONDS]\n"
 	      "         [--messages-per-connection K] [--rcpt-only]\n"
 	      "         [--expect accept|reject|tempfail|mixed] [--threads T]\n"
-	      "         [--timeout SECONDS] [--label NAME] [-v] [--print-headers N]\n"
+	      "         [--timeout SECONDS] [--label NAME] [-v] [--print-headers N] [--quickack]\n"
+	      "         [--latencies FILE]\n"
 	      "Several --socket options chain milters as an MTA does.\n"
 	      "Exit 0; 1 on protocol/connection errors, timeouts or answers against\n"
 	      "--expect; 2 on usage errors.\n", stderr);
@@ -1474,6 +1528,8 @@ main(int argc, char **argv)
 		{ "label", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "print-headers", required_argument, NULL, 'H' },
+		{ "quickack", no_argument, NULL, 'Q' },
+		{ "latencies", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1481,12 +1537,12 @@ main(int argc, char **argv)
 	struct worker *ws;
 	struct stats tot = { 0 };
 	struct rlimit rl;
-	double t0, secs;
+	double t0, secs, cpu = 0;
 	int c, per, rest;
 	char socks[1024] = "", codes[4096] = "";
 	static const char *const expect_names[] = { "mixed", "accept", "reject", "tempfail" };
 
-	while ((c = getopt_long(argc, argv, "s:c:n:d:C:rk:e:t:T:l:vH:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:c:n:d:C:rk:e:t:T:l:vH:QL:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (opt.nsockets == MAXCHAIN)
@@ -1538,6 +1594,12 @@ main(int argc, char **argv)
 		case 'H':
 			opt.print_headers = atoi(optarg);
 			break;
+		case 'Q':
+			opt.quickack = 1;
+			break;
+		case 'L':
+			opt.latfile = optarg;
+			break;
 		default:
 			usage();
 		}
@@ -1572,7 +1634,7 @@ main(int argc, char **argv)
 		die("out of memory");
 	per = opt.connections / opt.threads;
 	rest = opt.connections % opt.threads;
-	t0 = now();
+	t0 = t_start = now();
 	t_deadline = t0 + opt.duration;
 	for (int i = 0; i < opt.threads; i++) {
 		struct worker *w = &ws[i];
@@ -1600,13 +1662,36 @@ main(int argc, char **argv)
 		tot.mods += st->mods;
 		for (int k = 0; k < 1000; k++)
 			tot.codes[k] += st->codes[k];
+		if (opt.latfile) {
+			static const char *const vn[] = { "none", "accept", "reject", "tempfail",
+				"discard", "other" };
+			FILE *lf = fopen(opt.latfile, i == 0 ? "w" : "a");
+
+			if (lf == NULL)
+				die("%s: %s", opt.latfile, strerror(errno));
+			for (size_t k = 0; k < st->nlat; k++)
+				fprintf(lf, "%.4f %.3f %s\n", st->when[k], st->lat[k] / 1000.0,
+				    vn[st->what[k]]);
+			fclose(lf);
+		}
 		tot.lat = xrealloc(tot.lat, (tot.nlat + st->nlat) * sizeof(*tot.lat));
-		if (st->nlat)
+		tot.mlat = xrealloc(tot.mlat, (tot.nlat + st->nlat) * sizeof(*tot.mlat));
+		if (st->nlat) {
 			memcpy(tot.lat + tot.nlat, st->lat, st->nlat * sizeof(*st->lat));
+			memcpy(tot.mlat + tot.nlat, st->mlat, st->nlat * sizeof(*st->mlat));
+		}
 		tot.nlat += st->nlat;
 	}
 	secs = now() - t0;
+	{
+		struct rusage ru;
+
+		if (getrusage(RUSAGE_SELF, &ru) == 0)
+			cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+			    ru.ru_stime.tv_usec / 1e6;
+	}
 	qsort(tot.lat, tot.nlat, sizeof(*tot.lat), lat_cmp);
+	qsort(tot.mlat, tot.nlat, sizeof(*tot.mlat), lat_cmp);
 	for (int k = 0; k < 1000; k++)
 		if (tot.codes[k])
 			snprintf(codes + strlen(codes), sizeof(codes) - strlen(codes), "%s%d:%ld",
@@ -1616,29 +1701,35 @@ main(int argc, char **argv)
 		double rate = secs > 0 ? done / secs : 0;
 		double p50 = pct(tot.lat, tot.nlat, 0.50), p99 = pct(tot.lat, tot.nlat, 0.99);
 		double mx = tot.nlat ? tot.lat[tot.nlat - 1] / 1000.0 : 0;
+		double m50 = pct(tot.mlat, tot.nlat, 0.50), m99 = pct(tot.mlat, tot.nlat, 0.99);
 
 		printf("milterload label=%s socket=%s mode=%s connections=%d per_connection=%d"
 		    " messages=%ld seconds=%.3f msgs_per_s=%.1f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f"
+		    " msg_p50_ms=%.3f msg_p99_ms=%.3f"
 		    " accept=%ld reject=%ld tempfail=%ld discard=%ld other=%ld"
 		    " proto_errors=%ld conn_errors=%ld timeouts=%ld errors=%ld expect=%s unexpected=%ld"
-		    " connects=%ld connect_retries=%ld eom_mods=%ld codes=%s\n",
+		    " connects=%ld connect_retries=%ld eom_mods=%ld codes=%s client_cpu_s=%.2f\n",
 		    opt.label ? opt.label : "-", socks, opt.rcpt_only ? "rcpt" : "eom",
-		    opt.connections, opt.per_conn, done, secs, rate, p50, p99, mx,
+		    opt.connections, opt.per_conn, done, secs, rate, p50, p99, mx, m50, m99,
 		    tot.v[V_ACCEPT], tot.v[V_REJECT], tot.v[V_TEMPFAIL], tot.v[V_DISCARD],
 		    tot.v[V_OTHER], tot.proto_errors, tot.conn_errors, tot.timeouts, errors,
 		    expect_names[opt.expect], tot.unexpected, tot.connects, tot.connect_retries,
-		    tot.mods, codes[0] ? codes : "-");
+		    tot.mods, codes[0] ? codes : "-", cpu);
 		printf("\n  %-22s %s\n", "milter(s)", socks);
 		printf("  %-22s %s, %d connections, %d messages per connection\n", "mode",
-		    opt.rcpt_only ? "up to RCPT (latency of the RCPT answer)" :
-		    "whole message (latency of the end-of-message answer)", opt.connections,
+		    opt.rcpt_only ? "up to RCPT" :
+		    "whole message", opt.connections,
 		    opt.per_conn);
 		printf("  %-22s %ld in %.2f s: %.1f msgs/s\n", "messages", done, secs, rate);
-		printf("  %-22s p50 %.2f ms   p99 %.2f ms   max %.2f ms\n", "latency", p50, p99, mx);
+		printf("  %-22s p50 %.2f ms   p99 %.2f ms   max %.2f ms\n",
+		    opt.rcpt_only ? "RCPT answer" : "end-of-message answer", p50, p99, mx);
+		printf("  %-22s p50 %.2f ms   p99 %.2f ms\n", "whole message", m50, m99);
 		printf("  %-22s accept %ld  reject %ld  tempfail %ld  discard %ld  other %ld\n",
 		    "answers", tot.v[V_ACCEPT], tot.v[V_REJECT], tot.v[V_TEMPFAIL],
 		    tot.v[V_DISCARD], tot.v[V_OTHER]);
 		printf("  %-22s %s\n", "SMTP codes", codes[0] ? codes : "-");
+		printf("  %-22s %.2f s CPU (%.0f%% of one core)\n", "client", cpu,
+		    secs > 0 ? 100 * cpu / secs : 0);
 		printf("  %-22s protocol %ld  connection %ld  timeouts %ld\n", "errors",
 		    tot.proto_errors, tot.conn_errors, tot.timeouts);
 		if (opt.expect != EXP_MIXED)
