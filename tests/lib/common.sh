@@ -108,3 +108,26 @@ db_reset() {
 new_token() {
 	"$BUILD/milterctl" request --account "$1" --email "$2" ${3:+--ttl "$3"}
 }
+
+# reply_text REASON: the exact SMTP reply text for a reason (golden replies.ref).
+reply_text() {
+	awk -F'\t' -v r="$1" '$1 == r {print $2}' "$TOP/tests/integration/replies.ref"
+}
+
+# deliver NAME FILE TOKEN EXPECT REASON [message.lua globals...]: one whole
+# transaction through miltertest; ok when milterd answered as EXPECTed (with the
+# exact reply text of REASON for refusals) and logged reason=REASON.
+deliver() {
+	local name="$1" file="$2" tok="$3" expect="$4" reason="${5:-}" before; shift 5
+	before=$(wc -l <"$MILTERD_LOG")
+	if ! mt message.lua "file=$file" "rcpt=<verify+$tok@certify.test>" "expect=$expect" \
+		"text=$(reply_text "$reason")" "$@" >"$WORK/mt.out" 2>&1; then
+		not_ok "$name: $(tr '\n' ' ' <"$WORK/mt.out")"
+		return 1
+	fi
+	if [ -n "$reason" ] && ! tail -n +"$((before + 1))" "$MILTERD_LOG" | grep -q "reason=$reason "; then
+		not_ok "$name: no reason=$reason in the log: $(tail -n 2 "$MILTERD_LOG" | tr '\n' ' ')"
+		return 1
+	fi
+	ok "$name"
+}
