@@ -537,8 +537,7 @@ policy_binds_token(const struct policy_input *in, const struct dkimv_sig *s)
 		    token_find_header(hdrs[i]->value, in->token))
 			return 1;
 	/* l= lets anyone append unsigned text: the body counts only whole. */
-	return !s->has_length && in->body != NULL &&
-	    token_find(in->body, in->body_len, in->token);
+	return !s->has_length && in->body_has_token;
 }
 
 static unsigned int

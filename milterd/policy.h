@@ -86,8 +86,7 @@ struct policy_header {
 struct policy_input {
 	struct policy_header	 from, to, cc, subject;
 	int			 from_bad_name;	/* "From :" and the like */
-	const char		*body;		/* kept body (may be a prefix) */
-	size_t			 body_len;
+	int			 body_has_token;	/* the token appears in the body */
 	const struct dkimv_sig	*sigs;
 	size_t			 nsigs;
 	const char		*token;		/* canonical, from the envelope */

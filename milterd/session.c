@@ -49,7 +49,6 @@ session_new(struct config *cfg)
 	config_ref(cfg);
 	s->cfg = cfg;
 	str_copy(s->client_addr, "unknown", sizeof(s->client_addr));
-	buf_init(&s->msg.body);
 	return s;
 }
 
@@ -135,9 +134,7 @@ session_msg_reset(struct session *s)
 	dkimv_free(m->dkim);
 	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
 		free(hs[i]->value);
-	buf_free(&m->body);
 	memset(m, 0, sizeof(*m));
-	buf_init(&m->body);
 }
 
 /* Evidence for a decision taken at RCPT on a known request. */
@@ -338,12 +335,37 @@ session_eoh(struct session *s)
 	buf_free(&err);
 }
 
+/* Looks for the token in one body chunk and across its start; keeps the
+ * chunk's last TOKEN_LEN bytes for the next one. */
+static void
+session_body_search(struct msg *m, const char *p, size_t n)
+{
+	char window[2 * TOKEN_LEN + 2];
+	size_t head = n < TOKEN_LEN + 1 ? n : TOKEN_LEN + 1, keep;
+
+	memcpy(window, m->body_tail, m->body_tail_len);
+	memcpy(window + m->body_tail_len, p, head);
+	if (token_find(window, m->body_tail_len + head, m->token) || token_find(p, n, m->token)) {
+		m->body_has_token = 1;
+		return;
+	}
+	/* The new tail: the last TOKEN_LEN bytes of (old tail + chunk). */
+	if (n >= TOKEN_LEN) {
+		memcpy(m->body_tail, p + n - TOKEN_LEN, TOKEN_LEN);
+		m->body_tail_len = TOKEN_LEN;
+	} else {
+		keep = m->body_tail_len + n > TOKEN_LEN ? TOKEN_LEN - n : m->body_tail_len;
+		memmove(m->body_tail, m->body_tail + m->body_tail_len - keep, keep);
+		memcpy(m->body_tail + keep, p, n);
+		m->body_tail_len = keep + n;
+	}
+}
+
 void
 session_body(struct session *s, const unsigned char *p, size_t n)
 {
 	struct msg *m = &s->msg;
 	struct buf err;
-	size_t keep;
 
 	if (!m->has_token || m->failed)
 		return;
@@ -351,11 +373,8 @@ session_body(struct session *s, const unsigned char *p, size_t n)
 	if (m->dkim != NULL && dkimv_body(m->dkim, p, n, &err) == -1)
 		session_fail(m, "dkim", err.s);
 	buf_free(&err);
-	keep = m->body.len < SESSION_BODY_MAX ? SESSION_BODY_MAX - m->body.len : 0;
-	if (keep > n)
-		keep = n;
-	if (keep > 0 && buf_append(&m->body, (const char *)p, keep) == -1)
-		session_fail(m, "body", "out of memory");
+	if (!m->body_has_token)
+		session_body_search(m, (const char *)p, n);
 }
 
 /* SPF for the MAIL FROM identity and, for the record, HELO. Clients on
@@ -435,8 +454,7 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 	in.cc = (struct policy_header){ m->cc.count, m->cc.value };
 	in.subject = (struct policy_header){ m->subject.count, m->subject.value };
 	in.from_bad_name = m->from_bad_name;
-	in.body = m->body.s;
-	in.body_len = m->body.len;
+	in.body_has_token = m->body_has_token;
 	in.sigs = out->sigs;
 	in.nsigs = (size_t)out->nsigs;
 	in.token = m->token;

@@ -16,7 +16,6 @@
 #include "store.h"
 #include "token.h"
 
-#define SESSION_BODY_MAX (256 * 1024)	/* body kept to look for the token */
 #define SESSION_AR_MAX	 16		/* foreign A-R headers we can remove */
 
 /* The header value of a kept header, and how often it appeared. */
@@ -42,7 +41,11 @@ struct msg {
 	int		 ar_count;		/* Authentication-Results seen */
 	int		 ar_ours[SESSION_AR_MAX];	/* their 1-based indices */
 	int		 nar_ours;
-	struct buf	 body;
+	/* The body is searched for the token as it streams by, not kept: the
+	 * last bytes of the previous chunk catch a token split across two. */
+	char		 body_tail[TOKEN_LEN + 1];
+	size_t		 body_tail_len;
+	int		 body_has_token;
 };
 
 struct session {

@@ -119,6 +119,14 @@ printf '\nverify+%s@certify.test\n' "$t" >>"$WORK/m9.s"
 deliver_checked "token in the body past l=: 550 token_not_signed" "$WORK/m9.s" "$t" reply token_not_signed \
 	rcode=550 xcode=5.7.1
 
+# 9b. The token only in the body, signed whole, split across small body chunks.
+tq=$(new_token quinn quinn@agri.gouv.fr)
+reply "$WORK/m9b" quinn@agri.gouv.fr "" "no code" "<colleague@agri.gouv.fr>"
+printf '\n> verify+%s@certify.test\n' "$tq" >>"$WORK/m9b"
+sign "$WORK/m9b" "$WORK/m9b.s" agri.gouv.fr rsa2048
+deliver_checked "token in the signed body, split across 7-byte body chunks: verified" "$WORK/m9b.s" \
+	"$tq" accept verified chunk=7
+
 # 10. A signature made before the request existed (t= too old).
 reply "$WORK/m10" bob@agri.gouv.fr "$t"
 sign "$WORK/m10" "$WORK/m10.s" agri.gouv.fr rsa2048 --timestamp $(( $(date +%s) - 86400 ))

@@ -8,6 +8,7 @@
 --   ar       with accept: a string the added Authentication-Results must contain
 --   ardelete with accept: number of Authentication-Results headers expected deleted
 --   pause    seconds to wait between RCPT and the headers
+--   chunk    send the body in chunks of this many bytes (as an MTA may)
 local function fail(msg)
 	-- miltertest does not print the message of error(): say it first.
 	print(string.format("%s: %s", file, msg))
@@ -57,7 +58,13 @@ end
 flush()
 if mt.eoh(conn) ~= nil then fail("eoh") end
 body = body:gsub("\n", "\r\n")
-if #body > 0 and mt.bodystring(conn, body) ~= nil then fail("body") end
+local size = tonumber(chunk or "0")
+if size == nil or size <= 0 then size = #body end
+local at = 1
+while at <= #body do
+	if mt.bodystring(conn, body:sub(at, at + size - 1)) ~= nil then fail("body") end
+	at = at + size
+end
 if mt.eom(conn) ~= nil then fail("eom") end
 
 local got = mt.getreply(conn)

@@ -134,8 +134,7 @@ decide(struct state *st, const char *name)
 	in.cc = (struct policy_header){ st->cc.count, st->cc.count ? st->cc.value : NULL };
 	in.subject = (struct policy_header){ st->subject.count,
 	    st->subject.count ? st->subject.value : NULL };
-	in.body = st->body;
-	in.body_len = strlen(st->body);
+	in.body_has_token = token_find(st->body, strlen(st->body), TOKEN);
 	in.sigs = st->sigs;
 	in.nsigs = st->nsigs;
 	in.token = TOKEN;
