@@ -13,6 +13,7 @@ chmod 755 "$WORK"
 export MILTERD_SQLDIR="$TOP/milterd/sql"
 
 cleanup() {
+	set +e	# stop everything, whatever failed
 	milterd_stop
 	dns_stop 2>/dev/null
 	pg_stop

@@ -84,8 +84,8 @@ milterd_start() {
 
 milterd_stop() {
 	[ -n "${MILTERD_PID:-}" ] || return 0
-	kill "$MILTERD_PID" 2>/dev/null
-	wait "$MILTERD_PID" 2>/dev/null
+	kill "$MILTERD_PID" 2>/dev/null || true
+	wait "$MILTERD_PID" 2>/dev/null || true
 	MILTERD_PID=
 }
 
