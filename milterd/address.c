@@ -77,7 +77,7 @@ address_atext(int c)
 }
 
 int
-address_valid_domain(const char *d)
+address_valid_name(const char *d, size_t min_labels, int underscore)
 {
 	size_t len = strlen(d), lab = 0, labels = 0;
 
@@ -93,14 +93,20 @@ address_valid_domain(const char *d)
 				break;
 			continue;
 		}
-		if (!isalnum((unsigned char)*c) && *c != '-')
+		if (!isalnum((unsigned char)*c) && *c != '-' && !(underscore && *c == '_'))
 			return 0;
 		if (lab == 0 && *c == '-')
 			return 0;
 		if (++lab > 63)
 			return 0;
 	}
-	return labels >= 2;
+	return labels >= min_labels;
+}
+
+int
+address_valid_domain(const char *d)
+{
+	return address_valid_name(d, 2, 0);
 }
 
 /* Unfolds a header value: CRLF or LF followed by white space is folding;

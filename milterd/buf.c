@@ -111,18 +111,6 @@ buf_printf(struct buf *b, const char *fmt, ...)
 	return rc;
 }
 
-/* The caller owns the returned string (never NULL unless memory ran out);
- * the buffer is left empty. */
-char *
-buf_steal(struct buf *b)
-{
-	char *s;
-
-	s = b->cap ? b->s : strdup("");
-	buf_init(b);
-	return s;
-}
-
 int
 buf_read_file(struct buf *b, const char *path)
 {
@@ -168,23 +156,6 @@ str_lower(char *s)
 	for (; *s; s++)
 		if (*s >= 'A' && *s <= 'Z')
 			*s = (char)(*s - 'A' + 'a');
-}
-
-int
-str_ieq(const char *a, const char *b)
-{
-	for (;; a++, b++) {
-		char ca = *a, cb = *b;
-
-		if (ca >= 'A' && ca <= 'Z')
-			ca = (char)(ca - 'A' + 'a');
-		if (cb >= 'A' && cb <= 'Z')
-			cb = (char)(cb - 'A' + 'a');
-		if (ca != cb)
-			return 0;
-		if (ca == '\0')
-			return 1;
-	}
 }
 
 char *

@@ -24,7 +24,6 @@ int	buf_printf(struct buf *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 int	buf_vprintf(struct buf *, const char *, va_list)
 	    __attribute__((format(printf, 2, 0)));
-char	*buf_steal(struct buf *);
 /* Appends a whole file; 0, or -1 with errno set. */
 int	buf_read_file(struct buf *, const char *path);
 
@@ -33,8 +32,6 @@ int	buf_read_file(struct buf *, const char *path);
 int	str_copy(char *dst, const char *src, size_t size);
 /* ASCII lowercase in place. */
 void	str_lower(char *);
-/* ASCII case-insensitive equality. */
-int	str_ieq(const char *, const char *);
 /* Trim ASCII white space at both ends, in place; returns s. */
 char	*str_trim(char *s);
 

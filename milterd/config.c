@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "address.h"
 #include "log.h"
 #include "policy.h"
 #include "render.h"
@@ -193,28 +194,6 @@ config_parse_long(const char *v, int base, long *out)
 		return -1;
 	*out = n;
 	return 0;
-}
-
-static int
-config_valid_hostname(const char *h)
-{
-	size_t len = strlen(h), lab = 0;
-
-	if (len == 0 || len > 253)
-		return 0;
-	for (const char *c = h; *c; c++) {
-		if (*c == '.') {
-			if (lab == 0)
-				return 0;
-			lab = 0;
-			continue;
-		}
-		if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_')
-			return 0;
-		if (++lab > 63)
-			return 0;
-	}
-	return lab > 0;
 }
 
 /* Checks a libmilter socket spec: {unix|local}:/path, inet:port[@host],
@@ -427,7 +406,7 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 		const char *at = strchr(v, '@');
 
 		if (at == NULL || at == v || strchr(at + 1, '@') != NULL ||
-		    !config_valid_hostname(at + 1))
+		    !address_valid_name(at + 1, 1, 1))
 			return "expected local@domain, e.g. verify@certify.example.org";
 		if (memchr(v, '+', (size_t)(at - v)) != NULL)
 			return "the local part must not contain '+': tokens ride as +subaddress";
@@ -448,7 +427,7 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 			return "expected a syslog facility: mail, daemon, user, local0 ... local7";
 		return NULL;
 	case CT_HOSTNAME:
-		if (*v != '\0' && !config_valid_hostname(v))
+		if (*v != '\0' && !address_valid_name(v, 1, 1))
 			return "expected a hostname-like identifier";
 		break;
 	case CT_LISTEN: {

@@ -193,11 +193,15 @@ dkimv_eoh(struct dkimv *v, struct buf *err)
 	if (v->failed)
 		return 0;
 	st = dkim_eoh(v->dkim);
-	if (st == DKIM_STAT_NOSIG)
+	if (st == DKIM_STAT_NOSIG) {
 		v->nosig = 1;
-	else if (st != DKIM_STAT_OK && dkimv_status(st, "eoh", err) == 0)
-		v->failed = 1;
-	return dkimv_status(st, "eoh", err);
+		return 0;
+	}
+	if (dkimv_status(st, "eoh", err) == -1)
+		return -1;
+	if (st != DKIM_STAT_OK)
+		v->failed = 1;	/* a broken signature header: no verification */
+	return 0;
 }
 
 int
@@ -261,9 +265,6 @@ dkimv_report(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 	}
 	if (dkim_sig_getcanonlen(v->dkim, sig, &msglen, &canonlen, &signlen) == DKIM_STAT_OK)
 		out->body_length = (unsigned long long)(canonlen > 0 ? canonlen : 0);
-	dkimv_tag(sig, "b", buf, sizeof(buf));
-	memcpy(out->b_prefix, buf, 8);
-	out->b_prefix[8] = '\0';
 	/* Keep b='s case: A-R header.b is matched case-sensitively. */
 	if ((s = dkim_sig_gettagvalue(sig, false, (unsigned char *)"b")) != NULL) {
 		size_t o = 0;

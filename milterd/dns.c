@@ -78,18 +78,6 @@ dns_service(void *arg)
 	return NULL;
 }
 
-const char *
-dns_security_name(enum dns_security s)
-{
-	switch (s) {
-	case DNS_SEC_SECURE:	return "secure";
-	case DNS_SEC_INSECURE:	return "insecure";
-	case DNS_SEC_BOGUS:	return "bogus";
-	case DNS_SEC_UNKNOWN:	break;
-	}
-	return "unknown";
-}
-
 struct dns *
 dns_open(const char *resolver, const char *trust_anchor, int timeout, struct buf *err)
 {

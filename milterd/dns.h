@@ -49,6 +49,5 @@ void		 dns_close(struct dns *);
 enum dns_status	 dns_query(struct dns *, const char *name, int rrtype,
 		    struct dns_answer *out);
 void		 dns_answer_free(struct dns_answer *);
-const char	*dns_security_name(enum dns_security);
 
 #endif

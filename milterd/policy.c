@@ -122,23 +122,10 @@ policy_words(const char *v, int (*fn)(void *, const char *), void *arg)
 static int
 policy_valid_suffix(char *s)
 {
-	size_t lab = 0;
-
 	if (*s == '.')
 		memmove(s, s + 1, strlen(s));
 	str_lower(s);
-	if (*s == '\0' || strlen(s) > 253)
-		return 0;
-	for (const char *c = s; ; c++) {
-		if (*c == '.' || *c == '\0') {
-			if (lab == 0)
-				return 0;
-			if (*c == '\0')
-				return 1;
-			lab = 0;
-		} else if ((!isalnum((unsigned char)*c) && *c != '-') || ++lab > 63)
-			return 0;
-	}
+	return address_valid_name(s, 1, 0);
 }
 
 struct policy_list {

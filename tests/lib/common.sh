@@ -7,16 +7,6 @@
 ok() { echo "ok - $*"; }
 not_ok() { echo "not ok - $*"; }
 
-# check NAME COMMAND...: ok if the command succeeds.
-check() {
-	local name="$1"; shift
-	if "$@" >"$WORK/check.out" 2>&1; then
-		ok "$name"
-	else
-		not_ok "$name: $(tail -n 5 "$WORK/check.out" | tr '\n' ' ')"
-	fi
-}
-
 # expect_eq NAME EXPECTED ACTUAL
 expect_eq() {
 	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1: expected '$2', got '$3'"; fi
