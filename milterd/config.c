@@ -53,6 +53,7 @@ static const struct config_key config_keys[] = {
 	{ "socket",		CT_SOCKET,	OFF(socket), "unix:/run/milterd/milterd.sock", 0, 0, 0 },
 	{ "socket_mode",	CT_MODE,	OFF(socket_mode), "0660", 0, 0, 0777 },
 	{ "socket_owner",	CT_OPTSTRING,	OFF(socket_owner), "", 0, 0, 0 },
+	{ "workers",		CT_INT,		OFF(workers), "16", 0, 1, 1024 },
 	{ "database",		CT_CONNINFO,	OFF(database), "dbname=milterd", 0, 0, 0 },
 	{ "db_pool_size",	CT_INT,		OFF(db_pool_size), "8", 0, 1, 256 },
 	{ "db_timeout",		CT_INT,		OFF(db_timeout), "5", 0, 1, 300 },
@@ -196,7 +197,7 @@ config_parse_long(const char *v, int base, long *out)
 	return 0;
 }
 
-/* Checks a libmilter socket spec: {unix|local}:/path, inet:port[@host],
+/* Checks a milter socket spec: {unix|local}:/path, inet:port[@host],
  * inet6:port[@host], or a bare absolute path. */
 static const char *
 config_check_socket(const char *v)

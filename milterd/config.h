@@ -28,6 +28,7 @@ struct config {
 	int	 socket_mode;
 	char	*socket_owner;
 	char	*database;
+	int	 workers;
 	int	 db_pool_size;
 	int	 db_timeout;
 	char	*policy;

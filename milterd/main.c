@@ -1,10 +1,8 @@
-/* main.c — milterd: arguments, configuration, privileges, daemon start, smfi_main. */
+/* main.c — milterd: arguments, configuration, privileges, daemon start, signals,
+ * the server loop. */
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,8 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libmilter/mfapi.h>
-
 #include "align.h"
 #include "config.h"
 #include "dkim.h"
@@ -28,6 +24,7 @@
 #include "spf.h"
 #include "log.h"
 #include "milter.h"
+#include "server.h"
 #include "session.h"
 #include "stats.h"
 #include "policy.h"
@@ -37,53 +34,6 @@
 #define STATS_INTERVAL 10	/* seconds between writes of the stats file */
 
 static const char *config_path = CONFIG_DEFAULT_PATH;
-static int signals_ready;	/* milterd's signal thread owns SIGHUP and SIGTERM */
-
-/*
- * libmilter's signal thread sigwait()s on SIGHUP, SIGTERM and SIGINT and stops
- * the filter on any of them, at once: its worker pool then stops serving the
- * connections, transactions under way included. milterd reloads on SIGHUP and
- * drains on SIGTERM. This definition takes the place of libc's for libmilter
- * (the executable's symbol comes first), so that, once milterd's signal thread
- * runs, SIGHUP and SIGTERM are left to that thread; SIGINT still aborts.
- */
-int
-sigwait(const sigset_t *set, int *sig)
-{
-	sigset_t mine = *set;
-	int n;
-
-	if (__atomic_load_n(&signals_ready, __ATOMIC_ACQUIRE)) {
-		sigdelset(&mine, SIGHUP);
-		sigdelset(&mine, SIGTERM);
-	}
-	while ((n = sigwaitinfo(&mine, NULL)) == -1)
-		if (errno != EINTR)
-			return errno;
-	*sig = n;
-	return 0;
-}
-
-/*
- * libmilter answers with several small writes (an added header, then the
- * verdict); on TCP, Nagle's algorithm holds the second until the MTA's delayed
- * ACK, about 40 ms a message. libmilter gives no access to its sockets, so its
- * accept() is this one, which turns Nagle off on every TCP connection.
- */
-int
-accept(int fd, struct sockaddr *addr, socklen_t *len)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	int one = 1, c;
-
-	if ((c = accept4(fd, addr, len, 0)) == -1)
-		return -1;
-	if (getsockname(c, (struct sockaddr *)&ss, &sl) == 0 &&
-	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
-		(void)setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return c;
-}
 
 /* SIGHUP: a new snapshot of the configuration and the policy, validated in
  * full before it replaces the running one; a bad one is refused and logged,
@@ -137,9 +87,9 @@ write_stats(void)
 	config_unref(cfg);
 }
 
-/* SIGTERM: new transactions are turned away with a temporary failure (the
- * MTA retries, or tries another MX) while those under way finish; then
- * libmilter is told to stop. */
+/* SIGTERM (or SIGINT): new transactions are turned away with a temporary
+ * failure (the MTA retries, or tries another MX) while those under way
+ * finish; then the server stops. */
 static void
 drain(void)
 {
@@ -150,7 +100,7 @@ drain(void)
 	if (session_in_flight() > 0)
 		log_warn("stopping with %d message(s) still in flight after %d s",
 		    session_in_flight(), STOP_GRACE);
-	smfi_stop();
+	server_stop();
 }
 
 static void *
@@ -163,7 +113,7 @@ signal_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
-	__atomic_store_n(&signals_ready, 1, __ATOMIC_RELEASE);
+	sigaddset(&set, SIGINT);
 	for (;;) {
 		struct timespec tick = { STATS_INTERVAL, 0 };
 
@@ -171,7 +121,7 @@ signal_thread(void *arg)
 			reload();
 			write_stats();
 		}
-		else if (sig == SIGTERM) {
+		else if (sig == SIGTERM || sig == SIGINT) {
 			drain();
 			write_stats();
 			return NULL;
@@ -323,9 +273,8 @@ main(int argc, char **argv)
 		return 0;
 	}
 
-	/* libmilter takes SIGHUP/SIGTERM/SIGINT with sigwait() in its own
-	 * thread; every thread started before it (the resolver's) must have
-	 * them blocked, or the first to get one dies with it. */
+	/* SIGHUP, SIGTERM and SIGINT are for the signal thread only: every
+	 * other thread (workers, the resolver's) has them blocked. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGHUP);
 	sigaddset(&sigs, SIGTERM);
@@ -333,8 +282,7 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	/* One malloc arena per thread would cost memory with a thousand
-	 * connections (one thread each) and buy little. */
+	/* A malloc arena per worker would cost memory and buy little. */
 	mallopt(M_ARENA_MAX, 4);
 
 	log_open("milterd", foreground, cfg->syslog_facility);
@@ -349,7 +297,14 @@ main(int argc, char **argv)
 		return 1;
 	}
 	buf_free(&errors);
-	if (milter_setup(cfg, st) == -1 || drop_privileges(cfg) == -1)
+	buf_init(&errors);
+	if (server_open(cfg->socket, &errors) == -1) {
+		log_err("cannot listen on %s: %s", cfg->socket, errors.s);
+		return 1;
+	}
+	buf_free(&errors);
+	milter_setup(cfg, st);
+	if (drop_privileges(cfg) == -1)
 		return 1;
 	if (!foreground && daemon(0, 0) == -1) {
 		log_err("daemon: %s", strerror(errno));
@@ -372,14 +327,15 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_info("milterd started on %s, verify address %s", cfg->socket, cfg->verify_address);
-	rc = milter_run();
-	if (socket_path(cfg->socket) != NULL && unlink(socket_path(cfg->socket)) == -1 &&
-	    errno != ENOENT)
-		log_warn("cannot remove %s: %s", socket_path(cfg->socket), strerror(errno));
+	rc = server_run(cfg->workers);
+	server_close();
+	if (rc == 0)	/* it stopped the server: let it finish its last words */
+		pthread_join(reloader, NULL);
 	stats_stop();
 	log_info("milterd stopped");
 	if (cfg->pidfile[0] != '\0')
 		unlink(cfg->pidfile);
+	milter_shutdown();
 	session_shutdown_libs(dns);
 	store_close(st);
 	config_unref(cfg);

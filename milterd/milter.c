@@ -1,16 +1,54 @@
-/* milter.c — libmilter callbacks only: unpack arguments, keep the per-connection
- * context, turn session verdicts into milter replies. */
+/* milter.c — the milter protocol: unpack each command, dispatch it to the
+ * session, pack the replies. A packet is a 4-byte length (network order, the
+ * command byte included), a command byte and its data. */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <pthread.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <libmilter/mfapi.h>
+#include <strings.h>
 
 #include "log.h"
 #include "milter.h"
 #include "session.h"
 #include "stats.h"
+
+/* Commands (MTA to filter) and replies (filter to MTA). */
+#define SMFIC_ABORT	'A'
+#define SMFIC_BODY	'B'
+#define SMFIC_CONNECT	'C'
+#define SMFIC_MACRO	'D'
+#define SMFIC_BODYEOB	'E'
+#define SMFIC_HELO	'H'
+#define SMFIC_QUIT_NC	'K'
+#define SMFIC_HEADER	'L'
+#define SMFIC_MAIL	'M'
+#define SMFIC_EOH	'N'
+#define SMFIC_OPTNEG	'O'
+#define SMFIC_QUIT	'Q'
+#define SMFIC_RCPT	'R'
+#define SMFIC_DATA	'T'
+#define SMFIC_UNKNOWN	'U'
+
+#define SMFIR_ACCEPT	'a'
+#define SMFIR_CONTINUE	'c'
+#define SMFIR_DISCARD	'd'
+#define SMFIR_INSHEADER	'i'
+#define SMFIR_CHGHEADER	'm'
+#define SMFIR_TEMPFAIL	't'
+#define SMFIR_REPLYCODE	'y'
+#define SMFIC_OPTNEG_R	'O'
+
+/* What milterd asks for: add and change headers (Authentication-Results);
+ * no unknown commands, header values as sent, and no waiting for a reply to
+ * each header or body chunk (fewer round trips). */
+#define MILTER_ACTIONS	(SMFIF_ADDHDRS | SMFIF_CHGHDRS)
+#define MILTER_PFLAGS	(SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC | SMFIP_NR_HDR | \
+			 SMFIP_NR_EOH | SMFIP_NR_BODY)
 
 static struct store	*milter_store;
 static struct config	*milter_cfg;
@@ -18,17 +56,24 @@ static pthread_mutex_t	 milter_cfg_lock = PTHREAD_MUTEX_INITIALIZER;
 static int		 milter_draining;
 
 void
+milter_setup(struct config *cfg, struct store *st)
+{
+	config_ref(cfg);
+	milter_cfg = cfg;
+	milter_store = st;
+}
+
+void
+milter_shutdown(void)
+{
+	config_unref(milter_cfg);
+	milter_cfg = NULL;
+}
+
+void
 milter_stopping(void)
 {
 	__atomic_store_n(&milter_draining, 1, __ATOMIC_RELEASE);
-}
-
-/* While draining, a new transaction is told to come back later. */
-static sfsistat
-milter_busy(SMFICTX *ctx)
-{
-	smfi_setreply(ctx, "421", "4.3.2", "milterd is restarting, try again later");
-	return SMFIS_TEMPFAIL;
 }
 
 struct config *
@@ -55,273 +100,453 @@ milter_swap_config(struct config *cfg)
 	config_unref(old);
 }
 
-/* The session of a connection, created on first use: an MTA may skip steps. */
-static struct session *
-milter_session(SMFICTX *ctx)
+void
+milter_conn_init(struct milter_conn *c)
 {
-	struct session *s = smfi_getpriv(ctx);
+	memset(c, 0, sizeof(*c));
+	buf_init(&c->out);
+}
+
+void
+milter_conn_free(struct milter_conn *c)
+{
+	session_free(c->s);
+	c->s = NULL;
+	buf_free(&c->out);
+}
+
+/* ------------------------------------------------------------- replies */
+
+static void
+milter_put32(unsigned char *p, uint32_t v)
+{
+	v = htonl(v);
+	memcpy(p, &v, 4);
+}
+
+static uint32_t
+milter_get32(const unsigned char *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return ntohl(v);
+}
+
+/* Appends one reply packet; out of memory closes the connection (the MTA
+ * then applies its milter default action, a temporary failure here). */
+static void
+milter_send(struct milter_conn *c, char cmd, const void *data, size_t len)
+{
+	unsigned char hdr[5];
+
+	milter_put32(hdr, (uint32_t)len + 1);
+	hdr[4] = (unsigned char)cmd;
+	if (buf_append(&c->out, (const char *)hdr, 5) == -1 ||
+	    (len > 0 && buf_append(&c->out, data, len) == -1)) {
+		log_err("out of memory for a milter reply");
+		c->closing = 1;
+	}
+}
+
+/* A modification at end of message: [index,] name, value (empty: delete). */
+static void
+milter_send_header(struct milter_conn *c, char cmd, uint32_t index, const char *name,
+    const char *value)
+{
+	size_t nl = strlen(name) + 1, vl = strlen(value) + 1;
+	unsigned char *p = malloc(4 + nl + vl);
+
+	if (p == NULL) {
+		log_err("out of memory for a milter reply");
+		c->closing = 1;
+		return;
+	}
+	milter_put32(p, index);
+	memcpy(p + 4, name, nl);
+	memcpy(p + 4 + nl, value, vl);
+	milter_send(c, cmd, p, 4 + nl + vl);
+	free(p);
+}
+
+/* An SMTP reply for the MTA to give: "550 5.7.1 text". */
+static void
+milter_send_verdict(struct milter_conn *c, const struct verdict *v)
+{
+	struct buf b;
+
+	buf_init(&b);
+	if (buf_printf(&b, "%s %s %s", v->rcode, v->xcode, v->text) == -1)
+		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
+	else
+		milter_send(c, SMFIR_REPLYCODE, b.s, b.len + 1);
+	buf_free(&b);
+}
+
+/* ------------------------------------------------------------ unpacking */
+
+/* The n-th NUL-terminated string of d[0..len), or NULL. */
+static const char *
+milter_string(const unsigned char *d, size_t len, int n)
+{
+	size_t off = 0;
+	const unsigned char *z;
+
+	for (;;) {
+		if (off >= len || (z = memchr(d + off, '\0', len - off)) == NULL)
+			return NULL;
+		if (n-- == 0)
+			return (const char *)d + off;
+		off = (size_t)(z - d) + 1;
+	}
+}
+
+/* The session of the connection, created on first use: an MTA may skip
+ * steps. NULL when memory ran out. */
+static struct session *
+milter_session(struct milter_conn *c)
+{
 	struct config *cfg;
 
-	if (s != NULL)
-		return s;
+	if (c->s != NULL)
+		return c->s;
 	cfg = milter_config();
-	s = session_new(cfg);
+	c->s = session_new(cfg);
 	config_unref(cfg);
-	if (s != NULL)
-		smfi_setpriv(ctx, s);
-	return s;
+	if (c->s != NULL) {
+		c->s->leadspc = (c->pflags & SMFIP_HDR_LEADSPC) != 0;
+		c->s->noreply = c->pflags & (SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);
+	}
+	return c->s;
 }
 
 static void
-milter_qid(SMFICTX *ctx, struct session *s)
+milter_qid(struct milter_conn *c, struct session *s)
 {
-	const char *qid;
-
-	if (s->msg.qid[0] == '\0' && (qid = smfi_getsymval(ctx, "i")) != NULL)
-		str_copy(s->msg.qid, qid, sizeof(s->msg.qid));
+	if (s->msg.qid[0] == '\0' && c->qid[0] != '\0')
+		str_copy(s->msg.qid, c->qid, sizeof(s->msg.qid));
 }
 
-static sfsistat
-milter_reply(SMFICTX *ctx, const struct verdict *v)
+static void
+milter_optneg(struct milter_conn *c, const unsigned char *d, size_t len)
 {
-	if (smfi_setreply(ctx, (char *)(uintptr_t)v->rcode, (char *)(uintptr_t)v->xcode,
-	    (char *)(uintptr_t)v->text) != MI_SUCCESS)
-		log_warn("smfi_setreply failed for %s %s", v->rcode, v->text);
-	return v->rcode[0] == '4' ? SMFIS_TEMPFAIL : SMFIS_REJECT;
+	uint32_t version, w[3];
+
+	if (len < 12 || (version = milter_get32(d)) < 2) {
+		log_err("milter: bad option negotiation from the MTA");
+		c->closing = 1;
+		return;
+	}
+	c->actions = milter_get32(d + 4) & MILTER_ACTIONS;
+	c->pflags = milter_get32(d + 8) & MILTER_PFLAGS;
+	if (c->s != NULL) {
+		c->s->leadspc = (c->pflags & SMFIP_HDR_LEADSPC) != 0;
+		c->s->noreply = c->pflags & (SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);
+	}
+	milter_put32((unsigned char *)&w[0], version < MILTER_VERSION ? version : MILTER_VERSION);
+	milter_put32((unsigned char *)&w[1], c->actions);
+	milter_put32((unsigned char *)&w[2], c->pflags);
+	milter_send(c, SMFIC_OPTNEG_R, w, sizeof(w));
 }
 
-static sfsistat
-milter_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *sa)
+/* Macros for a step: the step's command, then name/value pairs. Only the
+ * queue id is used ({i}, for the logs). */
+static void
+milter_macros(struct milter_conn *c, const unsigned char *d, size_t len)
 {
-	struct session *s = milter_session(ctx);
+	const char *name, *value;
 
-	if (s == NULL)
-		return SMFIS_TEMPFAIL;
+	if (len < 1)
+		return;
+	if (d[0] == SMFIC_MAIL)
+		c->qid[0] = '\0';
+	for (int i = 0; (name = milter_string(d + 1, len - 1, i)) != NULL; i += 2) {
+		if ((value = milter_string(d + 1, len - 1, i + 1)) == NULL)
+			break;
+		if (strcmp(name, "i") == 0 || strcmp(name, "{i}") == 0)
+			str_copy(c->qid, value, sizeof(c->qid));
+	}
+}
+
+/* CONNECT: host name, family ('4', '6', 'L' local, 'U' unknown), port,
+ * address. */
+static void
+milter_connect(struct milter_conn *c, const unsigned char *d, size_t len)
+{
+	const char *host = milter_string(d, len, 0), *addr;
+	struct sockaddr_in6 a6;
+	struct sockaddr_in a4;
+	struct sockaddr_un un;
+	const struct sockaddr *sa = NULL;
+	struct session *s;
+	size_t off;
+
+	if (host == NULL) {
+		log_err("milter: malformed CONNECT from the MTA");
+		c->closing = 1;
+		return;
+	}
+	if ((s = milter_session(c)) == NULL) {
+		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
+		return;
+	}
+	off = strlen(host) + 1;
+	addr = off + 3 < len ? milter_string(d + off + 3, len - off - 3, 0) : NULL;
+	memset(&a4, 0, sizeof(a4));
+	memset(&a6, 0, sizeof(a6));
+	memset(&un, 0, sizeof(un));
+	if (off < len && addr != NULL) {
+		switch (d[off]) {
+		case '4':
+			if (inet_pton(AF_INET, addr, &a4.sin_addr) == 1) {
+				a4.sin_family = AF_INET;
+				sa = (const struct sockaddr *)&a4;
+			}
+			break;
+		case '6':
+			if (strncasecmp(addr, "IPv6:", 5) == 0)
+				addr += 5;
+			if (inet_pton(AF_INET6, addr, &a6.sin6_addr) == 1) {
+				a6.sin6_family = AF_INET6;
+				sa = (const struct sockaddr *)&a6;
+			}
+			break;
+		case 'L':
+			un.sun_family = AF_UNIX;
+			sa = (const struct sockaddr *)&un;
+			break;
+		}
+	}
 	stats_connection();
 	session_set_client(s, host, sa);
-	return SMFIS_CONTINUE;
+	milter_send(c, SMFIR_CONTINUE, NULL, 0);
 }
 
-static sfsistat
-milter_helo(SMFICTX *ctx, char *helo)
+static void
+milter_helo(struct milter_conn *c, const unsigned char *d, size_t len)
 {
-	struct session *s = milter_session(ctx);
+	const char *helo = milter_string(d, len, 0);
+	struct session *s = milter_session(c);
 
-	if (s == NULL)
-		return SMFIS_TEMPFAIL;
+	if (s == NULL) {
+		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
+		return;
+	}
 	str_copy(s->helo, helo ? helo : "", sizeof(s->helo));
-	return SMFIS_CONTINUE;
+	milter_send(c, SMFIR_CONTINUE, NULL, 0);
 }
 
-static sfsistat
-milter_envfrom(SMFICTX *ctx, char **argv)
+static void
+milter_mail(struct milter_conn *c, const unsigned char *d, size_t len)
 {
-	struct session *s = milter_session(ctx);
+	const char *from = milter_string(d, len, 0);
+	struct session *s = milter_session(c);
+	static const struct verdict busy = { .action = VA_REPLY, .rcode = "421",
+		.xcode = "4.3.2", .text = "milterd is restarting, try again later" };
 
-	if (s == NULL)
-		return SMFIS_TEMPFAIL;
-	if (__atomic_load_n(&milter_draining, __ATOMIC_ACQUIRE))
-		return milter_busy(ctx);
+	if (s == NULL) {
+		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
+		return;
+	}
+	/* While draining, a new transaction is told to come back later. */
+	if (__atomic_load_n(&milter_draining, __ATOMIC_ACQUIRE)) {
+		milter_send_verdict(c, &busy);
+		return;
+	}
 	session_msg_reset(s);
 	session_msg_begin(s);
-	milter_qid(ctx, s);
-	str_copy(s->msg.mail_from, argv[0] ? argv[0] : "", sizeof(s->msg.mail_from));
-	return SMFIS_CONTINUE;
+	milter_qid(c, s);
+	str_copy(s->msg.mail_from, from ? from : "", sizeof(s->msg.mail_from));
+	milter_send(c, SMFIR_CONTINUE, NULL, 0);
 }
 
-static sfsistat
-milter_envrcpt(SMFICTX *ctx, char **argv)
+static void
+milter_rcpt(struct milter_conn *c, const unsigned char *d, size_t len)
 {
-	struct session *s = milter_session(ctx);
+	const char *rcpt = milter_string(d, len, 0);
+	struct session *s = milter_session(c);
 	struct verdict v;
 
-	if (s == NULL)
-		return SMFIS_TEMPFAIL;
-	milter_qid(ctx, s);
-	if (argv[0] == NULL || session_rcpt(s, milter_store, argv[0], &v) == 0)
-		return SMFIS_CONTINUE;
-	return milter_reply(ctx, &v);
+	if (s == NULL) {
+		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
+		return;
+	}
+	milter_qid(c, s);
+	if (rcpt == NULL || session_rcpt(s, milter_store, rcpt, &v) == 0)
+		milter_send(c, SMFIR_CONTINUE, NULL, 0);
+	else
+		milter_send_verdict(c, &v);
 }
 
-static sfsistat
-milter_data(SMFICTX *ctx)
+static void
+milter_data(struct milter_conn *c)
 {
-	struct session *s = milter_session(ctx);
+	struct session *s = milter_session(c);
 
-	if (s == NULL)
-		return SMFIS_TEMPFAIL;
+	if (s == NULL) {
+		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
+		return;
+	}
 	/* Mail for anyone else is none of our business. */
-	if (s->msg.has_token)
-		return SMFIS_CONTINUE;
+	if (s->msg.has_token) {
+		milter_send(c, SMFIR_CONTINUE, NULL, 0);
+		return;
+	}
 	session_msg_end(s);
-	return SMFIS_ACCEPT;
+	milter_send(c, SMFIR_ACCEPT, NULL, 0);
 }
 
 /* "Continue", or nothing at all where the MTA agreed not to wait for it. */
-static sfsistat
-milter_go_on(const struct session *s, unsigned long step)
+static void
+milter_go_on(struct milter_conn *c, uint32_t step)
 {
-	return s != NULL && (s->noreply & step) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+	if (!(c->pflags & step))
+		milter_send(c, SMFIR_CONTINUE, NULL, 0);
 }
 
-static sfsistat
-milter_header(SMFICTX *ctx, char *name, char *value)
+static void
+milter_header(struct milter_conn *c, const unsigned char *d, size_t len)
 {
-	struct session *s = smfi_getpriv(ctx);
+	const char *name = milter_string(d, len, 0), *value = milter_string(d, len, 1);
 
-	if (s != NULL)
-		session_header(s, name, value ? value : "");
-	return milter_go_on(s, SMFIP_NR_HDR);
+	if (c->s != NULL && name != NULL)
+		session_header(c->s, name, value ? value : "");
+	milter_go_on(c, SMFIP_NR_HDR);
 }
 
-static sfsistat
-milter_eoh(SMFICTX *ctx)
+static void
+milter_eoh(struct milter_conn *c)
 {
-	struct session *s = smfi_getpriv(ctx);
-
-	if (s != NULL)
-		session_eoh(s);
-	return milter_go_on(s, SMFIP_NR_EOH);
+	if (c->s != NULL)
+		session_eoh(c->s);
+	milter_go_on(c, SMFIP_NR_EOH);
 }
 
-static sfsistat
-milter_body(SMFICTX *ctx, unsigned char *p, size_t n)
+static void
+milter_body(struct milter_conn *c, const unsigned char *d, size_t len)
 {
-	struct session *s = smfi_getpriv(ctx);
-
-	if (s != NULL)
-		session_body(s, p, n);
-	return milter_go_on(s, SMFIP_NR_BODY);
+	if (c->s != NULL && len > 0)
+		session_body(c->s, d, len);
+	milter_go_on(c, SMFIP_NR_BODY);
 }
 
-static sfsistat
-milter_eom(SMFICTX *ctx)
+/* End of message (its data, if any, is the last body chunk): the decision,
+ * header changes first, then the verdict. */
+static void
+milter_eom(struct milter_conn *c, const unsigned char *d, size_t len)
 {
-	struct session *s = milter_session(ctx);
+	struct session *s = milter_session(c);
 	struct session_eom out;
-	sfsistat rc;
 
-	if (s == NULL)
-		return SMFIS_TEMPFAIL;
-	milter_qid(ctx, s);
+	if (s == NULL) {
+		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
+		return;
+	}
+	if (len > 0)
+		session_body(s, d, len);
+	milter_qid(c, s);
 	session_eom(s, milter_store, &out);
 	/* Headers claiming our authserv-id came from outside: remove them,
 	 * last first so that indices stay valid. */
-	for (int i = out.ndelete_ar - 1; i >= 0; i--)
-		if (smfi_chgheader(ctx, "Authentication-Results", out.delete_ar[i], NULL) !=
-		    MI_SUCCESS)
+	for (int i = out.ndelete_ar - 1; i >= 0; i--) {
+		if (c->actions & SMFIF_CHGHDRS)
+			milter_send_header(c, SMFIR_CHGHEADER, (uint32_t)out.delete_ar[i],
+			    "Authentication-Results", "");
+		else
 			log_msg(LOG_WARNING, s->msg.qid, "cannot remove a forged"
-			    " Authentication-Results header");
-	if (out.authres.len > 0 &&
-	    smfi_insheader(ctx, 0, "Authentication-Results", out.authres.s) != MI_SUCCESS)
-		log_msg(LOG_WARNING, s->msg.qid, "cannot add Authentication-Results");
+			    " Authentication-Results header: the MTA does not allow it");
+	}
+	if (out.authres.len > 0) {
+		if (c->actions & SMFIF_ADDHDRS)
+			milter_send_header(c, SMFIR_INSHEADER, 0, "Authentication-Results",
+			    out.authres.s);
+		else
+			log_msg(LOG_WARNING, s->msg.qid, "cannot add Authentication-Results:"
+			    " the MTA does not allow it");
+	}
 	switch (out.verdict.action) {
 	case VA_REPLY:
-		rc = milter_reply(ctx, &out.verdict);
+		milter_send_verdict(c, &out.verdict);
 		break;
 	case VA_DISCARD:
-		rc = SMFIS_DISCARD;
+		milter_send(c, SMFIR_DISCARD, NULL, 0);
 		break;
 	default:
-		rc = SMFIS_ACCEPT;
+		milter_send(c, SMFIR_ACCEPT, NULL, 0);
 	}
 	session_eom_free(&out);
 	session_msg_reset(s);
 	session_msg_end(s);
-	return rc;
+	c->qid[0] = '\0';
 }
 
-static sfsistat
-milter_abort(SMFICTX *ctx)
+static void
+milter_abort(struct milter_conn *c)
 {
-	struct session *s = smfi_getpriv(ctx);
-
-	if (s != NULL) {
-		session_msg_reset(s);
-		session_msg_end(s);
+	if (c->s != NULL) {
+		session_msg_reset(c->s);
+		session_msg_end(c->s);
 	}
-	return SMFIS_CONTINUE;
+	c->qid[0] = '\0';
 }
 
-static sfsistat
-milter_close(SMFICTX *ctx)
+/* One command. */
+static void
+milter_command(struct milter_conn *c, char cmd, const unsigned char *d, size_t len)
 {
-	struct session *s = smfi_getpriv(ctx);
-
-	smfi_setpriv(ctx, NULL);
-	session_free(s);
-	return SMFIS_CONTINUE;
+	switch (cmd) {
+	case SMFIC_OPTNEG:	milter_optneg(c, d, len); break;
+	case SMFIC_MACRO:	milter_macros(c, d, len); break;
+	case SMFIC_CONNECT:	milter_connect(c, d, len); break;
+	case SMFIC_HELO:	milter_helo(c, d, len); break;
+	case SMFIC_MAIL:	milter_mail(c, d, len); break;
+	case SMFIC_RCPT:	milter_rcpt(c, d, len); break;
+	case SMFIC_DATA:	milter_data(c); break;
+	case SMFIC_HEADER:	milter_header(c, d, len); break;
+	case SMFIC_EOH:		milter_eoh(c); break;
+	case SMFIC_BODY:	milter_body(c, d, len); break;
+	case SMFIC_BODYEOB:	milter_eom(c, d, len); break;
+	case SMFIC_ABORT:	milter_abort(c); break;
+	case SMFIC_UNKNOWN:	milter_send(c, SMFIR_CONTINUE, NULL, 0); break;
+	case SMFIC_QUIT_NC:	/* a new SMTP session on the same milter connection */
+		session_free(c->s);
+		c->s = NULL;
+		c->qid[0] = '\0';
+		break;
+	case SMFIC_QUIT:
+		c->closing = 1;
+		break;
+	default:
+		log_err("milter: unknown command 0x%02x from the MTA, closing",
+		    (unsigned)(unsigned char)cmd);
+		c->closing = 1;
+	}
 }
 
-static sfsistat
-milter_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
-    unsigned long f3, unsigned long *pf0, unsigned long *pf1, unsigned long *pf2,
-    unsigned long *pf3)
+size_t
+milter_need(const unsigned char *p, size_t n)
 {
-	(void)f2; (void)f3;
-	*pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS);
-	/* Steps we have no use for are skipped: fewer round trips. */
-	/* Headers and body are always continued: the MTA need not wait for
-	 * each of them (fewer round trips, fewer context switches). */
-	*pf1 = f1 & (SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC | SMFIP_NR_HDR | SMFIP_NR_EOH |
-	    SMFIP_NR_BODY);
-	{
-		struct session *s = milter_session(ctx);
-
-		/* With HDR_LEADSPC header values come exactly as sent, which
-		 * "simple" DKIM canonicalization needs. */
-		if (s != NULL) {
-			s->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
-			s->noreply = *pf1 & (SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);
-		} else
-			*pf1 &= ~(unsigned long)(SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);
-	}
-	*pf2 = 0;
-	*pf3 = 0;
-	return SMFIS_CONTINUE;
+	return n < 4 ? n + 1 : 4 + (size_t)milter_get32(p);
 }
 
-static struct smfiDesc milter_desc = {
-	.xxfi_name = "milterd",
-	.xxfi_version = SMFI_VERSION,
-	.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS,
-	.xxfi_connect = milter_connect,
-	.xxfi_helo = milter_helo,
-	.xxfi_envfrom = milter_envfrom,
-	.xxfi_envrcpt = milter_envrcpt,
-	.xxfi_header = milter_header,
-	.xxfi_eoh = milter_eoh,
-	.xxfi_body = milter_body,
-	.xxfi_eom = milter_eom,
-	.xxfi_abort = milter_abort,
-	.xxfi_close = milter_close,
-	.xxfi_data = milter_data,
-	.xxfi_negotiate = milter_negotiate,
-};
-
-int
-milter_setup(struct config *cfg, struct store *st)
+size_t
+milter_input(struct milter_conn *c, const unsigned char *p, size_t n)
 {
-	config_ref(cfg);
-	milter_cfg = cfg;
-	milter_store = st;
-	if (smfi_setconn(cfg->socket) == MI_FAILURE) {
-		log_err("smfi_setconn %s failed", cfg->socket);
-		return -1;
-	}
-	if (smfi_register(milter_desc) == MI_FAILURE) {
-		log_err("smfi_register failed");
-		return -1;
-	}
-	if (smfi_opensocket(1) == MI_FAILURE) {
-		log_err("cannot open milter socket %s", cfg->socket);
-		return -1;
-	}
-	return 0;
-}
+	size_t used = 0;
+	uint32_t len;
 
-int
-milter_run(void)
-{
-	return smfi_main() == MI_SUCCESS ? 0 : -1;
+	while (!c->closing && n - used >= 5) {
+		len = milter_get32(p + used);
+		if (len == 0 || len > MILTER_MAX_PACKET) {
+			log_err("milter: bad packet length %lu from the MTA, closing",
+			    (unsigned long)len);
+			c->closing = 1;
+			break;
+		}
+		if (n - used - 4 < len)
+			break;
+		milter_command(c, (char)p[used + 4], p + used + 5, len - 1);
+		used += 4 + (size_t)len;
+	}
+	return used;
 }

@@ -1,0 +1,23 @@
+/* server.h — the milter socket: listening, connections, and a fixed pool of
+ * worker threads that serve every connection from one epoll set. */
+#ifndef MILTERD_SERVER_H
+#define MILTERD_SERVER_H
+
+#include "buf.h"
+
+/* Opens and listens on a socket spec ({unix|local}:/path, /path,
+ * inet:PORT[@HOST], inet6:PORT[@HOST]). A stale unix socket (nobody
+ * listening) is replaced; a live one is an error. 0, or -1 with err set. */
+int	server_open(const char *spec, struct buf *err);
+/* Serves with `workers` threads until server_stop(); 0, or -1 (logged). */
+int	server_run(int workers);
+/* Stops accepting-and-serving: running commands finish, then every
+ * connection is closed and server_run() returns. Safe from any thread. */
+void	server_stop(void);
+/* Closes the socket and removes a unix socket if it is still the one this
+ * process created. */
+void	server_close(void);
+/* Connections open now. */
+int	server_connections(void);
+
+#endif
