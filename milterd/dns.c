@@ -1,6 +1,9 @@
 /* dns.c — libunbound behind a blocking, time-bounded query call. One context
  * (and so one cache) for the whole daemon; a service thread runs ub_process()
- * and hands answers to the waiting message threads. */
+ * and hands answers to the waiting message threads. In front of it, a small
+ * answer cache: asking libunbound, even for an answer in its cache, costs a
+ * round trip through its pipes and threads (two dozen system calls and two
+ * thread switches); the same few keys and SPF records are asked for all day. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -9,10 +12,26 @@
 #include <string.h>
 #include <time.h>
 
+#include <ctype.h>
+
 #include <unbound.h>
 
 #include "dns.h"
 #include "log.h"
+
+#define DNS_CACHE_BUCKETS	1024
+#define DNS_CACHE_MAX		4096	/* answers kept */
+#define DNS_CACHE_MAX_TTL	3600	/* seconds, whatever the record says */
+
+/* A good answer (NOERROR or NXDOMAIN), kept for its TTL. Failures, timeouts
+ * and bogus answers are never kept. */
+struct dns_cached {
+	struct dns_cached *next;
+	char		  *name;	/* lowercase, no final dot */
+	int		   rrtype;
+	time_t		   expires;	/* CLOCK_MONOTONIC seconds */
+	struct dns_answer  answer;
+};
 
 struct dns {
 	struct ub_ctx	*ctx;
@@ -20,7 +39,13 @@ struct dns {
 	int		 validating;
 	pthread_t	 thread;
 	int		 stop;		/* set to end the service thread */
+	pthread_mutex_t	 cache_lock;
+	struct dns_cached *cache[DNS_CACHE_BUCKETS];
+	int		 ncached;
+	unsigned	 evict;		/* next bucket to evict from */
 };
+
+static void	dns_cache_free(struct dns *);
 
 /* One query in flight. Two references: the waiter's and the callback's;
  * the last one out frees it, so a query that timed out can still complete
@@ -90,6 +115,7 @@ dns_open(const char *resolver, const char *trust_anchor, int timeout, struct buf
 		return NULL;
 	}
 	d->timeout = timeout;
+	pthread_mutex_init(&d->cache_lock, NULL);
 	/* Threads, not a forked process: the answers come back to us. */
 	if ((rc = ub_ctx_async(d->ctx, 1)) != 0)
 		goto fail;
@@ -131,6 +157,8 @@ dns_close(struct dns *d)
 	__atomic_store_n(&d->stop, 1, __ATOMIC_RELEASE);
 	pthread_join(d->thread, NULL);
 	ub_ctx_delete(d->ctx);
+	dns_cache_free(d);
+	pthread_mutex_destroy(&d->cache_lock);
 	free(d);
 }
 
@@ -234,8 +262,203 @@ dns_name_ok(const char *name)
 	return 1;
 }
 
+/* A deep copy of an answer; -1 when memory ran out (dst then freed). */
+static int
+dns_answer_copy(struct dns_answer *dst, const struct dns_answer *src)
+{
+	int n = 0;
+
+	*dst = *src;
+	dst->packet = NULL;
+	dst->txt = NULL;
+	dst->rdata = NULL;
+	dst->rdlen = NULL;
+	dst->nrdata = 0;
+	if (src->len > 0) {
+		if ((dst->packet = malloc(src->len)) == NULL)
+			goto fail;
+		memcpy(dst->packet, src->packet, src->len);
+	}
+	if (src->txt != NULL) {
+		while (src->txt[n] != NULL)
+			n++;
+		if ((dst->txt = calloc((size_t)n + 1, sizeof(*dst->txt))) == NULL)
+			goto fail;
+		for (int i = 0; i < n; i++)
+			if ((dst->txt[i] = strdup(src->txt[i])) == NULL)
+				goto fail;
+	}
+	if (src->nrdata > 0) {
+		dst->rdata = calloc((size_t)src->nrdata, sizeof(*dst->rdata));
+		dst->rdlen = calloc((size_t)src->nrdata, sizeof(*dst->rdlen));
+		if (dst->rdata == NULL || dst->rdlen == NULL)
+			goto fail;
+		for (int i = 0; i < src->nrdata; i++) {
+			if ((dst->rdata[i] = malloc(src->rdlen[i] + 1)) == NULL)
+				goto fail;
+			memcpy(dst->rdata[i], src->rdata[i], src->rdlen[i]);
+			dst->rdlen[i] = src->rdlen[i];
+			dst->nrdata = i + 1;
+		}
+	}
+	return 0;
+fail:
+	dns_answer_free(dst);
+	return -1;
+}
+
+static time_t
+dns_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* The cache key: the name in lowercase without its final dot. */
+static int
+dns_cache_key(const char *name, char *key, size_t size)
+{
+	size_t n = strlen(name);
+
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	if (n >= size)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		key[i] = (char)tolower((unsigned char)name[i]);
+	key[n] = '\0';
+	return 0;
+}
+
+static unsigned
+dns_cache_bucket(const char *key, int rrtype)
+{
+	unsigned h = 2166136261u ^ (unsigned)rrtype;
+
+	for (const char *p = key; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return h % DNS_CACHE_BUCKETS;
+}
+
+static void
+dns_cached_free(struct dns_cached *c)
+{
+	dns_answer_free(&c->answer);
+	free(c->name);
+	free(c);
+}
+
+/* 1 and a copy in out on a live entry, 0 otherwise. */
+static int
+dns_cache_get(struct dns *d, const char *key, int rrtype, struct dns_answer *out)
+{
+	unsigned b = dns_cache_bucket(key, rrtype);
+	time_t now = dns_now();
+	struct dns_cached *c;
+	int hit = 0;
+
+	pthread_mutex_lock(&d->cache_lock);
+	for (c = d->cache[b]; c != NULL; c = c->next)
+		if (c->rrtype == rrtype && strcmp(c->name, key) == 0)
+			break;
+	if (c != NULL && c->expires > now && dns_answer_copy(out, &c->answer) == 0) {
+		out->ttl = (int)(c->expires - now);
+		hit = 1;
+	}
+	pthread_mutex_unlock(&d->cache_lock);
+	return hit;
+}
+
+static void
+dns_cache_put(struct dns *d, const char *key, int rrtype, const struct dns_answer *a)
+{
+	unsigned b = dns_cache_bucket(key, rrtype);
+	struct dns_cached *c, **pp;
+	time_t now = dns_now();
+	int ttl = a->ttl < DNS_CACHE_MAX_TTL ? a->ttl : DNS_CACHE_MAX_TTL;
+
+	if (ttl <= 0 || (c = calloc(1, sizeof(*c))) == NULL)
+		return;
+	if ((c->name = strdup(key)) == NULL || dns_answer_copy(&c->answer, a) == -1) {
+		free(c->name);
+		free(c);
+		return;
+	}
+	c->rrtype = rrtype;
+	c->expires = now + ttl;
+	pthread_mutex_lock(&d->cache_lock);
+	/* The older copy of the same answer goes. */
+	for (pp = &d->cache[b]; *pp != NULL; pp = &(*pp)->next)
+		if ((*pp)->rrtype == rrtype && strcmp((*pp)->name, key) == 0) {
+			struct dns_cached *old = *pp;
+
+			*pp = old->next;
+			dns_cached_free(old);
+			d->ncached--;
+			break;
+		}
+	/* Full: a bucket at a time (round robin), expired answers first,
+	 * else the whole bucket. */
+	while (d->ncached >= DNS_CACHE_MAX) {
+		unsigned e = d->evict++ % DNS_CACHE_BUCKETS;
+		int dropped = 0;
+
+		for (int pass = 0; pass < 2 && !dropped; pass++)
+			for (pp = &d->cache[e]; *pp != NULL; ) {
+				struct dns_cached *old = *pp;
+
+				if (pass == 0 && old->expires > now) {
+					pp = &old->next;
+					continue;
+				}
+				*pp = old->next;
+				dns_cached_free(old);
+				d->ncached--;
+				dropped = 1;
+			}
+	}
+	c->next = d->cache[b];
+	d->cache[b] = c;
+	d->ncached++;
+	pthread_mutex_unlock(&d->cache_lock);
+}
+
+static void
+dns_cache_free(struct dns *d)
+{
+	for (int b = 0; b < DNS_CACHE_BUCKETS; b++)
+		while (d->cache[b] != NULL) {
+			struct dns_cached *c = d->cache[b];
+
+			d->cache[b] = c->next;
+			dns_cached_free(c);
+		}
+	d->ncached = 0;
+}
+
+static enum dns_status dns_resolve(struct dns *, const char *, int, struct dns_answer *);
+
 enum dns_status
 dns_query(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
+{
+	char key[256];
+	int cacheable;
+
+	memset(out, 0, sizeof(*out));
+	cacheable = dns_name_ok(name) && dns_cache_key(name, key, sizeof(key)) == 0;
+	if (cacheable && dns_cache_get(d, key, rrtype, out))
+		return out->status;
+	dns_resolve(d, name, rrtype, out);
+	if (cacheable && out->status == DNS_OK)
+		dns_cache_put(d, key, rrtype, out);
+	return out->status;
+}
+
+/* The query itself, through libunbound. */
+static enum dns_status
+dns_resolve(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
 {
 	struct dns_wait *w;
 	struct timespec deadline;
