@@ -265,15 +265,18 @@ session_keep(struct msg *m, struct session_header *h, const char *value)
 static int
 session_header_value(struct buf *v, const char *value, int leadspc)
 {
+	const char *c = value, *lf;
+
 	if (!leadspc && buf_putc(v, ' ') == -1)
 		return -1;
-	for (const char *c = value; *c; c++) {
-		if (*c == '\n' && (c == value || c[-1] != '\r') && buf_putc(v, '\r') == -1)
+	while ((lf = strchr(c, '\n')) != NULL) {
+		if (buf_append(v, c, (size_t)(lf - c)) == -1 ||
+		    ((lf == value || lf[-1] != '\r') && buf_putc(v, '\r') == -1) ||
+		    buf_putc(v, '\n') == -1)
 			return -1;
-		if (buf_putc(v, *c) == -1)
-			return -1;
+		c = lf + 1;
 	}
-	return 0;
+	return buf_puts(v, c);
 }
 
 void

@@ -68,12 +68,23 @@ token_alnum(char c)
 int
 token_find(const char *text, size_t len, const char *token)
 {
+	const char *p = text, *end, *lo, *up;
+	char c0 = token[0], u0 = c0 >= 'a' && c0 <= 'z' ? (char)(c0 - 'a' + 'A') : c0;
+
 	if (len < TOKEN_LEN)
 		return 0;
-	for (size_t i = 0; i + TOKEN_LEN <= len; i++) {
-		size_t j;
+	end = text + len - TOKEN_LEN + 1;	/* where a match may start */
+	/* Candidates are where the first character is, in either case
+	 * (memchr is much faster than looking at every position). */
+	while (p < end) {
+		size_t i, j;
 
-		for (j = 0; j < TOKEN_LEN; j++) {
+		lo = memchr(p, c0, (size_t)(end - p));
+		up = u0 != c0 ? memchr(p, u0, (size_t)((lo ? lo : end) - p)) : NULL;
+		if ((p = up != NULL ? up : lo) == NULL)
+			return 0;
+		i = (size_t)(p - text);
+		for (j = 1; j < TOKEN_LEN; j++) {
 			char c = text[i + j];
 
 			if (c >= 'A' && c <= 'Z')
@@ -84,6 +95,7 @@ token_find(const char *text, size_t len, const char *token)
 		if (j == TOKEN_LEN && (i == 0 || !token_alnum(text[i - 1])) &&
 		    (i + TOKEN_LEN == len || !token_alnum(text[i + TOKEN_LEN])))
 			return 1;
+		p++;
 	}
 	return 0;
 }

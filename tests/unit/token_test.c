@@ -35,6 +35,15 @@ static const struct {
 	{ "abcdefghijklmnopqrstuvwxy", 0 },
 	{ "abcdefghijklmnopqrstuvwxya", 0 },
 	{ "", 0 },
+	/* Candidates start at the first character in either case. */
+	{ "aaaa" T, 0 },		/* glued: the 'a's before it are candidates too */
+	{ "aaaa " T, 1 },
+	{ "A" T, 0 },
+	{ "Abcdefghijklmnopqrstuvwxy4 ", 1 },
+	{ "abcdefghijklmnopqrstuvwxy4 ", 1 },
+	{ "ABCDEFGHIJKLMNOPQRSTUVWXY3 ABCDEFGHIJKLMNOPQRSTUVWXY4", 1 },
+	{ "abcdefghijklmnopqrstuvwxy3 Abcdefghijklmnopqrstuvwxy4.", 1 },
+	{ "Abcdefghijklmnopqrstuvwxy3 abcdefghijklmnopqrstuvwxy", 0 },
 };
 
 int
