@@ -69,6 +69,11 @@ $(BUILD)/milterctl: $(OBJ_CTL) $(OBJ_COMMON)
 $(BUILD)/tests/%: tests/unit/%.c $(OBJ_COMMON) | $(BUILD)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Imilterd -o $@ $< $(OBJ_COMMON) $(LDFLAGS) $(LDLIBS)
 
+# The milter protocol test drives milter.c, which only the daemon links.
+$(BUILD)/tests/milter_test: tests/unit/milter_test.c $(BUILD)/milter.o $(OBJ_COMMON) | $(BUILD)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Imilterd -o $@ $< $(BUILD)/milter.o $(OBJ_COMMON) \
+		$(LDFLAGS) $(LDLIBS)
+
 unit: $(UNIT_TESTS) $(BUILD)/tests/spf_check $(BUILD)/tests/policy_check
 
 $(BUILD)/tests/policy_check: tests/policy/policy_check.c $(OBJ_COMMON) | $(BUILD)
@@ -88,6 +93,15 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) milterd/*.h
 	@clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-Imilterd -o $@ $< $(FUZZ_SRC) -lcrypto
+
+# The milter protocol: milter.c against the stub sessions defined in the
+# target itself, so none of FUZZ_SRC but buf.c (and milter.c nowhere else).
+$(BUILD)/fuzz/milter_fuzz: tests/fuzz/milter_fuzz.c milterd/milter.c milterd/buf.c milterd/*.h
+	@mkdir -p $(BUILD)/fuzz
+	@echo "  FUZZ    $@"
+	@clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-Imilterd -pthread -o $@ tests/fuzz/milter_fuzz.c milterd/milter.c milterd/buf.c
 
 include tests/bench/bench.mk
 
