@@ -25,6 +25,7 @@ static pthread_mutex_t	 resp_lock = PTHREAD_MUTEX_INITIALIZER;
 static char		 resp_value[64] = "v=one";
 static int		 resp_fail;	/* SERVFAIL for fail.cache.example */
 static int		 resp_fd;
+static int		 resp_stop;	/* set, then any datagram ends the responder */
 
 /* Appends a TXT answer for the question at q[12..qend) to r. */
 static size_t
@@ -58,7 +59,10 @@ responder(void *arg)
 		unsigned ttl = 0;
 
 		fl = sizeof(from);
-		if ((n = recvfrom(resp_fd, q, sizeof(q), 0, (struct sockaddr *)&from, &fl)) < 17)
+		n = recvfrom(resp_fd, q, sizeof(q), 0, (struct sockaddr *)&from, &fl);
+		if (__atomic_load_n(&resp_stop, __ATOMIC_ACQUIRE))
+			break;
+		if (n < 17)
 			continue;
 		while (o < (size_t)n && q[o] != 0 && nl + q[o] + 1 < sizeof(name)) {
 			if (nl > 0)
@@ -176,7 +180,8 @@ main(void)
 	CHECK_STR(txt(d, "bad..name", b, sizeof(b)), "status 3", "an impossible name is refused");
 
 	dns_close(d);
-	pthread_cancel(t);	/* it waits in recvfrom, a cancellation point */
+	__atomic_store_n(&resp_stop, 1, __ATOMIC_RELEASE);
+	sendto(resp_fd, "x", 1, 0, (struct sockaddr *)&sin, sizeof(sin));
 	pthread_join(t, NULL);
 	close(resp_fd);
 	buf_free(&err);
