@@ -113,3 +113,71 @@ write_config "$WORK/bad.conf" "stats_listen = 0.0.0.0:$port"
 out=$("$BUILD/milterd" -n -c "$WORK/bad.conf" 2>&1)
 expect_eq "the listener is refused off loopback" \
 	"$WORK/bad.conf:12: stats_listen: the statistics listener must be on loopback (127.0.0.0/8)" "$out"
+milterd_stop
+
+# The socket: a live one is not taken over; a stale one is replaced; at exit a
+# milterd removes its socket only if it is still its own.
+write_config "$WORK/milterd.conf"
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 0; }
+first=$MILTERD_PID
+out=$(timeout 10 "$BUILD/milterd" -f -c "$WORK/milterd.conf" 2>&1); rc=$?
+if [ "$rc" = 1 ] && grep -q "another process is listening on it" <<<"$out" &&
+	rcpt_ok "<verify+abcdefghijklmnopqrstuvwxy4@certify.test>" reply; then
+	ok "a second milterd on a live socket exits 1 and the first one keeps answering"
+else
+	not_ok "second milterd on a live socket: rc $rc: $out"
+fi
+# A restart where the old process is still finishing: it must not remove the
+# new process's socket when it finally exits.
+mv "$WORK/milterd.sock" "$WORK/old.sock"
+"$BUILD/milterd" -f -c "$WORK/milterd.conf" 2>>"$WORK/second.log" &
+second=$!
+wait_for 10 grep -q "milterd started on" "$WORK/second.log"
+kill "$first"; wait "$first" 2>/dev/null
+MILTERD_PID=$second
+if [ -S "$WORK/milterd.sock" ] && rcpt_ok "<verify+abcdefghijklmnopqrstuvwxy4@certify.test>" reply; then
+	ok "an old milterd exiting leaves the new one's socket alone"
+else
+	not_ok "an old milterd exiting removed the new one's socket"
+fi
+milterd_stop
+[ ! -e "$WORK/milterd.sock" ] && ok "milterd removes its own socket at exit" ||
+	not_ok "milterd left its socket behind"
+# A socket file nobody listens on (a crash) is replaced.
+/usr/bin/python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" "$WORK/milterd.sock"
+"$BUILD/milterd" -f -c "$WORK/milterd.conf" 2>>"$WORK/third.log" &
+MILTERD_PID=$!
+if wait_for 10 grep -q "milterd started on" "$WORK/third.log" &&
+	rcpt_ok "<verify+abcdefghijklmnopqrstuvwxy4@certify.test>" reply; then
+	ok "a stale socket file is replaced"
+else
+	not_ok "stale socket: $(tail -n 2 "$WORK/third.log")"
+fi
+milterd_stop
+
+# Many MTA connections share the workers: 500 open at once, milterd still
+# answers and runs no more threads than workers + its own few.
+write_config "$WORK/milterd.conf" "workers = 4"
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts with workers = 4"; exit 0; }
+/usr/bin/python3 - "$WORK/milterd.sock" "$WORK/held" <<'PY' &
+import os, socket, sys, time
+conns = []
+for _ in range(500):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    conns.append(s)
+open(sys.argv[2], "w").close()
+time.sleep(30)
+PY
+holder=$!
+wait_for 20 test -e "$WORK/held"
+fds=$(ls /proc/$MILTERD_PID/fd | wc -l)
+threads=$(awk '$1 == "Threads:" {print $2}' /proc/$MILTERD_PID/status)
+if [ "$fds" -ge 500 ] && [ "$threads" -le 10 ] &&
+	rcpt_ok "<verify+abcdefghijklmnopqrstuvwxy4@certify.test>" reply; then
+	ok "500 open connections, $threads threads (workers = 4), still answering"
+else
+	not_ok "500 connections: $fds descriptors, $threads threads"
+fi
+kill "$holder"; wait "$holder" 2>/dev/null
+milterd_stop
