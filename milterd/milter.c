@@ -176,10 +176,15 @@ milter_send_verdict(struct milter_conn *c, const struct verdict *v)
 	struct buf b;
 
 	buf_init(&b);
-	if (buf_printf(&b, "%s %s %s", v->rcode, v->xcode, v->text) == -1)
+	if (buf_printf(&b, "%s %s %s", v->rcode, v->xcode, v->text) == -1) {
 		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
-	else
+	} else {
+		/* One line: a line break would end the SMTP reply early. */
+		for (char *p = b.s; *p; p++)
+			if (*p == '\r' || *p == '\n')
+				*p = ' ';
 		milter_send(c, SMFIR_REPLYCODE, b.s, b.len + 1);
+	}
 	buf_free(&b);
 }
 

@@ -245,9 +245,12 @@ server_accept(void)
 			break;
 		}
 		/* A reply is often two packets (a header change, the
-		 * verdict): no Nagle delay between them. */
-		if (server_tcp)
+		 * verdict): no Nagle delay between them. Keep-alive: an MTA
+		 * host that vanished without closing is noticed in the end. */
+		if (server_tcp) {
 			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		}
 		if ((c = calloc(1, sizeof(*c))) == NULL) {
 			log_err("out of memory for a connection");
 			close(fd);
