@@ -324,8 +324,8 @@ server_serve(struct server_conn *c)
 	ssize_t r;
 	size_t used;
 
-	if (server_flush(c) == -1) {
-		server_conn_close(c);
+	if (server_flush(c) == -1 || (c->m.closing && c->m.out.len == 0)) {
+		server_conn_close(c);	/* broken, or told to close and all said */
 		return;
 	}
 	for (;;) {
