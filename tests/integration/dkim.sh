@@ -127,6 +127,15 @@ sign "$WORK/m9b" "$WORK/m9b.s" agri.gouv.fr rsa2048
 deliver_checked "token in the signed body, split across 7-byte body chunks: verified" "$WORK/m9b.s" \
 	"$tq" accept verified chunk=7
 
+# 9c. The same kind of reply with its body's lines ending in bare LF (as some
+# MTAs and tools hand them over), in 5-byte chunks: read as CRLF, it verifies.
+tl=$(new_token lena lena@agri.gouv.fr)
+reply "$WORK/m9c" lena@agri.gouv.fr "" "no code" "<colleague@agri.gouv.fr>"
+printf '\n> verify+%s@certify.test\n\nLena\n' "$tl" >>"$WORK/m9c"
+sign "$WORK/m9c" "$WORK/m9c.s" agri.gouv.fr rsa2048
+deliver_checked "body with bare LF line ends, in 5-byte chunks: verified" "$WORK/m9c.s" \
+	"$tl" accept verified chunk=5 barelf=1
+
 # 10. A signature made before the request existed (t= too old).
 reply "$WORK/m10" bob@agri.gouv.fr "$t"
 sign "$WORK/m10" "$WORK/m10.s" agri.gouv.fr rsa2048 --timestamp $(( $(date +%s) - 86400 ))

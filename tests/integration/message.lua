@@ -9,6 +9,7 @@
 --   ardelete with accept: number of Authentication-Results headers expected deleted
 --   pause    seconds to wait between RCPT and the headers
 --   chunk    send the body in chunks of this many bytes (as an MTA may)
+--   barelf   1: send the body's line ends as bare LF, not CRLF
 local function fail(msg)
 	-- miltertest does not print the message of error(): say it first.
 	print(string.format("%s: %s", file, msg))
@@ -57,7 +58,7 @@ for line in (head .. "\n"):gmatch("(.-)\n") do
 end
 flush()
 if mt.eoh(conn) ~= nil then fail("eoh") end
-body = body:gsub("\n", "\r\n")
+if barelf ~= "1" then body = body:gsub("\n", "\r\n") end
 local size = tonumber(chunk or "0")
 if size == nil or size <= 0 then size = #body end
 local at = 1
