@@ -149,7 +149,18 @@ spec_for() {	# NAME KIND: a socket spec
 
 declare -A SOCK=() NAME_OF=()
 
-start_milterd() {	# NAME KIND
+# start_X NAME KIND: a daemon on a fresh socket; a TCP port another process took
+# between free_port and bind gets two more tries on other ports.
+retry_start() {
+	local i
+	for i in 1 2 3; do "$@" && return 0; note "note: $2 did not start (try $i)"; done
+	die "$2 did not start"
+}
+start_milterd() { retry_start _start_milterd "$@"; }
+start_opendkim() { retry_start _start_opendkim "$@"; }
+start_pyspf() { retry_start _start_pyspf "$@"; }
+
+_start_milterd() {	# NAME KIND
 	local name="$1" spec; spec=$(spec_for "$1" "$2")
 	# As tests' write_config, with milterd's defaults for the database (pool 8, timeout 5 s)
 	# and the log level an installation runs with.
@@ -157,11 +168,11 @@ start_milterd() {	# NAME KIND
 	"$BUILD/milterd" -f -c "$WORK/$name.conf" 2>>"$WORK/$name.log" &
 	PIDS[$name]=$!
 	SOCK[$name]=$spec NAME_OF[$spec]=$name
-	wait_spec "$spec" "${PIDS[$name]}" || { tail -n 20 "$WORK/$name.log" >&2; die "$name did not start"; }
+	wait_spec "$spec" "${PIDS[$name]}" || { tail -n 5 "$WORK/$name.log" >&2; stop_one "$name"; return 1; }
 }
 
 HAVE_OPENDKIM=; command -v opendkim >/dev/null || [ -x /usr/sbin/opendkim ] && HAVE_OPENDKIM=1
-start_opendkim() {	# NAME KIND
+_start_opendkim() {	# NAME KIND
 	local name="$1" spec; spec=$(spec_for "$1" "$2")
 	# Verify-only; keys from the bench DNS server (libunbound forwarder IP@port);
 	# foreground, no syslog (this machine has none): its errors go to stderr.
@@ -179,11 +190,11 @@ start_opendkim() {	# NAME KIND
 	/usr/sbin/opendkim -f -x "$WORK/$name.conf" 2>>"$WORK/$name.log" &
 	PIDS[$name]=$!
 	SOCK[$name]=$spec NAME_OF[$spec]=$name
-	wait_spec "$spec" "${PIDS[$name]}" || { tail -n 20 "$WORK/$name.log" >&2; die "$name did not start"; }
+	wait_spec "$spec" "${PIDS[$name]}" || { tail -n 5 "$WORK/$name.log" >&2; stop_one "$name"; return 1; }
 }
 
 HAVE_PYSPF=; [ -x /usr/bin/pyspf-milter ] && HAVE_PYSPF=1
-start_pyspf() {	# NAME KIND
+_start_pyspf() {	# NAME KIND
 	local name="$1" spec dir="$WORK/$1"; spec=$(spec_for "$1" "$2")
 	mkdir -p "$dir"
 	chown pyspf-milter: "$dir" 2>/dev/null	# it drops to that user before binding
@@ -205,7 +216,7 @@ start_pyspf() {	# NAME KIND
 	BENCH_DNS="127.0.0.1@$DNS_PORT" "$BENCH/pyspf-milter-run" "$dir/$name.conf" 2>>"$WORK/$name.log" &
 	PIDS[$name]=$!
 	SOCK[$name]=$spec NAME_OF[$spec]=$name
-	wait_spec "$spec" "${PIDS[$name]}" || { tail -n 20 "$WORK/$name.log" >&2; die "$name did not start"; }
+	wait_spec "$spec" "${PIDS[$name]}" || { tail -n 5 "$WORK/$name.log" >&2; stop_one "$name"; return 1; }
 }
 
 status_of() {	# NAME FIELD: a /proc status field in kB (or count)
