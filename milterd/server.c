@@ -29,6 +29,7 @@
 #include "log.h"
 #include "milter.h"
 #include "server.h"
+#include "stats.h"
 
 #define SERVER_READ	(64 * 1024)	/* room for a read: the MTA's body chunks are 64 KB */
 
@@ -51,7 +52,6 @@ static ino_t		 server_ino;
 static int		 server_stopping;
 static pthread_mutex_t	 server_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct server_conn *server_conns;	/* every open connection */
-static int		 server_nconns;
 
 /* epoll tags for the two descriptors that are not connections. */
 static char server_listen_tag, server_wake_tag;
@@ -212,8 +212,8 @@ server_conn_close(struct server_conn *c)
 		server_conns = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
-	server_nconns--;
 	pthread_mutex_unlock(&server_lock);
+	stats_connection_open(-1);
 	(void)epoll_ctl(server_ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	milter_conn_free(&c->m);
@@ -263,8 +263,8 @@ server_accept(void)
 		if (server_conns != NULL)
 			server_conns->prev = c;
 		server_conns = c;
-		server_nconns++;
 		pthread_mutex_unlock(&server_lock);
+		stats_connection_open(1);
 		if (server_arm(fd, c, EPOLLIN, EPOLL_CTL_ADD) == -1) {
 			log_err("epoll_ctl: %s", strerror(errno));
 			server_conn_close(c);
@@ -445,15 +445,4 @@ server_stop(void)
 	__atomic_store_n(&server_stopping, 1, __ATOMIC_RELEASE);
 	if (server_wake != -1 && write(server_wake, &one, sizeof(one)) == -1)
 		log_err("cannot wake the workers: %s", strerror(errno));
-}
-
-int
-server_connections(void)
-{
-	int n;
-
-	pthread_mutex_lock(&server_lock);
-	n = server_nconns;
-	pthread_mutex_unlock(&server_lock);
-	return n;
 }

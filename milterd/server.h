@@ -17,7 +17,5 @@ void	server_stop(void);
 /* Closes the socket and removes a unix socket if it is still the one this
  * process created. */
 void	server_close(void);
-/* Connections open now. */
-int	server_connections(void);
 
 #endif

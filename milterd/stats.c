@@ -20,6 +20,7 @@ static unsigned long	stats_dkims[5];			/* dkimv_result, then none */
 static unsigned long	stats_spfs[SPF_R_PERMERROR + 1];
 static unsigned long	stats_tempfails[ST_NTEMPFAIL];
 static unsigned long	stats_connections;
+static long		stats_open;
 static struct MHD_Daemon *stats_daemon;
 
 #define BUMP(x) __atomic_add_fetch(&(x), 1, __ATOMIC_RELAXED)
@@ -66,6 +67,12 @@ stats_connection(void)
 }
 
 void
+stats_connection_open(int delta)
+{
+	__atomic_add_fetch(&stats_open, delta, __ATOMIC_RELAXED);
+}
+
+void
 stats_format(struct buf *out, int in_flight)
 {
 	static const char *const dkim_names[] = { "pass", "fail", "temperror", "permerror", "none" };
@@ -95,9 +102,11 @@ stats_format(struct buf *out, int in_flight)
 		    temp_names[i], READ(stats_tempfails[i]));
 	buf_printf(out, "# HELP milterd_connections_total MTA connections.\n"
 	    "# TYPE milterd_connections_total counter\nmilterd_connections_total %lu\n"
+	    "# HELP milterd_connections_open MTA connections open now.\n"
+	    "# TYPE milterd_connections_open gauge\nmilterd_connections_open %ld\n"
 	    "# HELP milterd_messages_in_flight Messages between MAIL FROM and their answer.\n"
 	    "# TYPE milterd_messages_in_flight gauge\nmilterd_messages_in_flight %d\n",
-	    READ(stats_connections), in_flight);
+	    READ(stats_connections), READ(stats_open), in_flight);
 }
 
 int

@@ -18,6 +18,8 @@ void	stats_dkim_none(void);
 void	stats_spf(enum spf_result);
 void	stats_tempfail(enum stats_tempfail);
 void	stats_connection(void);
+/* +1 when the server accepts an MTA connection, -1 when it closes one. */
+void	stats_connection_open(int delta);
 
 /* The Prometheus text exposition of every counter. */
 void	stats_format(struct buf *out, int in_flight);

@@ -157,7 +157,8 @@ milterd_stop
 
 # Many MTA connections share the workers: 500 open at once, milterd still
 # answers and runs no more threads than workers + its own few.
-write_config "$WORK/milterd.conf" "workers = 4"
+port=$(free_port)
+write_config "$WORK/milterd.conf" "workers = 4" "stats_listen = 127.0.0.1:$port"
 milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts with workers = 4"; exit 0; }
 /usr/bin/python3 - "$WORK/milterd.sock" "$WORK/held" <<'PY' &
 import os, socket, sys, time
@@ -179,5 +180,9 @@ if [ "$fds" -ge 500 ] && [ "$threads" -le 10 ] &&
 else
 	not_ok "500 connections: $fds descriptors, $threads threads"
 fi
+open=$(/usr/bin/python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/metrics').read().decode())" |
+	awk '$1 == "milterd_connections_open" {print $2}')
+[ "${open:-0}" -ge 500 ] && [ "$open" -le 502 ] &&
+	ok "milterd_connections_open says $open" || not_ok "milterd_connections_open says '${open:-}'"
 kill "$holder"; wait "$holder" 2>/dev/null
 milterd_stop
