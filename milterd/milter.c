@@ -206,6 +206,17 @@ milter_string(const unsigned char *d, size_t len, int n)
 	}
 }
 
+/* What the negotiation means for the session: header values as sent, and
+ * the steps the MTA does not wait for. */
+static void
+milter_session_flags(struct milter_conn *c)
+{
+	if (c->s != NULL) {
+		c->s->leadspc = (c->pflags & SMFIP_HDR_LEADSPC) != 0;
+		c->s->noreply = c->pflags & (SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);
+	}
+}
+
 /* The session of the connection, created on first use: an MTA may skip
  * steps. NULL when memory ran out. */
 static struct session *
@@ -218,10 +229,7 @@ milter_session(struct milter_conn *c)
 	cfg = milter_config();
 	c->s = session_new(cfg);
 	config_unref(cfg);
-	if (c->s != NULL) {
-		c->s->leadspc = (c->pflags & SMFIP_HDR_LEADSPC) != 0;
-		c->s->noreply = c->pflags & (SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);
-	}
+	milter_session_flags(c);
 	return c->s;
 }
 
@@ -244,10 +252,7 @@ milter_optneg(struct milter_conn *c, const unsigned char *d, size_t len)
 	}
 	c->actions = milter_get32(d + 4) & MILTER_ACTIONS;
 	c->pflags = milter_get32(d + 8) & MILTER_PFLAGS;
-	if (c->s != NULL) {
-		c->s->leadspc = (c->pflags & SMFIP_HDR_LEADSPC) != 0;
-		c->s->noreply = c->pflags & (SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY);
-	}
+	milter_session_flags(c);
 	milter_put32((unsigned char *)&w[0], version < MILTER_VERSION ? version : MILTER_VERSION);
 	milter_put32((unsigned char *)&w[1], c->actions);
 	milter_put32((unsigned char *)&w[2], c->pflags);
