@@ -198,9 +198,8 @@ dkimv_key_add(const unsigned char *der, size_t len, EVP_PKEY *pkey)
 
 		if (e->pkey != NULL && e->len == len && memcmp(e->der, der, len) == 0) {
 			k = NULL;	/* another thread added it meanwhile */
-			old = pkey;
+			old = pkey;	/* drop the reference taken for the cache */
 			free(copy);
-			copy = NULL;
 			break;
 		}
 		if (k == NULL || e->pkey == NULL || (k->pkey != NULL && e->used < k->used))
