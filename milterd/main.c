@@ -31,7 +31,7 @@
 #include "store.h"
 
 #define STOP_GRACE 60	/* seconds SIGTERM waits for messages in flight */
-#define STATS_INTERVAL 10	/* seconds between writes of the stats file */
+#define STATS_INTERVAL 10	/* seconds (ticks) between writes of the stats file */
 
 static const char *config_path = CONFIG_DEFAULT_PATH;
 
@@ -103,6 +103,19 @@ drain(void)
 	server_stop();
 }
 
+/* Once a second: MTA connections silent for milter_timeout are closed. */
+static void
+sweep(void)
+{
+	struct config *cfg = milter_config();
+	int timeout = cfg->milter_timeout, n;
+
+	config_unref(cfg);
+	if ((n = server_sweep(timeout)) > 0)
+		log_info("closed %d MTA connection%s silent for %d s or more (milter_timeout)",
+		    n, n == 1 ? "" : "s", timeout);
+}
+
 static void *
 signal_thread(void *arg)
 {
@@ -114,19 +127,21 @@ signal_thread(void *arg)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
-	for (;;) {
-		struct timespec tick = { STATS_INTERVAL, 0 };
+	for (int ticks = 1;; ticks++) {
+		struct timespec tick = { 1, 0 };
 
 		if ((sig = sigtimedwait(&set, NULL, &tick)) == SIGHUP) {
 			reload();
 			write_stats();
-		}
-		else if (sig == SIGTERM || sig == SIGINT) {
+		} else if (sig == SIGTERM || sig == SIGINT) {
 			drain();
 			write_stats();
 			return NULL;
-		} else if (sig == -1 && errno == EAGAIN)
-			write_stats();
+		} else if (sig == -1 && errno == EAGAIN) {
+			sweep();
+			if (ticks % STATS_INTERVAL == 0)
+				write_stats();
+		}
 	}
 }
 

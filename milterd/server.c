@@ -39,6 +39,8 @@ struct server_conn {
 	unsigned char		*in;	/* bytes read, not yet a whole command */
 	size_t			 inlen, incap;
 	size_t			 outoff;	/* of m.out, already written */
+	long			 idle_since;	/* server_now() when parked, 0 while served */
+	int			 expired;	/* shut down by server_sweep() */
 	struct server_conn	*prev, *next;
 };
 
@@ -55,6 +57,16 @@ static struct server_conn *server_conns;	/* every open connection */
 
 /* epoll tags for the two descriptors that are not connections. */
 static char server_listen_tag, server_wake_tag;
+
+/* Monotonic seconds, never 0 (0 marks a connection a worker is serving). */
+static long
+server_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec + 1;
+}
 
 /* ------------------------------------------------------------ listening */
 
@@ -257,6 +269,7 @@ server_accept(void)
 			continue;
 		}
 		c->fd = fd;
+		c->idle_since = server_now();
 		milter_conn_init(&c->m);
 		pthread_mutex_lock(&server_lock);
 		c->next = server_conns;
@@ -324,6 +337,7 @@ server_serve(struct server_conn *c)
 	ssize_t r;
 	size_t used;
 
+	__atomic_store_n(&c->idle_since, 0, __ATOMIC_RELAXED);
 	if (server_flush(c) == -1 || (c->m.closing && c->m.out.len == 0)) {
 		server_conn_close(c);	/* broken, or told to close and all said */
 		return;
@@ -362,6 +376,8 @@ server_serve(struct server_conn *c)
 		c->in = NULL;
 		c->incap = 0;
 	}
+	/* Parked before it is armed: once armed, another worker may have it. */
+	__atomic_store_n(&c->idle_since, server_now(), __ATOMIC_RELAXED);
 	if (server_arm(c->fd, c, c->outoff < c->m.out.len ? EPOLLOUT : EPOLLIN,
 	    EPOLL_CTL_MOD) == -1) {
 		log_err("epoll_ctl: %s", strerror(errno));
@@ -435,6 +451,29 @@ server_run(int workers)
 	close(server_ep);
 	server_wake = server_ep = -1;
 	return started == workers ? 0 : -1;
+}
+
+int
+server_sweep(int timeout)
+{
+	struct server_conn *c;
+	long now = server_now(), since;
+	int n = 0;
+
+	pthread_mutex_lock(&server_lock);
+	for (c = server_conns; c != NULL; c = c->next) {
+		since = __atomic_load_n(&c->idle_since, __ATOMIC_RELAXED);
+		if (since == 0 || c->expired || now - since < timeout)
+			continue;
+		/* The descriptor stays ours until a worker closes it (under
+		 * server_lock, so not during this walk); shutting it down
+		 * wakes that worker with an end of file. */
+		c->expired = 1;
+		(void)shutdown(c->fd, SHUT_RDWR);
+		n++;
+	}
+	pthread_mutex_unlock(&server_lock);
+	return n;
 }
 
 void

@@ -14,6 +14,11 @@ int	server_run(int workers);
 /* Stops accepting-and-serving: running commands finish, then every
  * connection is closed and server_run() returns. Safe from any thread. */
 void	server_stop(void);
+/* Closes every connection on which the MTA has sent nothing, and that has
+ * waited for nothing but the MTA, for `timeout` seconds or more (libmilter's
+ * timeout, which an MTA that went silent would otherwise hold forever).
+ * Returns how many. Safe from any thread. */
+int	server_sweep(int timeout);
 /* Closes the socket and removes a unix socket if it is still the one this
  * process created. */
 void	server_close(void);

@@ -186,3 +186,38 @@ open=$(/usr/bin/python3 -c "import urllib.request; print(urllib.request.urlopen(
 	ok "milterd_connections_open says $open" || not_ok "milterd_connections_open says '${open:-}'"
 kill "$holder"; wait "$holder" 2>/dev/null
 milterd_stop
+
+# milter_timeout: a connection on which the MTA says nothing is closed; one that
+# keeps talking is not. (The sweep runs once a second.)
+write_config "$WORK/milterd.conf" "milter_timeout = 2"
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts with milter_timeout = 2"; exit 0; }
+res=$(/usr/bin/python3 - "$WORK/milterd.sock" <<'PY'
+import socket, struct, sys, time
+def pkt(cmd, data=b""):
+    return struct.pack(">I", len(data) + 1) + cmd + data
+quiet = socket.socket(socket.AF_UNIX); quiet.connect(sys.argv[1]); quiet.setblocking(False)
+talk = socket.socket(socket.AF_UNIX); talk.connect(sys.argv[1]); talk.settimeout(5)
+talk.sendall(pkt(b"O", struct.pack(">III", 6, 0x1ff, 0x1fffff)))
+neg = talk.recv(4096)[4:5]
+t0, closed = time.time(), None
+while time.time() - t0 < 6:
+    talk.sendall(pkt(b"D", b"Cj\0mx.certify.test\0"))   # macros: no reply expected
+    try:
+        if closed is None and quiet.recv(1) == b"":
+            closed = time.time() - t0
+    except BlockingIOError:
+        pass
+    time.sleep(0.2)
+talk.sendall(pkt(b"C", b"mta.example\0" + b"4" + struct.pack(">H", 25) + b"192.0.2.1\0"))
+answer = talk.recv(4096)[4:5]
+print("closed=%s negotiated=%s connect=%s" % ("%.1f" % closed if closed else "never",
+      neg.decode(), answer.decode()))
+PY
+)
+case "$res" in
+closed=[2-4].*" negotiated=O connect=c")
+	ok "milter_timeout = 2 closes a silent connection (${res%% *}), a talking one answers on";;
+*)	not_ok "milter_timeout: $res";;
+esac
+expect_grep "the timeout is logged" "closed 1 MTA connection silent for 2 s or more" "$MILTERD_LOG"
+milterd_stop
