@@ -27,6 +27,7 @@ struct dkimv {
 	int	 nosig;		/* no signature at all: nothing to verify */
 	int	 failed;	/* a bad signature header: report, don't crash */
 	unsigned char last;	/* the body's last byte so far */
+	struct buf hdr;		/* "name:value", reused for every header */
 };
 
 /* A finished query, handed from query_start to waitreply. */
@@ -289,6 +290,7 @@ dkimv_new(const char *id, struct buf *err)
 		buf_puts(err, "out of memory");
 		return NULL;
 	}
+	buf_init(&v->hdr);
 	v->dkim = dkim_verify(dkimv_lib, (const unsigned char *)(id ? id : "NOQUEUE"),
 	    NULL, &st);
 	if (v->dkim == NULL) {
@@ -302,19 +304,18 @@ dkimv_new(const char *id, struct buf *err)
 int
 dkimv_header(struct dkimv *v, const char *name, const char *value, struct buf *err)
 {
-	struct buf h;
+	struct buf *h = &v->hdr;
 	DKIM_STAT st;
 	int rc;
 
 	if (v->nosig || v->failed)
 		return 0;
-	buf_init(&h);
-	if (buf_printf(&h, "%s:%s", name, value) == -1) {
+	buf_reset(h);
+	if (buf_puts(h, name) == -1 || buf_putc(h, ':') == -1 || buf_puts(h, value) == -1) {
 		buf_puts(err, "out of memory");
 		return -1;
 	}
-	st = dkim_header(v->dkim, (unsigned char *)h.s, h.len);
-	buf_free(&h);
+	st = dkim_header(v->dkim, (unsigned char *)h->s, h->len);
 	rc = dkimv_status(st, "header", err);
 	if (st != DKIM_STAT_OK && rc == 0)
 		v->failed = 1;
@@ -490,5 +491,6 @@ dkimv_free(struct dkimv *v)
 		return;
 	if (v->dkim != NULL)
 		dkim_free(v->dkim);
+	buf_free(&v->hdr);
 	free(v);
 }
