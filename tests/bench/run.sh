@@ -22,7 +22,8 @@
 # Sizes (environment): BENCH_REPLIES (1000 signed replies), BENCH_JUNK (500 junk envelopes),
 # BENCH_MESSAGES (20000 per system and transport), BENCH_CONNECTIONS (20),
 # BENCH_PER_CONNECTION (10 messages per milter connection), BENCH_CHAIN_MESSAGES (4000),
-# BENCH_JUNK_MESSAGES (20000), BENCH_C1000_SECONDS (15: 1000 connections held open that long,
+# BENCH_JUNK_MESSAGES (20000), BENCH_ROUNDS (3 paired rounds of milterd and OpenDKIM
+# back to back, unix and tcp-qa), BENCH_C1000_SECONDS (15: 1000 connections held open that long,
 # messages back to back on each), BENCH_LONG_MESSAGES (100000;
 # BENCH_LONG=1 makes it 1,000,000). KEEP_WORK=1 keeps the work directory.
 set -u
@@ -45,6 +46,7 @@ else
 	LONG_MESSAGES=${BENCH_LONG_MESSAGES:-100000}
 fi
 LONG_SEGMENTS=10
+ROUNDS=${BENCH_ROUNDS:-3}
 
 WORK=$(mktemp -d /tmp/milterd-bench.XXXXXX)
 export WORK
@@ -325,6 +327,26 @@ elif [ -n "$HAVE_OPENDKIM" ]; then
 	note "note: opendkim+spf chain skipped: pyspf-milter (Debian package pyspf-milter) is not installed"
 fi
 
+# Paired rounds: on a shared machine one row can meet a busy neighbour the other row did
+# not. Each round measures milterd and OpenDKIM back to back (which goes first alternates),
+# and the ratio is taken within the round; the median round is the figure to quote.
+if [ -n "$HAVE_OPENDKIM" ] && [ "$ROUNDS" -gt 0 ]; then
+	say "paired rounds: milterd and opendkim back to back, $ROUNDS rounds"
+	for i in $(seq 1 "$ROUNDS"); do
+		for t in unix tcpqa; do
+			qa=(); [ "$t" = tcpqa ] && qa=(--quickack)
+			sm=${SOCK[milterd-${t%qa}]} so=${SOCK[opendkim-${t%qa}]}
+			if [ $((i % 2)) = 1 ]; then
+				load "pair$i.milterd.$t" accept "$REP" "$sm" -- "${qa[@]}"
+				load "pair$i.opendkim.$t" accept "$REP" "$so" -- "${qa[@]}"
+			else
+				load "pair$i.opendkim.$t" accept "$REP" "$so" -- "${qa[@]}"
+				load "pair$i.milterd.$t" accept "$REP" "$sm" -- "${qa[@]}"
+			fi
+		done
+	done
+fi
+
 # c1000 NAME LABEL: NAME (a fresh process) under 1000 connections held open for
 # C1000_SECONDS, messages back to back on each; samples threads, RSS and descriptors.
 declare -A C1K=()
@@ -423,6 +445,18 @@ row() {	# LABEL SYSTEM TRANSPORT
 		"$(awk -v c="${R[$l.client_cpu_s]:-0}" -v s="${R[$l.seconds]:-0}" 'BEGIN { if (s > 0) printf "%.0f%%", 100 * c / s }')"
 }
 ratio() { awk -v a="${R[$1.msgs_per_s]:-0}" -v b="${R[$2.msgs_per_s]:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+# pairs TRANSPORT: "ratios a b c, median m (milterd median x msgs/s, opendkim y)"
+pairs() {
+	local i rs=() ms=() os=()
+	for i in $(seq 1 "$ROUNDS"); do
+		[ -n "${R[pair$i.milterd.$1.msgs_per_s]:-}" ] && [ -n "${R[pair$i.opendkim.$1.msgs_per_s]:-}" ] || continue
+		rs+=("$(ratio "pair$i.milterd.$1" "pair$i.opendkim.$1")")
+		ms+=("${R[pair$i.milterd.$1.msgs_per_s]}") os+=("${R[pair$i.opendkim.$1.msgs_per_s]}")
+	done
+	[ "${#rs[@]}" -gt 0 ] || { echo "-"; return; }
+	echo "ratios ${rs[*]}, median $(median "${rs[@]}") (milterd median $(median "${ms[@]}") msgs/s, opendkim $(median "${os[@]}"))"
+}
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 kb_mb() { awk -v k="${1:-0}" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
 
 mkdir -p "$BENCH/results"
@@ -457,6 +491,11 @@ result="$BENCH/results/RESULT-$stamp.txt"
 	row warmup-verify "milterd first verification" unix
 	echo
 	echo "ratio milterd/opendkim (msgs/s):          unix $(ratio milterd.unix opendkim.unix)   tcp $(ratio milterd.tcp opendkim.tcp)   tcp-qa $(ratio milterd.tcpqa opendkim.tcpqa)   unix, 4 conns $(ratio milterd.unix4 opendkim.unix4)"
+	if [ "$ROUNDS" -gt 0 ] && [ -n "$HAVE_OPENDKIM" ]; then
+		echo "paired rounds ($ROUNDS, $CONNS connections, milterd and opendkim back to back, ratio within each round):"
+		echo "  unix:   $(pairs unix)"
+		echo "  tcp-qa: $(pairs tcpqa)"
+	fi
 	echo "ratio milterd/(opendkim+pyspf) (msgs/s):  unix $(ratio milterd.unix chain.unix)   tcp $(ratio milterd.tcp chain.tcp)   tcp-qa $(ratio milterd.tcpqa chain.tcpqa)"
 	echo "eom: from the EOM command to the final answer (for junk: the RCPT answer); msg: the whole"
 	echo "  message, from MAIL (CONNECT for a connection's first) to that answer. A milter that takes"
@@ -491,7 +530,7 @@ echo "(written to $result)" >&2
 bad=0
 for k in "${!R[@]}"; do
 	case "$k" in
-	milterd.*.rc|junk.*.rc|warmup-verify.rc|c1000.milterd.rc|long.*.rc) [ "${R[$k]}" = 0 ] || bad=1 ;;
+	milterd.*.rc|pair*.milterd.*.rc|junk.*.rc|warmup-verify.rc|c1000.milterd.rc|long.*.rc) [ "${R[$k]}" = 0 ] || bad=1 ;;
 	esac
 done
 exit "$bad"
