@@ -457,6 +457,19 @@ pairs() {
 	echo "ratios ${rs[*]}, median $(median "${rs[@]}") (milterd median $(median "${ms[@]}") msgs/s, opendkim $(median "${os[@]}"))"
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# budget LABEL: "m + p + c = t ms -> at most n msgs/s": CPU per message of the milter(s),
+# PostgreSQL and the client, and the rate at which they would fill every core.
+budget() {
+	local l="$1"
+	[ -n "${R[$l.messages]:-}" ] || { echo "-"; return; }
+	awk -v m="$(per_msg "${R[$l.srv_ticks]}" "${R[$l.messages]}")" \
+	    -v p="$(per_msg "${R[$l.db_ticks]}" "${R[$l.messages]}")" \
+	    -v c="${R[$l.client_cpu_s]:-0}" -v n="${R[$l.messages]}" -v cores="$(nproc)" \
+	    -v got="${R[$l.msgs_per_s]}" 'BEGIN {
+		c = c * 1000 / n; t = m + p + c
+		printf "%.3f + %.3f + %.3f = %.3f ms -> at most %.0f msgs/s on %d cores (measured %s)", m, p, c, t, cores * 1000 / t, cores, got
+	}'
+}
 kb_mb() { awk -v k="${1:-0}" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
 
 mkdir -p "$BENCH/results"
@@ -496,6 +509,9 @@ result="$BENCH/results/RESULT-$stamp.txt"
 		echo "  unix:   $(pairs unix)"
 		echo "  tcp-qa: $(pairs tcpqa)"
 	fi
+	echo "CPU per message, milter + PostgreSQL + client (the rows share the cores, so this bounds msgs/s):"
+	echo "  milterd unix:  $(budget milterd.unix)"
+	echo "  opendkim unix: $(budget opendkim.unix)"
 	echo "ratio milterd/(opendkim+pyspf) (msgs/s):  unix $(ratio milterd.unix chain.unix)   tcp $(ratio milterd.tcp chain.tcp)   tcp-qa $(ratio milterd.tcpqa chain.tcpqa)"
 	echo "eom: from the EOM command to the final answer (for junk: the RCPT answer); msg: the whole"
 	echo "  message, from MAIL (CONNECT for a connection's first) to that answer. A milter that takes"
