@@ -1,5 +1,6 @@
 /* main.c — milterd: arguments, configuration, privileges, daemon start, signals,
  * the server loop. */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -114,6 +115,28 @@ sweep(void)
 	if ((n = server_sweep(timeout)) > 0)
 		log_info("closed %d MTA connection%s silent for %d s or more (milter_timeout)",
 		    n, n == 1 ? "" : "s", timeout);
+}
+
+/* A descriptor per MTA connection: the soft limit (1024 under systemd) goes up
+ * to the hard one. Nothing in milterd waits with select() (epoll, poll), so
+ * descriptors above 1023 are safe. */
+#define NOFILE_WANT	4096	/* below this, say so at start */
+#define NOFILE_CAP	1048576	/* no need for more, whatever the hard limit */
+
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+	rlim_t want;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > NOFILE_CAP ?
+	    NOFILE_CAP : rl.rlim_max;
+	if (want > rl.rlim_cur) {
+		rl.rlim_cur = want;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 static void *
@@ -254,6 +277,7 @@ main(int argc, char **argv)
 	struct store *st;
 	struct dns *dns;
 	struct buf errors;
+	struct rlimit nofile;
 	sigset_t sigs;
 	int ch, check = 0, foreground = 0, rc;
 
@@ -299,6 +323,7 @@ main(int argc, char **argv)
 
 	/* A malloc arena per worker would cost memory and buy little. */
 	mallopt(M_ARENA_MAX, 4);
+	raise_nofile();
 
 	log_open("milterd", foreground, cfg->syslog_facility);
 	log_set_level(cfg->log_level);
@@ -342,6 +367,9 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_info("milterd started on %s, verify address %s", cfg->socket, cfg->verify_address);
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < NOFILE_WANT)
+		log_warn("only %lu descriptors (RLIMIT_NOFILE): about as many MTA connections at most",
+		    (unsigned long)nofile.rlim_cur);
 	rc = server_run(cfg->workers);
 	server_close();
 	if (rc == 0)	/* it stopped the server: let it finish its last words */

@@ -184,7 +184,8 @@ stats_listen(const char *spec, struct buf *err)
 		return -1;
 	}
 	sa.sin_port = htons((uint16_t)port);
-	stats_daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL,
+	/* poll(), not select(): milterd's descriptors go past 1023. */
+	stats_daemon = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD, (uint16_t)port, NULL,
 	    NULL, stats_handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
 	    MHD_OPTION_CONNECTION_LIMIT, 16U, MHD_OPTION_CONNECTION_TIMEOUT, 10U,
 	    MHD_OPTION_END);
