@@ -116,8 +116,12 @@ dns_open(const char *resolver, const char *trust_anchor, int timeout, struct buf
 	}
 	d->timeout = timeout;
 	pthread_mutex_init(&d->cache_lock, NULL);
-	/* Threads, not a forked process: the answers come back to us. */
-	if ((rc = ub_ctx_async(d->ctx, 1)) != 0)
+	/* Threads, not a forked process: the answers come back to us. Records
+	 * in the order the server gave them, not shuffled by libunbound's cache:
+	 * where order matters (SPF's limit of 10 PTR names) the same mail gets
+	 * the same answer from milterd and from milterctl check. */
+	if ((rc = ub_ctx_async(d->ctx, 1)) != 0 ||
+	    (rc = ub_ctx_set_option(d->ctx, "rrset-roundrobin:", "no")) != 0)
 		goto fail;
 	if (strcmp(resolver, "system") == 0) {
 		if ((rc = ub_ctx_resolvconf(d->ctx, NULL)) != 0 ||
