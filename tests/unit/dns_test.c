@@ -3,7 +3,8 @@
  * answers are kept for their TTL and no longer, names are compared without
  * case or final dot, a TTL of 0 is never kept, and a cached answer is the
  * same as a fresh one (TXT strings, rdata, rcode). Failures are never kept
- * (dns_query keeps DNS_OK answers only); libunbound keeps a SERVFAIL for a
+ * (dns_query keeps DNS_OK answers only), and records come in the order the
+ * server gave them (libunbound rotates them unless told not to); libunbound keeps a SERVFAIL for a
  * while itself, so that cannot be seen from here. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -90,7 +91,17 @@ responder(void *arg)
 			ttl = 0;
 		else if (strcmp(name, "fail.cache.example") == 0)
 			ttl = 60;
-		else
+		else if (nl > 19 && strcmp(name + nl - 19, ".many.cache.example") == 0) {
+			/* Five records, always in this order. */
+			static const char *five[] = { "r1", "r2", "r3", "r4", "r5" };
+
+			r[7] = 5;
+			for (int i = 0; i < 5; i++)
+				roff = resp_txt(r, roff, 60, five[i]);
+			pthread_mutex_unlock(&resp_lock);
+			sendto(resp_fd, r, roff, 0, (struct sockaddr *)&from, fl);
+			continue;
+		} else
 			r[3] = 0x83;			/* NXDOMAIN */
 		if ((r[3] & 0x0f) == 0) {
 			r[7] = 1;
@@ -178,6 +189,29 @@ main(void)
 	CHECK_STR(txt(d, "nx.cache.example", b, sizeof(b)), "rcode 3", "NXDOMAIN");
 	CHECK_STR(txt(d, "nx.cache.example", b, sizeof(b)), "rcode 3", "NXDOMAIN again");
 	CHECK_STR(txt(d, "bad..name", b, sizeof(b)), "status 3", "an impossible name is refused");
+
+	/* The records come in the server's order, never rotated (libunbound's
+	 * cache would): SPF's PTR and MX limits depend on it. */
+	int inorder = 0, asked = 20;
+
+	for (int i = 1; i <= asked; i++) {
+		struct dns_answer a;
+		char name[64];
+		int same = 1;
+
+		snprintf(name, sizeof(name), "m%d.many.cache.example", i);
+		if (dns_query(d, name, T_TXT, &a) != DNS_OK || a.nrdata != 5 || a.txt == NULL)
+			same = 0;
+		for (int k = 0; same && k < 5; k++) {
+			char want[4];
+
+			snprintf(want, sizeof(want), "r%d", k + 1);
+			same = a.txt[k] != NULL && strcmp(a.txt[k], want) == 0;
+		}
+		dns_answer_free(&a);
+		inorder += same;
+	}
+	CHECK(inorder == asked, "five records in the server's order, %d answers of %d", inorder, asked);
 
 	dns_close(d);
 	__atomic_store_n(&resp_stop, 1, __ATOMIC_RELEASE);
