@@ -1,5 +1,6 @@
 /* spf.c — libspf2 on top of dns.c: a DNS layer that answers libspf2's lookups
- * from milterd's resolver, and the RFC 7208 void-lookup limit libspf2 lacks. */
+ * from milterd's resolver, and the RFC 7208 limits libspf2 lacks or gets
+ * wrong (two void lookups; PTR names past the 10th ignored, not permerror). */
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "spf.h"
 
 #define SPF_MAX_VOID 2		/* RFC 7208 4.6.4 */
+#define SPF_MAX_PTR 10		/* RFC 7208 4.6.4: PTR names past the 10th are ignored */
 
 static SPF_server_t	*spf_server;
 static SPF_dns_server_t	*spf_layer;	/* ours: SPF_server_free leaves it */
@@ -142,6 +144,11 @@ spf_dns_lookup(SPF_dns_server_t *srv, const char *domain, ns_type type, int shou
 	for (int i = 0; i < a.nrdata; i++) {
 		const unsigned char *p = a.rdata[i];
 		size_t len = a.rdlen[i];
+
+		/* libspf2 answers permerror past the 10th name; RFC 7208
+		 * 4.6.4 says those "MUST be ignored". */
+		if (type == ns_t_ptr && n == SPF_MAX_PTR)
+			break;
 
 		switch (type) {
 		case ns_t_a:
