@@ -104,17 +104,31 @@ drain(void)
 	server_stop();
 }
 
-/* Once a second: MTA connections silent for milter_timeout are closed. */
+#define BUSY_WARN	10	/* seconds with every worker busy before a warning */
+#define BUSY_REWARN	60	/* seconds before the next one */
+
+/* Once a second: MTA connections silent for milter_timeout are closed, and
+ * workers all busy for BUSY_WARN seconds running are reported (as Postfix
+ * reports a service at its process limit): commands then wait for a worker. */
 static void
 sweep(void)
 {
+	static int busy;
+	static time_t warned;
 	struct config *cfg = milter_config();
-	int timeout = cfg->milter_timeout, n;
+	int timeout = cfg->milter_timeout, workers = cfg->workers, n;
 
 	config_unref(cfg);
 	if ((n = server_sweep(timeout)) > 0)
 		log_info("closed %d MTA connection%s silent for %d s or more (milter_timeout)",
 		    n, n == 1 ? "" : "s", timeout);
+	busy = stats_workers_all_busy() ? busy + 1 : 0;
+	if (busy >= BUSY_WARN && time(NULL) - warned >= BUSY_REWARN) {
+		log_warn("all %d workers busy for %d s: MTA commands wait for a free worker "
+		    "(slow DNS or PostgreSQL? see dns_timeout, db_timeout, workers)",
+		    workers, busy);
+		warned = time(NULL);
+	}
 }
 
 /* A descriptor per MTA connection: the soft limit (1024 under systemd) goes up

@@ -402,10 +402,12 @@ server_worker(void *arg)
 			continue;
 		if (ev.data.ptr == &server_wake_tag)
 			break;
+		stats_worker_busy(1);
 		if (ev.data.ptr == &server_listen_tag)
 			server_accept();
 		else
 			server_serve(ev.data.ptr);
+		stats_worker_busy(-1);
 	}
 	return NULL;
 }
@@ -435,6 +437,7 @@ server_run(int workers)
 		log_err("out of memory");
 		return -1;
 	}
+	stats_set_workers(workers);
 	for (; started < workers; started++)
 		if (pthread_create(&tids[started], NULL, server_worker, NULL) != 0) {
 			log_err("cannot start worker %d", started + 1);

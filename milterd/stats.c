@@ -21,6 +21,8 @@ static unsigned long	stats_spfs[SPF_R_PERMERROR + 1];
 static unsigned long	stats_tempfails[ST_NTEMPFAIL];
 static unsigned long	stats_connections;
 static long		stats_open;
+static int		stats_workers;
+static long		stats_busy;
 static struct MHD_Daemon *stats_daemon;
 
 #define BUMP(x) __atomic_add_fetch(&(x), 1, __ATOMIC_RELAXED)
@@ -73,6 +75,26 @@ stats_connection_open(int delta)
 }
 
 void
+stats_set_workers(int n)
+{
+	__atomic_store_n(&stats_workers, n, __ATOMIC_RELAXED);
+}
+
+void
+stats_worker_busy(int delta)
+{
+	__atomic_add_fetch(&stats_busy, delta, __ATOMIC_RELAXED);
+}
+
+int
+stats_workers_all_busy(void)
+{
+	int workers = READ(stats_workers);
+
+	return workers > 0 && READ(stats_busy) >= workers;
+}
+
+void
 stats_format(struct buf *out, int in_flight)
 {
 	static const char *const dkim_names[] = { "pass", "fail", "temperror", "permerror", "none" };
@@ -105,8 +127,13 @@ stats_format(struct buf *out, int in_flight)
 	    "# HELP milterd_connections_open MTA connections open now.\n"
 	    "# TYPE milterd_connections_open gauge\nmilterd_connections_open %ld\n"
 	    "# HELP milterd_messages_in_flight Messages between MAIL FROM and their answer.\n"
-	    "# TYPE milterd_messages_in_flight gauge\nmilterd_messages_in_flight %d\n",
-	    READ(stats_connections), READ(stats_open), in_flight);
+	    "# TYPE milterd_messages_in_flight gauge\nmilterd_messages_in_flight %d\n"
+	    "# HELP milterd_workers Threads serving MTA connections.\n"
+	    "# TYPE milterd_workers gauge\nmilterd_workers %d\n"
+	    "# HELP milterd_workers_busy Workers handling a connection now (the rest wait for one).\n"
+	    "# TYPE milterd_workers_busy gauge\nmilterd_workers_busy %ld\n",
+	    READ(stats_connections), READ(stats_open), in_flight, READ(stats_workers),
+	    READ(stats_busy));
 }
 
 int

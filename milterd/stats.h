@@ -20,6 +20,11 @@ void	stats_tempfail(enum stats_tempfail);
 void	stats_connection(void);
 /* +1 when the server accepts an MTA connection, -1 when it closes one. */
 void	stats_connection_open(int delta);
+/* The server's worker threads, and +1/-1 as one starts/ends handling a
+ * connection; 1 when every worker is busy. */
+void	stats_set_workers(int n);
+void	stats_worker_busy(int delta);
+int	stats_workers_all_busy(void);
 
 /* The Prometheus text exposition of every counter. */
 void	stats_format(struct buf *out, int in_flight);

@@ -243,3 +243,41 @@ closed=[2-4].*" negotiated=O connect=c")
 esac
 expect_grep "the timeout is logged" "closed 1 MTA connection silent for 2 s or more" "$MILTERD_LOG"
 milterd_stop
+
+# Every worker stuck on a DNS server that never answers: after 10 s milterd says
+# so (as Postfix does at a process limit), and the metrics show it.
+/usr/bin/python3 - "$WORK/silent.port" <<'PY' &
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+time.sleep(60)
+PY
+silent=$!
+wait_for 10 test -s "$WORK/silent.port"
+port=$(free_port)
+write_config "$WORK/milterd.conf" "workers = 2" "dns_resolver = 127.0.0.1@$(cat "$WORK/silent.port")" \
+	"dns_timeout = 14" "stats_listen = 127.0.0.1:$port"
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts with a silent resolver"; exit 0; }
+stuck=()
+for who in bob carol; do
+	t=$(new_token "$who" "$who@agri.gouv.fr")
+	printf 'From: %s@agri.gouv.fr\nTo: <verify+%s@certify.test>\nSubject: Re: [%s]\n\nyes\n' "$who" "$t" "$t" |
+		"$SIGN" --domain agri.gouv.fr --selector rsa2048 --key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" >"$WORK/stuck.$who"
+	mt message.lua "file=$WORK/stuck.$who" "rcpt=<verify+$t@certify.test>" expect=reply >/dev/null 2>&1 &
+	stuck+=($!)
+done
+sleep 3
+metrics=$(/usr/bin/python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/metrics', timeout=5).read().decode())" 2>&1)
+if grep -q '^milterd_workers 2$' <<<"$metrics" && grep -q '^milterd_workers_busy 2$' <<<"$metrics"; then
+	ok "milterd_workers_busy says 2 of 2 while both wait on DNS"
+else
+	not_ok "workers metrics: $(grep '^milterd_workers' <<<"$metrics" | tr '\n' ' ')"
+fi
+if wait_for 15 grep -q "all 2 workers busy for 10 s" "$MILTERD_LOG"; then
+	ok "all workers busy for 10 s is logged as a warning"
+else
+	not_ok "no warning with every worker busy: $(tail -n 3 "$MILTERD_LOG" | tr '\n' ' ')"
+fi
+kill "${stuck[@]}" "$silent" 2>/dev/null; wait "${stuck[@]}" "$silent" 2>/dev/null
+milterd_stop
