@@ -137,20 +137,23 @@ sweep(void)
 #define NOFILE_WANT	4096	/* below this, say so at start */
 #define NOFILE_CAP	1048576	/* no need for more, whatever the hard limit */
 
-static void
+/* Returns the soft limit now in force (0 if unknown). */
+static rlim_t
 raise_nofile(void)
 {
 	struct rlimit rl;
 	rlim_t want;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
-		return;
+		return 0;
 	want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > NOFILE_CAP ?
 	    NOFILE_CAP : rl.rlim_max;
 	if (want > rl.rlim_cur) {
 		rl.rlim_cur = want;
-		(void)setrlimit(RLIMIT_NOFILE, &rl);
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			(void)getrlimit(RLIMIT_NOFILE, &rl);
 	}
+	return rl.rlim_cur;
 }
 
 static void *
@@ -291,7 +294,7 @@ main(int argc, char **argv)
 	struct store *st;
 	struct dns *dns;
 	struct buf errors;
-	struct rlimit nofile;
+	rlim_t nofile;
 	sigset_t sigs;
 	int ch, check = 0, foreground = 0, rc;
 
@@ -337,7 +340,7 @@ main(int argc, char **argv)
 
 	/* A malloc arena per worker would cost memory and buy little. */
 	mallopt(M_ARENA_MAX, 4);
-	raise_nofile();
+	nofile = raise_nofile();
 
 	log_open("milterd", foreground, cfg->syslog_facility);
 	log_set_level(cfg->log_level);
@@ -381,9 +384,9 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_info("milterd started on %s, verify address %s", cfg->socket, cfg->verify_address);
-	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < NOFILE_WANT)
+	if (nofile > 0 && nofile < NOFILE_WANT)
 		log_warn("only %lu descriptors (RLIMIT_NOFILE): about as many MTA connections at most",
-		    (unsigned long)nofile.rlim_cur);
+		    (unsigned long)nofile);
 	rc = server_run(cfg->workers);
 	server_close();
 	if (rc == 0)	/* it stopped the server: let it finish its last words */

@@ -58,6 +58,7 @@ responder(void *arg)
 		char name[256] = "";
 		size_t o = 12, nl = 0, roff;
 		unsigned ttl = 0;
+		int many = 0;
 
 		fl = sizeof(from);
 		n = recvfrom(resp_fd, q, sizeof(q), 0, (struct sockaddr *)&from, &fl);
@@ -91,19 +92,18 @@ responder(void *arg)
 			ttl = 0;
 		else if (strcmp(name, "fail.cache.example") == 0)
 			ttl = 60;
-		else if (nl > 19 && strcmp(name + nl - 19, ".many.cache.example") == 0) {
+		else if (nl > 19 && strcmp(name + nl - 19, ".many.cache.example") == 0)
+			ttl = 60, many = 1;
+		else
+			r[3] = 0x83;			/* NXDOMAIN */
+		if ((r[3] & 0x0f) == 0 && many) {
 			/* Five records, always in this order. */
 			static const char *five[] = { "r1", "r2", "r3", "r4", "r5" };
 
 			r[7] = 5;
 			for (int i = 0; i < 5; i++)
-				roff = resp_txt(r, roff, 60, five[i]);
-			pthread_mutex_unlock(&resp_lock);
-			sendto(resp_fd, r, roff, 0, (struct sockaddr *)&from, fl);
-			continue;
-		} else
-			r[3] = 0x83;			/* NXDOMAIN */
-		if ((r[3] & 0x0f) == 0) {
+				roff = resp_txt(r, roff, ttl, five[i]);
+		} else if ((r[3] & 0x0f) == 0) {
 			r[7] = 1;
 			roff = resp_txt(r, roff, ttl, resp_value);
 		}
