@@ -54,6 +54,7 @@ static const struct config_key config_keys[] = {
 	{ "socket_mode",	CT_MODE,	OFF(socket_mode), "0660", 0, 0, 0777 },
 	{ "socket_owner",	CT_OPTSTRING,	OFF(socket_owner), "", 0, 0, 0 },
 	{ "workers",		CT_INT,		OFF(workers), "16", 0, 1, 1024 },
+	{ "active_workers",	CT_INT,		OFF(active_workers), "0", 0, 0, 1024 },
 	{ "milter_timeout",	CT_INT,		OFF(milter_timeout), "7210", 1, 1, 86400 },
 	{ "database",		CT_CONNINFO,	OFF(database), "dbname=milterd", 0, 0, 0 },
 	{ "db_pool_size",	CT_INT,		OFF(db_pool_size), "8", 0, 1, 256 },

@@ -29,6 +29,7 @@ struct config {
 	char	*socket_owner;
 	char	*database;
 	int	 workers;
+	int	 active_workers;	/* 0: two per online CPU */
 	int	 milter_timeout;	/* seconds of MTA silence before closing */
 	int	 db_pool_size;
 	int	 db_timeout;

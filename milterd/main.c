@@ -116,12 +116,19 @@ sweep(void)
 	static int busy;
 	static time_t warned;
 	struct config *cfg = milter_config();
+	static time_t held_said;
 	int timeout = cfg->milter_timeout, workers = cfg->workers, n;
 
 	config_unref(cfg);
 	if ((n = server_sweep(timeout)) > 0)
 		log_info("closed %d MTA connection%s silent for %d s or more (milter_timeout)",
 		    n, n == 1 ? "" : "s", timeout);
+	if ((n = server_unstick()) > 0 && time(NULL) - held_said >= BUSY_REWARN) {
+		log_info("%d worker%s held up for 1 s or more by one MTA connection "
+		    "(slow DNS or PostgreSQL?): standby workers serve the others meanwhile",
+		    n, n == 1 ? "" : "s");
+		held_said = time(NULL);
+	}
 	busy = stats_workers_all_busy() ? busy + 1 : 0;
 	if (busy >= BUSY_WARN && time(NULL) - warned >= BUSY_REWARN) {
 		log_warn("all %d workers busy for %d s: MTA commands wait for a free worker "
@@ -154,6 +161,19 @@ raise_nofile(void)
 			(void)getrlimit(RLIMIT_NOFILE, &rl);
 	}
 	return rl.rlim_cur;
+}
+
+/* Workers serving at once: active_workers, or two per online CPU, and at
+ * most workers. */
+static int
+active_workers(const struct config *cfg)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int n = cfg->active_workers;
+
+	if (n == 0)
+		n = cpus > 0 && cpus < 512 ? 2 * (int)cpus : cfg->workers;
+	return n < cfg->workers ? n : cfg->workers;
 }
 
 static void *
@@ -383,11 +403,12 @@ main(int argc, char **argv)
 		log_err("cannot start the signal thread");
 		return 1;
 	}
-	log_info("milterd started on %s, verify address %s", cfg->socket, cfg->verify_address);
+	log_info("milterd started on %s, verify address %s; %d workers, %d serving at once",
+	    cfg->socket, cfg->verify_address, cfg->workers, active_workers(cfg));
 	if (nofile > 0 && nofile < NOFILE_WANT)
 		log_warn("only %lu descriptors (RLIMIT_NOFILE): about as many MTA connections at most",
 		    (unsigned long)nofile);
-	rc = server_run(cfg->workers);
+	rc = server_run(cfg->workers, active_workers(cfg));
 	server_close();
 	if (rc == 0)	/* it stopped the server: let it finish its last words */
 		pthread_join(reloader, NULL);

@@ -9,8 +9,9 @@
  * inet:PORT[@HOST], inet6:PORT[@HOST]). A stale unix socket (nobody
  * listening) is replaced; a live one is an error. 0, or -1 with err set. */
 int	server_open(const char *spec, struct buf *err);
-/* Serves with `workers` threads until server_stop(); 0, or -1 (logged). */
-int	server_run(int workers);
+/* Serves with `workers` threads until server_stop(), `active` of which serve
+ * at once (all if 0 or more than `workers`); 0, or -1 (logged). */
+int	server_run(int workers, int active);
 /* Stops accepting-and-serving: running commands finish, then every
  * connection is closed and server_run() returns. Safe from any thread. */
 void	server_stop(void);
@@ -19,6 +20,10 @@ void	server_stop(void);
  * timeout, which an MTA that went silent would otherwise hold forever).
  * Returns how many. Safe from any thread. */
 int	server_sweep(int timeout);
+/* Workers held up for a second or more on one connection (DNS, database)
+ * give their place to standby workers. Returns how many did. Once a second
+ * is enough; safe from any thread. */
+int	server_unstick(void);
 /* Closes the socket and removes a unix socket if it is still the one this
  * process created. */
 void	server_close(void);
