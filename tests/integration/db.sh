@@ -24,6 +24,17 @@ wait $p1; r1=$?; wait $p2; r2=$?
 expect_eq "concurrent migrations both succeed, each migration applied once" "0 0 $nfiles" \
 	"$r1 $r2 $(cat "$WORK/m1" "$WORK/m2" | grep -c '^applied')"
 
+# Evidence rows take only the reason codes and stages of the contract (domains
+# since 005; table CHECKs before).
+ev_insert() { pg_psql "INSERT INTO milterd.evidence (reason, stage) VALUES ('$1', '$2') RETURNING 'stored'" 2>&1; }
+expect_eq "an evidence row with a reason code and a stage is stored" stored "$(ev_insert already_verified rcpt)"
+case "$(ev_insert approved eom)/$(ev_insert verified later)" in
+*'domain milterd.reason_code violates'*/*'domain milterd.decision_stage violates'*)
+	ok "an evidence row with an unknown reason or stage is refused";;
+*)	not_ok "unknown reason or stage: $(ev_insert approved eom) / $(ev_insert verified later)";;
+esac
+pg_psql "DELETE FROM milterd.evidence" >/dev/null
+
 tok=$("$C" request --account alice --email '  Alice@AGRI.gouv.FR ')
 if [[ "$tok" =~ ^[a-z2-7]{25}[aeimquy4]$ ]]; then ok "token is 26 lowercase base32 chars"; else not_ok "token format: '$tok'"; fi
 expect_eq "email stored lowercased and trimmed" "alice@agri.gouv.fr" \
