@@ -47,7 +47,7 @@ struct server_conn {
 	unsigned char		*in;	/* bytes read, not yet a whole command */
 	size_t			 inlen, incap;
 	size_t			 outoff;	/* of m.out, already written */
-	long			 idle_since;	/* server_now() when parked, 0 while served */
+	long			 idle_since;	/* server_ms() when parked, 0 while served */
 	int			 expired;	/* shut down by server_sweep() */
 	struct server_conn	*prev, *next;
 };
@@ -81,17 +81,8 @@ static pthread_cond_t	 server_gate_cv = PTHREAD_COND_INITIALIZER;
 /* epoll tags for the two descriptors that are not connections. */
 static char server_listen_tag, server_wake_tag;
 
-/* Monotonic seconds, never 0 (0 marks a connection a worker is serving). */
-static long
-server_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec + 1;
-}
-
-/* Monotonic milliseconds, never 0 or negative. */
+/* Monotonic milliseconds, never 0 or negative (0 marks a connection a worker
+ * is serving, or a worker waiting for work). */
 static long
 server_ms(void)
 {
@@ -302,7 +293,7 @@ server_accept(void)
 			continue;
 		}
 		c->fd = fd;
-		c->idle_since = server_now();
+		c->idle_since = server_ms();
 		milter_conn_init(&c->m);
 		pthread_mutex_lock(&server_lock);
 		c->next = server_conns;
@@ -410,7 +401,7 @@ server_serve(struct server_conn *c)
 		c->incap = 0;
 	}
 	/* Parked before it is armed: once armed, another worker may have it. */
-	__atomic_store_n(&c->idle_since, server_now(), __ATOMIC_RELAXED);
+	__atomic_store_n(&c->idle_since, server_ms(), __ATOMIC_RELAXED);
 	if (server_arm(c->fd, c, c->outoff < c->m.out.len ? EPOLLOUT : EPOLLIN,
 	    EPOLL_CTL_MOD) == -1) {
 		log_err("epoll_ctl: %s", strerror(errno));
@@ -554,13 +545,13 @@ int
 server_sweep(int timeout)
 {
 	struct server_conn *c;
-	long now = server_now(), since;
+	long now = server_ms(), since;
 	int n = 0;
 
 	pthread_mutex_lock(&server_lock);
 	for (c = server_conns; c != NULL; c = c->next) {
 		since = __atomic_load_n(&c->idle_since, __ATOMIC_RELAXED);
-		if (since == 0 || c->expired || now - since < timeout)
+		if (since == 0 || c->expired || now - since < (long)timeout * 1000)
 			continue;
 		/* The descriptor stays ours until a worker closes it (under
 		 * server_lock, so not during this walk); shutting it down
