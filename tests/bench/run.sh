@@ -299,7 +299,14 @@ load milterd.tcp accept "$REP" "${SOCK[milterd-tcp]}"
 load milterd.tcpqa accept "$REP" "${SOCK[milterd-tcp]}" -- --quickack
 
 say "junk: unknown tokens refused at RCPT"
+jlog="$WORK/milterd-unix.log"; j0=$(wc -l <"$jlog")
 load junk.unix reject "$JNK" "${SOCK[milterd-unix]}" -- --rcpt-only --messages "$JUNK_MESSAGES"
+# Each refusal must be the database's answer (unknown_token), not a cheaper one.
+R[junk.unix.unknown]=$(tail -n +"$((j0 + 1))" "$jlog" | grep -c 'reason=unknown_token reply=550')
+[ "${R[junk.unix.unknown]}" = "${R[junk.unix.reject]:-x}" ] || {
+	note "note: junk: ${R[junk.unix.unknown]} of ${R[junk.unix.reject]:-?} refusals logged as unknown_token"
+	R[junk.unix.rc]=1
+}
 
 if [ -n "$HAVE_OPENDKIM" ]; then
 	say "opendkim (verify-only): unix socket and TCP loopback"
@@ -524,7 +531,7 @@ result="$BENCH/results/RESULT-$stamp.txt"
 	echo "  milter turns Nagle off on its connections (milterd does, OpenDKIM and pymilter don't),"
 	echo "  over plain tcp the second waits for the MTA's delayed ACK (~40 ms), which caps a tcp row"
 	echo "  at about connections / 40 ms; tcp-qa shows the same milter without that wait."
-	echo "junk: ${R[junk.unix.msgs_per_s]:-?} RCPT refusals/s (reject ${R[junk.unix.reject]:-?}, codes ${R[junk.unix.codes]:-?})"
+	echo "junk: ${R[junk.unix.msgs_per_s]:-?} RCPT refusals/s (reject ${R[junk.unix.reject]:-?}, codes ${R[junk.unix.codes]:-?}; logged unknown_token ${R[junk.unix.unknown]:-?}, each after a token lookup)"
 	echo "1000 concurrent connections held for $C1000_SECONDS s (unix socket):"
 	c1000_line c1000.milterd milterd
 	c1000_line c1000.opendkim opendkim
