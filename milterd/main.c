@@ -11,6 +11,7 @@
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,8 +97,11 @@ drain(void)
 {
 	milter_stopping();
 	log_info("stopping: %d message(s) in flight", session_in_flight());
-	for (int i = 0; i < STOP_GRACE * 10 && session_in_flight() > 0; i++)
+	for (int i = 0; i < STOP_GRACE * 10 && session_in_flight() > 0; i++) {
 		usleep(100000);
+		if (i % 10 == 9)	/* as sweep(): the messages to finish need workers */
+			(void)server_unstick();
+	}
 	if (session_in_flight() > 0)
 		log_warn("stopping with %d message(s) still in flight after %d s",
 		    session_in_flight(), STOP_GRACE);
@@ -163,12 +167,14 @@ raise_nofile(void)
 	return rl.rlim_cur;
 }
 
-/* Workers serving at once: active_workers, or two per online CPU, and at
- * most workers. */
+/* Workers serving at once: active_workers, or two per CPU milterd may run on
+ * (its affinity: taskset, cpusets), and at most workers. */
 static int
 active_workers(const struct config *cfg)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	long cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) :
+	    sysconf(_SC_NPROCESSORS_ONLN);
 	int n = cfg->active_workers;
 
 	if (n == 0)

@@ -244,6 +244,13 @@ esac
 expect_grep "the timeout is logged" "closed 1 MTA connection silent for 2 s or more" "$MILTERD_LOG"
 milterd_stop
 
+# By default two workers per CPU serve at once: one CPU, two.
+write_config "$WORK/milterd.conf"
+MILTERD_WRAPPER="taskset -c 0" milterd_start "$WORK/milterd.conf" &&
+	expect_grep "on one CPU, 2 of the 16 workers serve at once" "16 workers, 2 serving at once" "$MILTERD_LOG" ||
+	not_ok "milterd starts on one CPU"
+milterd_stop
+
 # Workers held up by a DNS server that never answers. One of three serves at
 # once (active_workers = 1): a worker held up for a second gives its place to a
 # standby one, so a RCPT still gets its answer in seconds, not after the DNS
