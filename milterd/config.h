@@ -29,7 +29,7 @@ struct config {
 	char	*socket_owner;
 	char	*database;
 	int	 workers;
-	int	 active_workers;	/* 0: two per online CPU */
+	int	 active_workers;	/* 0: two per CPU milterd may run on */
 	int	 milter_timeout;	/* seconds of MTA silence before closing */
 	int	 db_pool_size;
 	int	 db_timeout;

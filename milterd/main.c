@@ -118,9 +118,8 @@ static void
 sweep(void)
 {
 	static int busy;
-	static time_t warned;
+	static time_t warned, held_said;
 	struct config *cfg = milter_config();
-	static time_t held_said;
 	int timeout = cfg->milter_timeout, workers = cfg->workers, n;
 
 	config_unref(cfg);
@@ -322,7 +321,7 @@ main(int argc, char **argv)
 	struct buf errors;
 	rlim_t nofile;
 	sigset_t sigs;
-	int ch, check = 0, foreground = 0, rc;
+	int ch, check = 0, foreground = 0, rc, active;
 
 	while ((ch = getopt(argc, argv, "c:fn")) != -1) {
 		switch (ch) {
@@ -409,12 +408,13 @@ main(int argc, char **argv)
 		log_err("cannot start the signal thread");
 		return 1;
 	}
+	active = active_workers(cfg);
 	log_info("milterd started on %s, verify address %s; %d workers, %d serving at once",
-	    cfg->socket, cfg->verify_address, cfg->workers, active_workers(cfg));
+	    cfg->socket, cfg->verify_address, cfg->workers, active);
 	if (nofile > 0 && nofile < NOFILE_WANT)
 		log_warn("only %lu descriptors (RLIMIT_NOFILE): about as many MTA connections at most",
 		    (unsigned long)nofile);
-	rc = server_run(cfg->workers, active_workers(cfg));
+	rc = server_run(cfg->workers, active);
 	server_close();
 	if (rc == 0)	/* it stopped the server: let it finish its last words */
 		pthread_join(reloader, NULL);
