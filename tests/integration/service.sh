@@ -13,6 +13,8 @@ expect_eq "pidfile holds milterd's pid" "$MILTERD_PID" "$(cat "$WORK/milterd.pid
 
 tok=$(new_token alice alice@agri.gouv.fr)
 rcpt_ok() { mt rcpt.lua "rcpt=$1" expect="$2" >/dev/null 2>&1; }
+# metrics: the Prometheus text milterd serves on 127.0.0.1:$port (or the error)
+metrics() { /usr/bin/python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/metrics', timeout=5).read().decode())" 2>&1; }
 
 # A valid change: the verify address moves.
 sed -i 's/^verify_address = .*/verify_address = check@certify.test/' "$WORK/milterd.conf"
@@ -194,7 +196,7 @@ if [ "$fds" -ge "$N" ] && [ "$threads" -le 10 ] &&
 else
 	not_ok "$N connections: $fds descriptors, $threads threads"
 fi
-open=$(/usr/bin/python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/metrics', timeout=5).read().decode())" 2>&1 |
+open=$(metrics |
 	awk '$1 == "milterd_connections_open" {print $2}')
 [ "${open:-0}" -ge "$N" ] && [ "$open" -le $((N + 2)) ] &&
 	ok "milterd_connections_open says $open (metrics served past descriptor $N)" ||
@@ -298,7 +300,7 @@ fi
 expect_grep "a worker held up is logged" "held up for 1 s or more by one MTA connection" "$MILTERD_LOG"
 send_stuck dave
 sleep 3
-metrics=$(/usr/bin/python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/metrics', timeout=5).read().decode())" 2>&1)
+metrics=$(metrics)
 if grep -q '^milterd_workers 3$' <<<"$metrics" && grep -q '^milterd_workers_busy 3$' <<<"$metrics"; then
 	ok "milterd_workers_busy says 3 of 3 while all wait on DNS"
 else
