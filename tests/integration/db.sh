@@ -1,5 +1,5 @@
 # db.sh — the SQL API and milterctl against a real PostgreSQL: migrations, tokens
-# (format, hash-only storage), supersession, status, NOTIFY, exit codes.
+# (format, hash-only storage), supersession, status, NOTIFY, exit codes, decide() under a race.
 . "$TOP/tests/lib/pg.sh"
 . "$TOP/tests/lib/common.sh"
 C="$BUILD/milterctl"
@@ -92,3 +92,36 @@ expect_eq "missing --email: usage error, exit 2" 2 "$rc"
 "$C" --database "host=$WORK/nowhere dbname=x" status alice >/dev/null 2>"$WORK/err"; rc=$?
 if [ "$rc" = 3 ] && grep -q "cannot connect to the database" "$WORK/err"; then
 	ok "unreachable database: exit 3 with a message"; else not_ok "unreachable database: rc=$rc"; fi
+
+# decide(): two replies racing for one request. The first holds its transaction open
+# after turning the request verified; the second reads it still pending, waits on the
+# row in its UPDATE, then (006) reads it again: already_verified, never from_mismatch.
+tok=$(new_token gina gina@agri.gouv.fr)
+rid=$(pg_psql "SELECT id FROM milterd.requests WHERE account = 'gina'")
+decide="SELECT milterd.decide($rid, '\\x$(printf %s "$tok" | sha256sum | cut -c1-64)',
+	'gina@agri.gouv.fr', 'verified', 'eom', 0, '192.0.2.1', 'mx', NULL, NULL, NULL,
+	'agri.gouv.fr', 's1', 'rsa-sha256', 2048, NULL, NULL, NULL, 'abcdef');"
+psql -Atq >"$WORK/race1" 2>&1 <<SQL &
+BEGIN;
+$decide
+\! touch "$WORK/race1.decided"; n=0; while [ ! -e "$WORK/race.go" ] && [ \$n -lt 300 ]; do sleep 0.05; n=\$((n+1)); done
+COMMIT;
+SQL
+p1=$!
+wait_for() { local n=0; until eval "$1"; do n=$((n + 1)); [ $n -lt 200 ] || return 1; sleep 0.05; done; }
+wait_for '[ -e "$WORK/race1.decided" ]'
+psql -Atq -c "$decide" >"$WORK/race2" 2>&1 & p2=$!
+if wait_for '[ "$(pg_psql "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = '"'Lock'"'")" = 1 ]'; then
+	ok "decide(): the second reply waits on the request the first holds"
+else
+	not_ok "decide(): the second reply did not wait on the first: $(cat "$WORK/race2")"
+fi
+touch "$WORK/race.go"
+wait $p1 $p2
+expect_eq "decide() racing: one verified, the other already_verified" "verified already_verified" \
+	"$(cat "$WORK/race1" "$WORK/race2" | xargs)"
+expect_eq "decide() racing: the request verified once, two evidence rows naming it" \
+	"verified 1 already_verified,verified" \
+	"$(pg_psql "SELECT r.state, r.attempts, string_agg(e.reason, ',' ORDER BY e.reason)
+		FROM milterd.requests r JOIN milterd.evidence e ON e.request_id = r.id
+		WHERE r.id = $rid GROUP BY r.state, r.attempts" | tr '|' ' ')"
