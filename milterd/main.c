@@ -33,7 +33,8 @@
 #include "store.h"
 
 #define STOP_GRACE 60	/* seconds SIGTERM waits for messages in flight */
-#define STATS_INTERVAL 10	/* seconds (ticks) between writes of the stats file */
+#define STATS_INTERVAL 10	/* seconds between writes of the stats file */
+#define TICKS_PER_S	4	/* signal thread wake-ups a second; each checks for held-up workers */
 
 static const char *config_path = CONFIG_DEFAULT_PATH;
 
@@ -99,7 +100,7 @@ drain(void)
 	log_info("stopping: %d message(s) in flight", session_in_flight());
 	for (int i = 0; i < STOP_GRACE * 10 && session_in_flight() > 0; i++) {
 		usleep(100000);
-		if (i % 10 == 9)	/* as sweep(): the messages to finish need workers */
+		if (i % 3 == 2)	/* as unstick(): the messages to finish need workers */
 			(void)server_unstick();
 	}
 	if (session_in_flight() > 0)
@@ -111,6 +112,22 @@ drain(void)
 #define BUSY_WARN	10	/* seconds with every worker busy before a warning */
 #define BUSY_REWARN	60	/* seconds before the next one */
 
+/* Every tick: a worker held up for a second on one connection makes way for a
+ * standby one (logged at most once a minute). */
+static void
+unstick(void)
+{
+	static time_t held_said;
+	int n;
+
+	if ((n = server_unstick()) > 0 && time(NULL) - held_said >= BUSY_REWARN) {
+		log_info("%d worker%s held up for 1 s or more by one MTA connection "
+		    "(slow DNS or PostgreSQL?): standby workers serve the others meanwhile",
+		    n, n == 1 ? "" : "s");
+		held_said = time(NULL);
+	}
+}
+
 /* Once a second: MTA connections silent for milter_timeout are closed, and
  * workers all busy for BUSY_WARN seconds running are reported (as Postfix
  * reports a service at its process limit): commands then wait for a worker. */
@@ -118,7 +135,7 @@ static void
 sweep(void)
 {
 	static int busy;
-	static time_t warned, held_said;
+	static time_t warned;
 	struct config *cfg = milter_config();
 	int timeout = cfg->milter_timeout, workers = cfg->workers, n;
 
@@ -126,12 +143,6 @@ sweep(void)
 	if ((n = server_sweep(timeout)) > 0)
 		log_info("closed %d MTA connection%s silent for %d s or more (milter_timeout)",
 		    n, n == 1 ? "" : "s", timeout);
-	if ((n = server_unstick()) > 0 && time(NULL) - held_said >= BUSY_REWARN) {
-		log_info("%d worker%s held up for 1 s or more by one MTA connection "
-		    "(slow DNS or PostgreSQL?): standby workers serve the others meanwhile",
-		    n, n == 1 ? "" : "s");
-		held_said = time(NULL);
-	}
 	busy = stats_workers_all_busy() ? busy + 1 : 0;
 	if (busy >= BUSY_WARN && time(NULL) - warned >= BUSY_REWARN) {
 		log_warn("all %d workers busy for %d s: MTA commands wait for a free worker "
@@ -193,7 +204,7 @@ signal_thread(void *arg)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	for (int ticks = 1;; ticks++) {
-		struct timespec tick = { 1, 0 };
+		struct timespec tick = { 0, 1000000000 / TICKS_PER_S };
 
 		if ((sig = sigtimedwait(&set, NULL, &tick)) == SIGHUP) {
 			reload();
@@ -203,8 +214,10 @@ signal_thread(void *arg)
 			write_stats();
 			return NULL;
 		} else if (sig == -1 && errno == EAGAIN) {
-			sweep();
-			if (ticks % STATS_INTERVAL == 0)
+			unstick();
+			if (ticks % TICKS_PER_S == 0)
+				sweep();
+			if (ticks % (TICKS_PER_S * STATS_INTERVAL) == 0)
 				write_stats();
 		}
 	}
