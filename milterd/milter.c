@@ -45,10 +45,12 @@
 
 /* What milterd asks for: add and change headers (Authentication-Results);
  * no unknown commands, header values as sent, and no waiting for a reply to
- * each header or body chunk (fewer round trips). */
+ * CONNECT, HELO, MAIL, each header or body chunk (fewer round trips): milterd
+ * only ever says "continue" there, or refuses what it would refuse at RCPT. */
 #define MILTER_ACTIONS	(SMFIF_ADDHDRS | SMFIF_CHGHDRS)
-#define MILTER_PFLAGS	(SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC | SMFIP_NR_HDR | \
-			 SMFIP_NR_EOH | SMFIP_NR_BODY)
+#define MILTER_PFLAGS	(SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC | SMFIP_NR_CONN | \
+			 SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_EOH | \
+			 SMFIP_NR_BODY)
 
 static struct store	*milter_store;
 static struct config	*milter_cfg;
@@ -188,6 +190,51 @@ milter_send_verdict(struct milter_conn *c, const struct verdict *v)
 	buf_free(&b);
 }
 
+static const struct verdict milter_busy = { .action = VA_REPLY, .rcode = "421",
+	.xcode = "4.3.2", .text = "milterd is restarting, try again later" };
+
+static void
+milter_send_refusal(struct milter_conn *c, char reply)
+{
+	if (reply == SMFIR_REPLYCODE) {
+		log_msg(LOG_INFO, c->qid[0] ? c->qid : NULL, "stopping: a new transaction is"
+		    " told %s %s %s", milter_busy.rcode, milter_busy.xcode, milter_busy.text);
+		milter_send_verdict(c, &milter_busy);
+	} else
+		milter_send(c, reply, NULL, 0);
+}
+
+/* "Continue", or nothing at all where the MTA agreed not to wait for it. */
+static void
+milter_go_on(struct milter_conn *c, uint32_t step)
+{
+	if (!(c->pflags & step))
+		milter_send(c, SMFIR_CONTINUE, NULL, 0);
+}
+
+/* A refusal (SMFIR_TEMPFAIL, or SMFIR_REPLYCODE for the 421 of a stopping
+ * milterd) at a step: given now if the MTA waits for a reply to it, else owed
+ * to the steps it waits on. */
+static void
+milter_refuse(struct milter_conn *c, uint32_t noreply, char reply)
+{
+	if (c->pflags & noreply) {
+		if (c->owed == 0)
+			c->owed = reply;
+	} else
+		milter_send_refusal(c, reply);
+}
+
+/* At a step the MTA waits on: 1 if a refusal was owed and is now given. */
+static int
+milter_pay(struct milter_conn *c)
+{
+	if (c->owed == 0)
+		return 0;
+	milter_send_refusal(c, c->owed);
+	return 1;
+}
+
 /* ------------------------------------------------------------ unpacking */
 
 /* The n-th NUL-terminated string of d[0..len), or NULL. */
@@ -297,7 +344,7 @@ milter_connect(struct milter_conn *c, const unsigned char *d, size_t len)
 		return;
 	}
 	if ((s = milter_session(c)) == NULL) {
-		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
+		milter_refuse(c, SMFIP_NR_CONN, SMFIR_TEMPFAIL);
 		return;
 	}
 	off = strlen(host) + 1;
@@ -329,7 +376,7 @@ milter_connect(struct milter_conn *c, const unsigned char *d, size_t len)
 	}
 	stats_connection();
 	session_set_client(s, host, sa);
-	milter_send(c, SMFIR_CONTINUE, NULL, 0);
+	milter_go_on(c, SMFIP_NR_CONN);
 }
 
 static void
@@ -339,11 +386,11 @@ milter_helo(struct milter_conn *c, const unsigned char *d, size_t len)
 	struct session *s = milter_session(c);
 
 	if (s == NULL) {
-		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
+		milter_refuse(c, SMFIP_NR_HELO, SMFIR_TEMPFAIL);
 		return;
 	}
 	str_copy(s->helo, helo ? helo : "", sizeof(s->helo));
-	milter_send(c, SMFIR_CONTINUE, NULL, 0);
+	milter_go_on(c, SMFIP_NR_HELO);
 }
 
 static void
@@ -351,23 +398,22 @@ milter_mail(struct milter_conn *c, const unsigned char *d, size_t len)
 {
 	const char *from = milter_string(d, len, 0);
 	struct session *s = milter_session(c);
-	static const struct verdict busy = { .action = VA_REPLY, .rcode = "421",
-		.xcode = "4.3.2", .text = "milterd is restarting, try again later" };
 
 	if (s == NULL) {
-		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
+		milter_refuse(c, SMFIP_NR_MAIL, SMFIR_TEMPFAIL);
 		return;
 	}
-	/* While draining, a new transaction is told to come back later. */
+	/* While draining, a new transaction is told to come back later (at its
+	 * first RCPT when the MTA does not wait for a reply to MAIL). */
 	if (__atomic_load_n(&milter_draining, __ATOMIC_ACQUIRE)) {
-		milter_send_verdict(c, &busy);
+		milter_refuse(c, SMFIP_NR_MAIL, SMFIR_REPLYCODE);
 		return;
 	}
 	session_msg_reset(s);
 	session_msg_begin(s);
 	milter_qid(c, s);
 	str_copy(s->msg.mail_from, from ? from : "", sizeof(s->msg.mail_from));
-	milter_send(c, SMFIR_CONTINUE, NULL, 0);
+	milter_go_on(c, SMFIP_NR_MAIL);
 }
 
 static void
@@ -377,6 +423,8 @@ milter_rcpt(struct milter_conn *c, const unsigned char *d, size_t len)
 	struct session *s = milter_session(c);
 	struct verdict v;
 
+	if (milter_pay(c))
+		return;
 	if (s == NULL) {
 		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
 		return;
@@ -393,6 +441,8 @@ milter_data(struct milter_conn *c)
 {
 	struct session *s = milter_session(c);
 
+	if (milter_pay(c))
+		return;
 	if (s == NULL) {
 		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
 		return;
@@ -404,14 +454,6 @@ milter_data(struct milter_conn *c)
 	}
 	session_msg_end(s);
 	milter_send(c, SMFIR_ACCEPT, NULL, 0);
-}
-
-/* "Continue", or nothing at all where the MTA agreed not to wait for it. */
-static void
-milter_go_on(struct milter_conn *c, uint32_t step)
-{
-	if (!(c->pflags & step))
-		milter_send(c, SMFIR_CONTINUE, NULL, 0);
 }
 
 static void
@@ -448,6 +490,8 @@ milter_eom(struct milter_conn *c, const unsigned char *d, size_t len)
 	struct session *s = milter_session(c);
 	struct session_eom out;
 
+	if (milter_pay(c))
+		return;
 	if (s == NULL) {
 		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
 		return;
@@ -522,6 +566,7 @@ milter_command(struct milter_conn *c, char cmd, const unsigned char *d, size_t l
 		session_free(c->s);
 		c->s = NULL;
 		c->qid[0] = '\0';
+		c->owed = 0;
 		break;
 	case SMFIC_QUIT:
 		c->closing = 1;

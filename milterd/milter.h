@@ -22,6 +22,9 @@
 
 #define SMFIP_NR_HDR		0x00000080u
 #define SMFIP_NOUNKNOWN		0x00000100u
+#define SMFIP_NR_CONN		0x00001000u
+#define SMFIP_NR_HELO		0x00002000u
+#define SMFIP_NR_MAIL		0x00004000u
 #define SMFIP_NR_EOH		0x00040000u
 #define SMFIP_NR_BODY		0x00080000u
 #define SMFIP_HDR_LEADSPC	0x00100000u
@@ -33,6 +36,10 @@ struct milter_conn {
 	uint32_t	 pflags;	/* negotiated SMFIP_* */
 	char		 qid[64];	/* {i} of the latest macros */
 	int		 closing;	/* QUIT or a protocol error: close once written */
+	char		 owed;		/* a refusal at a step the MTA did not wait on
+					 * (SMFIR_TEMPFAIL, or SMFIR_REPLYCODE: the
+					 * 421 of a stopping milterd), given at each
+					 * step it waits on, until the SMTP session ends */
 	struct buf	 out;		/* replies not yet written */
 };
 

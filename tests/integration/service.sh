@@ -70,6 +70,15 @@ mt message.lua "file=$reply" "rcpt=<check+$tok@certify.test>" expect=accept paus
 late=$!
 sleep 1
 kill -TERM "$MILTERD_PID"
+# Meanwhile a new transaction is told to come back later: miltertest does not
+# wait for a reply to MAIL, so milterd's 421 comes at RCPT, even for a live token.
+sleep 0.2
+if mt rcpt.lua "rcpt=<verify+$tok@certify.test>" expect=reply >"$WORK/drain.out" 2>&1; then
+	ok "while stopping, a new transaction gets a reply code at RCPT"
+else
+	not_ok "while stopping, a new transaction: $(cat "$WORK/drain.out")"
+fi
+expect_grep "the reply is milterd's 421, logged" "told 421 4.3.2 milterd is restarting" "$MILTERD_LOG"
 if wait "$late"; then
 	ok "SIGTERM lets the running transaction finish with its answer"
 else
@@ -221,7 +230,7 @@ def pkt(cmd, data=b""):
     return struct.pack(">I", len(data) + 1) + cmd + data
 quiet = socket.socket(socket.AF_UNIX); quiet.connect(sys.argv[1]); quiet.setblocking(False)
 talk = socket.socket(socket.AF_UNIX); talk.connect(sys.argv[1]); talk.settimeout(5)
-talk.sendall(pkt(b"O", struct.pack(">III", 6, 0x1ff, 0x1fffff)))
+talk.sendall(pkt(b"O", struct.pack(">III", 6, 0x1ff, 0)))   # no no-reply flags: CONNECT is answered
 neg = talk.recv(4096)[4:5]
 t0, closed = time.time(), None
 while time.time() - t0 < 6:

@@ -1,7 +1,7 @@
 /* milter_test.c — the milter protocol (milter.c) driven packet by packet
  * against the real session code: negotiation, CONNECT families, HELO, macros,
- * MAIL, the steps the MTA does not wait for, framing across reads, and what
- * closes the connection. RCPT and end of message need the database: the
+ * MAIL, the steps the MTA does not wait for (and a refusal owed to RCPT),
+ * framing across reads, and what closes the connection. RCPT and end of message need the database: the
  * integration tests cover them through miltertest and Postfix. */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,8 +16,9 @@
 
 /* What milter.c asks for, as the protocol spells it. */
 #define WANT_ACTIONS	(SMFIF_ADDHDRS | SMFIF_CHGHDRS)
-#define WANT_PFLAGS	(SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC | SMFIP_NR_HDR | \
-			 SMFIP_NR_EOH | SMFIP_NR_BODY)
+#define WANT_PFLAGS	(SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC | SMFIP_NR_CONN | \
+			 SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_EOH | \
+			 SMFIP_NR_BODY)
 
 static void
 put32(unsigned char *p, uint32_t v)
@@ -194,7 +195,8 @@ test_connect(void)
 		CHECK(feed(&c, &in) == in.len && !c.closing && c.s != NULL,
 		    "CONNECT '%c' %s consumed, session made", cases[i].fam,
 		    cases[i].addr ? cases[i].addr : "-");
-		CHECK_STR(replies(&c), "c", "CONNECT '%c' continues", cases[i].fam);
+		CHECK_STR(replies(&c), "", "CONNECT '%c': no reply awaited, none given",
+		    cases[i].fam);
 		CHECK_STR(c.s ? c.s->client_addr : NULL, cases[i].want,
 		    "CONNECT '%c' %s: client address", cases[i].fam,
 		    cases[i].addr ? cases[i].addr : "-");
@@ -211,7 +213,8 @@ test_connect(void)
 	buf_free(&in);
 }
 
-/* HELO, macros, MAIL, DATA: what reaches the session. */
+/* HELO, macros, MAIL, DATA: what reaches the session, and the replies to an
+ * MTA that offers no no-reply flags (one before Sendmail 8.14 or Postfix 2.6). */
 static void
 test_envelope(void)
 {
@@ -219,7 +222,7 @@ test_envelope(void)
 	struct buf in;
 
 	buf_init(&in);
-	conn_open(&c, WANT_PFLAGS);
+	conn_open(&c, 0);
 	connect_pkt(&in, "mx.example.net", '4', "192.0.2.1");
 	PKT(&in, 'H', "mx.example.net\0");
 	PKT(&in, 'D', "Mi\0QID1\0");
@@ -254,7 +257,8 @@ test_envelope(void)
 	buf_free(&in);
 }
 
-/* Headers, EOH and body: a reply only where the MTA waits for one. */
+/* CONNECT, HELO, MAIL, headers, EOH and body: a reply only where the MTA
+ * waits for one. */
 static void
 test_noreply(void)
 {
@@ -263,14 +267,19 @@ test_noreply(void)
 		const char	*want;
 	} cases[] = {
 		{ WANT_PFLAGS, "" },
-		{ 0, "ccccc" },
-		{ SMFIP_NR_HDR, "ccc" },
-		{ SMFIP_NR_EOH | SMFIP_NR_BODY, "cc" },
+		{ 0, "cccccccc" },
+		{ SMFIP_NR_HDR, "cccccc" },
+		{ SMFIP_NR_EOH | SMFIP_NR_BODY, "ccccc" },
+		{ SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL, "ccccc" },
+		{ SMFIP_NR_MAIL, "ccccccc" },
 	};
 	struct milter_conn c;
 	struct buf in;
 
 	buf_init(&in);
+	connect_pkt(&in, "mx.example.net", '4', "192.0.2.1");
+	PKT(&in, 'H', "mx.example.net\0");
+	PKT(&in, 'M', "<a@b>\0");
 	PKT(&in, 'L', "From\0 Alice <a@b>\0");
 	PKT(&in, 'L', "Subject\0 test\0");
 	pkt(&in, 'N', NULL, 0);
@@ -280,7 +289,8 @@ test_noreply(void)
 		conn_open(&c, cases[i].pflags);
 		CHECK(c.pflags == (cases[i].pflags & WANT_PFLAGS), "flags 0x%x negotiated",
 		    (unsigned)cases[i].pflags);
-		CHECK(feed(&c, &in) == in.len && !c.closing, "headers, EOH, body consumed");
+		CHECK(feed(&c, &in) == in.len && !c.closing,
+		    "CONNECT, HELO, MAIL, headers, EOH, body consumed");
 		CHECK_STR(replies(&c), cases[i].want, "replies with protocol flags 0x%x",
 		    (unsigned)cases[i].pflags);
 		milter_conn_free(&c);
@@ -474,6 +484,25 @@ test_draining(void)
 	    d + strlen(d) + 1 == c.out.s + c.out.len, "421 4.3.2, NUL-terminated (%s)", d);
 	CHECK(c.s->msg.mail_from[0] == '\0' && session_in_flight() == 0,
 	    "no message begun while stopping");
+	milter_conn_free(&c);
+
+	/* An MTA that does not wait for a reply to MAIL hears it at RCPT, at
+	 * every RCPT of the session (the database is not asked). */
+	buf_reset(&in);
+	conn_open(&c, SMFIP_NR_CONN | SMFIP_NR_MAIL);
+	connect_pkt(&in, "mx.example.net", '4', "192.0.2.1");
+	PKT(&in, 'M', "<a@b>\0");
+	feed(&c, &in);
+	CHECK_STR(replies(&c), "", "MAIL while stopping, no reply awaited: none given");
+	buf_reset(&in);
+	PKT(&in, 'R', "<verify+abcdefghijklmnopqrstuvwxy4@certify.test>\0");
+	PKT(&in, 'R', "<someone@certify.test>\0");
+	feed(&c, &in);
+	CHECK_STR(replies(&c), "yy", "each RCPT after it gets the reply code");
+	d = c.out.s + 5;
+	CHECK(c.out.len > 10 && strncmp(d, "421 4.3.2 ", 10) == 0, "421 4.3.2 at RCPT (%s)", d);
+	CHECK(c.s->msg.mail_from[0] == '\0' && session_in_flight() == 0,
+	    "no message begun while stopping, no reply to MAIL awaited");
 	milter_conn_free(&c);
 	buf_free(&in);
 }
