@@ -1,7 +1,9 @@
 /* milter_fuzz.c — libFuzzer target for the milter protocol (milter.c): framing,
- * unpacking of every command, replies. The sessions are stubs defined here, so
- * that no database, DNS or libopendkim is involved; they read every byte they
- * are handed, so that ASan sees any pointer milter.c gets wrong.
+ * unpacking of every command, replies (well formed, and one to each command the
+ * MTA waits on under the negotiated flags, none to the others). The sessions
+ * are stubs defined here, so that no database, DNS or libopendkim is involved;
+ * they read every byte they are handed, so that ASan sees any pointer milter.c
+ * gets wrong.
  *
  * Input: the first byte chooses where the rest is cut in two; the two pieces
  * are fed the way server.c feeds a socket (the unconsumed tail of the first
@@ -296,6 +298,61 @@ check_consumed(const unsigned char *p, size_t used)
 	return quit;
 }
 
+/* Every command consumed, in order, for check_replies(). */
+static struct buf fuzz_taken;
+
+/* The replies answer the commands one for one: one final reply to each
+ * command the MTA waits on under the protocol flags in force (those of the
+ * latest option negotiation), none to the others (a reply the MTA does not
+ * read would be taken as the answer to its next command), modifications only
+ * before the final reply to end of message. A command that closes the
+ * connection (a protocol error) gets no reply, and is the last one taken. */
+static void
+check_replies(const struct buf *taken, const struct buf *out, int closing)
+{
+	static const struct {
+		char	 cmd;
+		uint32_t noreply;	/* no reply under this flag; 0: always one */
+	} steps[] = {
+		{ 'C', SMFIP_NR_CONN }, { 'H', SMFIP_NR_HELO }, { 'M', SMFIP_NR_MAIL },
+		{ 'R', 0 }, { 'T', 0 }, { 'U', 0 }, { 'E', 0 }, { 'O', 0 },
+		{ 'L', SMFIP_NR_HDR }, { 'N', SMFIP_NR_EOH }, { 'B', SMFIP_NR_BODY },
+	};
+	const unsigned char *in = (const unsigned char *)taken->s;
+	const unsigned char *o = (const unsigned char *)out->s;
+	size_t ioff = 0, ooff = 0;
+	uint32_t pflags = 0;
+	int want;
+	char cmd;
+
+	while (ioff < taken->len) {
+		cmd = (char)in[ioff + 4];
+		ioff += 4 + (size_t)get32(in + ioff);
+		want = 0;
+		for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+			if (steps[i].cmd == cmd)
+				want = !(pflags & steps[i].noreply);
+		while (cmd == 'E' && ooff < out->len && (o[ooff + 4] == 'i' || o[ooff + 4] == 'm'))
+			ooff += 4 + (size_t)get32(o + ooff);
+		if (want && ooff == out->len) {
+			if (closing && ioff == taken->len)
+				break;	/* the protocol error that closed */
+			abort();
+		}
+		if (!want)
+			continue;
+		if (cmd == 'O') {
+			if (o[ooff + 4] != 'O')
+				abort();
+			pflags = get32(o + ooff + 5 + 8);
+		} else if (strchr("acdty", (char)o[ooff + 4]) == NULL)
+			abort();
+		ooff += 4 + (size_t)get32(o + ooff);
+	}
+	if (ooff != out->len)
+		abort();	/* a reply nothing asked for */
+}
+
 /* Feeds p[0..n) (a buffer of exactly n bytes, for ASan) and checks what was
  * consumed. Returns the count. */
 static size_t
@@ -305,6 +362,7 @@ feed(struct milter_conn *c, const unsigned char *p, size_t n)
 
 	if (used > n)
 		abort();
+	buf_append(&fuzz_taken, (const char *)p, used);
 	if (check_consumed(p, used) && !c->closing)
 		abort();
 	/* Not closing: what is left is an incomplete packet, and milter_need
@@ -320,6 +378,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	milter_setup(&fuzz_cfg, NULL);
+	buf_init(&fuzz_taken);
 	return 0;
 }
 
@@ -338,6 +397,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size--;
 
 	milter_conn_init(&c);
+	buf_reset(&fuzz_taken);
 	/* Separate allocations of the exact size: a read past either end is
 	 * caught, as it would be past the end of what the server read. */
 	if ((first = malloc(split ? split : 1)) == NULL)
@@ -363,6 +423,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(second);
 
 	check_output(&c.out);
+	check_replies(&fuzz_taken, &c.out, c.closing);
 out:
 	milter_conn_free(&c);
 	/* Every message begun was ended with its session. */
