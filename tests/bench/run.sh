@@ -22,7 +22,7 @@
 # Sizes (environment): BENCH_REPLIES (1000 signed replies), BENCH_JUNK (500 junk envelopes),
 # BENCH_MESSAGES (20000 per system and transport), BENCH_CONNECTIONS (20),
 # BENCH_PER_CONNECTION (10 messages per milter connection), BENCH_CHAIN_MESSAGES (4000),
-# BENCH_JUNK_MESSAGES (20000), BENCH_ROUNDS (3 paired rounds of milterd and OpenDKIM
+# BENCH_JUNK_MESSAGES (20000), BENCH_ROUNDS (5 paired rounds of milterd and OpenDKIM
 # back to back, unix and tcp-qa), BENCH_C1000_SECONDS (15: 1000 connections held open that long,
 # messages back to back on each), BENCH_LONG_MESSAGES (100000;
 # BENCH_LONG=1 makes it 1,000,000). KEEP_WORK=1 keeps the work directory.
@@ -46,7 +46,7 @@ else
 	LONG_MESSAGES=${BENCH_LONG_MESSAGES:-100000}
 fi
 LONG_SEGMENTS=10
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 
 WORK=$(mktemp -d /tmp/milterd-bench.XXXXXX)
 export WORK
