@@ -2,7 +2,8 @@
 # milter_default_action = tempfail, strict settings) and an agency's relay; swaks sends
 # dkimpy-signed replies. A genuine reply verifies, a refused one gets the reason in the
 # SMTP dialogue, and with milterd down the mail waits in the sender's queue until
-# Postfix's retry verifies it: nothing lost.
+# Postfix's retry verifies it: nothing lost. Stopping milterd turns new transactions away
+# with 421 while the one under way finishes.
 . "$TOP/tests/lib/pg.sh"
 . "$TOP/tests/lib/common.sh"
 . "$TOP/tests/lib/postfix.sh"
@@ -76,3 +77,27 @@ if postfix_sender_wait_queue 0 20 && [ "$(state carol)" = verified ]; then
 else
 	not_ok "after milterd is back: queue $(postfix_sender_queue_count all), state $(state carol)"
 fi
+
+# 4. SIGTERM while a transaction is under way: that one finishes, and a new one through
+#    Postfix is told 421 4.3.2 at RCPT (Postfix does not wait for milterd's reply to MAIL).
+t=$(new_token dave dave@agri.gouv.fr)
+signed_reply "$WORK/m4" dave@agri.gouv.fr "$t"
+mt message.lua "file=$WORK/m4" "rcpt=<verify+$t@certify.test>" expect=accept pause=3 >"$WORK/late.out" 2>&1 &
+late=$!
+sleep 1
+kill -TERM "$MILTERD_PID"
+sleep 0.2
+t=$(new_token erin erin@agri.gouv.fr)
+signed_reply "$WORK/m5" erin@agri.gouv.fr "$t"
+reply=$(swaks_send "$PF_RECV_PORT" erin@agri.gouv.fr "verify+$t@certify.test" "$WORK/m5")
+if [[ "$reply" == "421 4.3.2 milterd is restarting, try again later"* ]]; then
+	ok "milterd stopping: Postfix's new transaction is told $reply"
+else
+	not_ok "milterd stopping: Postfix's new transaction got $reply"
+fi
+expect_grep "milterd stopping: Postfix did not wait for a reply to MAIL, it heard the 421 at RCPT" \
+	"milter-reject: RCPT from .*: 421 4\.3\.2 milterd is restarting" "$PF_RECV_LOG"
+if wait "$late"; then ok "milterd stopping: the transaction under way gets its answer"
+else not_ok "milterd stopping: the transaction under way: $(cat "$WORK/late.out")"; fi
+expect_eq "milterd stopping: the account under way verified, the new one still pending" \
+	"verified pending" "$(state dave) $(state erin)"
