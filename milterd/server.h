@@ -21,8 +21,8 @@ void	server_stop(void);
  * Returns how many. Safe from any thread. */
 int	server_sweep(int timeout);
 /* Workers held up for a second or more on one connection (DNS, database)
- * give their place to standby workers. Returns how many did. Once a second
- * is enough; safe from any thread. */
+ * give their place to standby workers. Returns how many did. Called a few
+ * times a second (main.c); safe from any thread. */
 int	server_unstick(void);
 /* Closes the socket and removes a unix socket if it is still the one this
  * process created. */
