@@ -108,10 +108,10 @@ $decide
 COMMIT;
 SQL
 p1=$!
-wait_for() { local n=0; until eval "$1"; do n=$((n + 1)); [ $n -lt 200 ] || return 1; sleep 0.05; done; }
-wait_for '[ -e "$WORK/race1.decided" ]'
+lock_waits() { [ "$(pg_psql "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")" = 1 ]; }
+wait_for 10 test -e "$WORK/race1.decided"
 psql -Atq -c "$decide" >"$WORK/race2" 2>&1 & p2=$!
-if wait_for '[ "$(pg_psql "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = '"'Lock'"'")" = 1 ]'; then
+if wait_for 10 lock_waits; then
 	ok "decide(): the second reply waits on the request the first holds"
 else
 	not_ok "decide(): the second reply did not wait on the first: $(cat "$WORK/race2")"
