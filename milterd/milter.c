@@ -46,11 +46,14 @@
 /* What milterd asks for: add and change headers (Authentication-Results);
  * no unknown commands, header values as sent, and no waiting for a reply to
  * CONNECT, HELO, MAIL, each header or body chunk (fewer round trips): milterd
- * only ever says "continue" there, or refuses what it would refuse at RCPT. */
+ * only ever says "continue" there, or refuses what it would refuse at RCPT.
+ * No DATA command either: a message without a verification recipient, which
+ * would be accepted there, is accepted at its end instead (its data passes
+ * through unread), and a verification reply saves a round trip. */
 #define MILTER_ACTIONS	(SMFIF_ADDHDRS | SMFIF_CHGHDRS)
-#define MILTER_PFLAGS	(SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC | SMFIP_NR_CONN | \
-			 SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_EOH | \
-			 SMFIP_NR_BODY)
+#define MILTER_PFLAGS	(SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_HDR_LEADSPC | \
+			 SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_HDR | \
+			 SMFIP_NR_EOH | SMFIP_NR_BODY)
 
 static struct store	*milter_store;
 static struct config	*milter_cfg;
@@ -300,6 +303,10 @@ milter_optneg(struct milter_conn *c, const unsigned char *d, size_t len)
 	c->actions = milter_get32(d + 4) & MILTER_ACTIONS;
 	c->pflags = milter_get32(d + 8) & MILTER_PFLAGS;
 	milter_session_flags(c);
+	log_msg(LOG_DEBUG, NULL, "milter: protocol version %lu, actions 0x%lx, steps 0x%lx"
+	    " (offered 0x%lx, 0x%lx)", (unsigned long)(version < MILTER_VERSION ? version :
+	    MILTER_VERSION), (unsigned long)c->actions, (unsigned long)c->pflags,
+	    (unsigned long)milter_get32(d + 4), (unsigned long)milter_get32(d + 8));
 	milter_put32((unsigned char *)&w[0], version < MILTER_VERSION ? version : MILTER_VERSION);
 	milter_put32((unsigned char *)&w[1], c->actions);
 	milter_put32((unsigned char *)&w[2], c->pflags);
@@ -447,7 +454,8 @@ milter_data(struct milter_conn *c)
 		milter_send(c, SMFIR_TEMPFAIL, NULL, 0);
 		return;
 	}
-	/* Mail for anyone else is none of our business. */
+	/* Mail for anyone else is none of our business. (An MTA that took
+	 * SMFIP_NODATA sends no DATA: such mail is accepted at its end.) */
 	if (s->msg.has_token) {
 		milter_send(c, SMFIR_CONTINUE, NULL, 0);
 		return;

@@ -253,9 +253,9 @@ check_output(const struct buf *out)
 		case 'O':	/* version, actions, protocol flags: only what milterd asks */
 			if (dlen != 12 || get32(d) > MILTER_VERSION ||
 			    (get32(d + 4) & ~(SMFIF_ADDHDRS | SMFIF_CHGHDRS)) != 0 ||
-			    (get32(d + 8) & ~(SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC | SMFIP_NR_CONN |
-			    SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_EOH |
-			    SMFIP_NR_BODY)) != 0)
+			    (get32(d + 8) & ~(SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_HDR_LEADSPC |
+			    SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_HDR |
+			    SMFIP_NR_EOH | SMFIP_NR_BODY)) != 0)
 				abort();
 			break;
 		case 'i':	/* index, name NUL, value NUL */

@@ -56,6 +56,27 @@ if [[ "$reply" == "550 5.1.1 unknown_token: "* ]]; then ok "unknown token refuse
 else not_ok "unknown token refused at RCPT: $reply"; fi
 expect_eq "the refused account stays pending" pending "$(state bob)"
 
+# Mail for another recipient is none of milterd's business: Postfix, told to send no DATA
+# (SMFIP_NODATA), passes it to milterd to its end, and it is delivered as sent, with no
+# Authentication-Results of ours, whatever token its content carries.
+steps=$(sed -n 's/.*milter: protocol version 6, actions 0x[0-9a-f]*, steps 0x\([0-9a-f]*\).*/\1/p' \
+	"$MILTERD_LOG" | tail -n 1)
+if [ -n "$steps" ] && (( (16#$steps & 0x200) != 0 )); then ok "Postfix sends no DATA (steps 0x$steps)"
+else not_ok "Postfix sends no DATA: steps '${steps}'"; fi
+printf 'From: <someone@example.com>\nTo: <postmaster@certify.test>\nSubject: about verify+%s@certify.test\nDate: %s\nMessage-ID: <%s@example.com>\n\nHello.\n' \
+	"$t" "$(date -R)" "$RANDOM$RANDOM" >"$WORK/m6"
+reply=$(swaks_send "$PF_RECV_PORT" someone@example.com postmaster@certify.test "$WORK/m6")
+if [[ "$reply" == 250* ]]; then ok "mail for another recipient accepted: $reply"
+else not_ok "mail for another recipient: $reply"; fi
+last=
+if postfix_mail_wait "$PF_RECV_MAILDIR" 2 10; then last=$(postfix_mail_last "$PF_RECV_MAILDIR"); fi
+if [ -n "$last" ] && grep -q '^Subject: about verify+' "$last" && ! grep -q 'milterd' "$last"; then
+	ok "mail for another recipient delivered untouched"
+else
+	not_ok "mail for another recipient delivered untouched: ${last:-not delivered}"
+fi
+expect_eq "the token it mentions changes nothing" pending "$(state bob)"
+
 # 3. milterd down: the MX answers 4xx, the relay keeps the reply; milterd back: the
 #    relay's retry verifies it.
 t=$(new_token carol carol@agri.gouv.fr)

@@ -16,9 +16,9 @@
 
 /* What milter.c asks for, as the protocol spells it. */
 #define WANT_ACTIONS	(SMFIF_ADDHDRS | SMFIF_CHGHDRS)
-#define WANT_PFLAGS	(SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC | SMFIP_NR_CONN | \
-			 SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_EOH | \
-			 SMFIP_NR_BODY)
+#define WANT_PFLAGS	(SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_HDR_LEADSPC | \
+			 SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_HDR | \
+			 SMFIP_NR_EOH | SMFIP_NR_BODY)
 
 static void
 put32(unsigned char *p, uint32_t v)
@@ -253,6 +253,46 @@ test_envelope(void)
 	CHECK_STR(replies(&c), "cc", "MAIL and an unknown SMTP command continue, abort is silent");
 	CHECK(c.qid[0] == '\0' && c.s->msg.qid[0] == '\0' && c.s->msg.mail_from[0] == '\0' &&
 	    session_in_flight() == 0, "abort forgets the message and its queue id");
+	milter_conn_free(&c);
+	buf_free(&in);
+}
+
+/* An MTA that took SMFIP_NODATA sends no DATA: a message without a
+ * verification recipient passes through to its end, unread, and is accepted
+ * there, unchanged. */
+static void
+test_nodata(void)
+{
+	struct milter_conn c;
+	struct buf in;
+
+	buf_init(&in);
+	conn_open(&c, WANT_PFLAGS);
+	CHECK(c.pflags & SMFIP_NODATA, "no DATA command asked for");
+	connect_pkt(&in, "mx.example.net", '4', "192.0.2.1");
+	PKT(&in, 'H', "mx.example.net\0");
+	PKT(&in, 'D', "M{i}\0QID3\0");
+	PKT(&in, 'M', "<a@b>\0");
+	PKT(&in, 'R', "<someone@certify.test>\0");
+	feed(&c, &in);
+	CHECK_STR(replies(&c), "c", "only RCPT answered: continue");
+	CHECK(c.s->in_message && session_in_flight() == 1, "the message is under way");
+	buf_reset(&in);
+	buf_reset(&c.out);
+	PKT(&in, 'L', "From\0 Alice <alice@agri.gouv.fr>\0");
+	PKT(&in, 'L', "Subject\0 Re: verify+abcdefghijklmnopqrstuvwxy4@certify.test\0");
+	pkt(&in, 'N', NULL, 0);
+	PKT(&in, 'B', "verify+abcdefghijklmnopqrstuvwxy4@certify.test\r\n");
+	feed(&c, &in);
+	CHECK_STR(replies(&c), "", "headers, EOH and body: no reply");
+	CHECK(c.s->msg.from.value == NULL && c.s->msg.subject.value == NULL &&
+	    c.s->msg.dkim == NULL && !c.s->msg.body_has_token,
+	    "a token in its content is not looked at: the envelope decides");
+	buf_reset(&in);
+	pkt(&in, 'E', NULL, 0);
+	feed(&c, &in);
+	CHECK_STR(replies(&c), "a", "accepted at its end, no header changed");
+	CHECK(!c.s->in_message && session_in_flight() == 0, "end of message ends it");
 	milter_conn_free(&c);
 	buf_free(&in);
 }
@@ -551,6 +591,7 @@ main(void)
 	test_optneg();
 	test_connect();
 	test_envelope();
+	test_nodata();
 	test_noreply();
 	test_split();
 	test_close();
