@@ -303,11 +303,13 @@ milter_optneg(struct milter_conn *c, const unsigned char *d, size_t len)
 	c->actions = milter_get32(d + 4) & MILTER_ACTIONS;
 	c->pflags = milter_get32(d + 8) & MILTER_PFLAGS;
 	milter_session_flags(c);
+	if (version > MILTER_VERSION)
+		version = MILTER_VERSION;
 	log_msg(LOG_DEBUG, NULL, "milter: protocol version %lu, actions 0x%lx, steps 0x%lx"
-	    " (offered 0x%lx, 0x%lx)", (unsigned long)(version < MILTER_VERSION ? version :
-	    MILTER_VERSION), (unsigned long)c->actions, (unsigned long)c->pflags,
-	    (unsigned long)milter_get32(d + 4), (unsigned long)milter_get32(d + 8));
-	milter_put32((unsigned char *)&w[0], version < MILTER_VERSION ? version : MILTER_VERSION);
+	    " (offered 0x%lx, 0x%lx)", (unsigned long)version, (unsigned long)c->actions,
+	    (unsigned long)c->pflags, (unsigned long)milter_get32(d + 4),
+	    (unsigned long)milter_get32(d + 8));
+	milter_put32((unsigned char *)&w[0], version);
 	milter_put32((unsigned char *)&w[1], c->actions);
 	milter_put32((unsigned char *)&w[2], c->pflags);
 	milter_send(c, SMFIC_OPTNEG_R, w, sizeof(w));
