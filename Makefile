@@ -15,7 +15,7 @@ SYSCONFDIR ?= /etc/milterd
 DESTDIR   ?=
 
 CC        ?= cc
-PKGS      := opendkim libpq libpsl inih libcrypto libmicrohttpd
+PKGS      := opendkim libpq libpsl inih libcrypto libmicrohttpd jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -33,9 +33,10 @@ LDFLAGS    += -fsanitize=$(SANITIZER)
 endif
 
 BUILD     ?= build
-SRC_COMMON := buf.c log.c config.c address.c token.c store.c dns.c dkim.c spf.c align.c policy.c authres.c session.c render.c challenge.c stats.c
+SRC_COMMON := buf.c log.c reason.c config.c stats.c address.c token.c store.c dns.c dkim.c spf.c \
+	      align.c authres.c render.c replies.c challenge.c policy.c snapshot.c session.c
 SRC_DAEMON := main.c milter.c server.c
-SRC_CTL    := milterctl.c
+SRC_CTL    := milterctl.c ctl_check.c ctl_follow.c ctl_cycle.c
 OBJ_COMMON := $(SRC_COMMON:%.c=$(BUILD)/%.o)
 OBJ_DAEMON := $(SRC_DAEMON:%.c=$(BUILD)/%.o)
 OBJ_CTL    := $(SRC_CTL:%.c=$(BUILD)/%.o)
@@ -43,7 +44,7 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*
 
 # Debian packages needed to build, test and demo (checked one by one, installed if missing).
 DEB_PACKAGES := gcc make pkg-config libopendkim-dev libspf2-dev libpq-dev \
-	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev libmicrohttpd-dev postgresql postgresql-contrib \
+	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev libmicrohttpd-dev libjansson-dev postgresql postgresql-contrib \
 	postfix swaks miltertest python3 python3-dkim python3-dnspython python3-spf python3-yaml unbound bind9-dnsutils ldnsutils openssl iproute2 util-linux groff-base man-db clang libclang-rt-14-dev
 
 .PHONY: all check demo deps fuzz install clean unit bench FORCE
