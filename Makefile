@@ -44,9 +44,13 @@ OBJ_CTL    := $(SRC_CTL:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*_test.c))
 
 # Debian packages needed to build, test and demo (checked one by one, installed if missing).
+# make deb needs build-essential (implied by every Build-Depends), debhelper, dpkg-dev and
+# lintian (no fakeroot: Rules-Requires-Root: no); deb.sh needs adduser (the package's
+# dependency, dpkg -i does not fetch it) and systemd's systemd-analyze (not as PID 1).
 DEB_PACKAGES := gcc make pkg-config libopendkim-dev libspf2-dev libpq-dev \
 	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev libmicrohttpd-dev libjansson-dev postgresql postgresql-contrib \
-	postfix swaks miltertest python3 python3-dkim python3-dnspython python3-spf python3-yaml unbound bind9-dnsutils ldnsutils openssl iproute2 util-linux groff-base man-db clang libclang-rt-14-dev
+	postfix swaks miltertest python3 python3-dkim python3-dnspython python3-spf python3-yaml unbound bind9-dnsutils ldnsutils openssl iproute2 util-linux groff-base man-db clang libclang-rt-14-dev \
+	build-essential debhelper dpkg-dev lintian adduser systemd
 
 .PHONY: all check demo deps fuzz install deb clean unit bench FORCE
 all: $(BUILD)/milterd $(BUILD)/milterctl

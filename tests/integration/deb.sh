@@ -25,8 +25,6 @@ flock -w 600 8 || { not_ok "another deb.sh has held the lock for 10 minutes"; ex
 MARK=/etc/milterd/.installed-by-tests-deb	# says the installed package is this test's
 LOG="$WORK/dpkg.log"
 DB=milterd_deb
-user_before=$(getent passwd milterd)
-group_before=$(getent group milterd)
 export DEBIAN_FRONTEND=noninteractive
 
 # pkg_status: dpkg's state of the milterd package (empty: unknown to dpkg).
@@ -39,20 +37,20 @@ dpkg_do() {
 		timeout 300 dpkg "$@" </dev/null >"$WORK/dpkg.out" 2>&1; rc=$?
 		cat "$WORK/dpkg.out" >>"$LOG"
 		[ "$rc" -eq 0 ] && return 0
-		grep -q 'lock' "$WORK/dpkg.out" || return "$rc"
+		grep -q 'locked' "$WORK/dpkg.out" || return "$rc"
 		sleep 2
 	done
 	return 1
 }
 
 cleanup() {
+	milterd_stop	# runs as milterd: purge could not remove the user
 	if [ -e "$MARK" ]; then
 		dpkg_do --purge milterd || cat "$LOG" >&2
 		rm -f "$MARK"
 		rmdir /etc/milterd 2>/dev/null
 	fi
 	psql -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
-	milterd_stop
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -72,6 +70,10 @@ elif [ -n "$status" ] && [ "$status" != not-installed ]; then
 	not_ok "a milterd package this test did not install is here ($status): not touching it"
 	exit 0
 fi
+
+# The user and group as they are without the package: as purge must leave them.
+user_before=$(getent passwd milterd)
+group_before=$(getent group milterd)
 
 version=$(cd "$TOP" && dpkg-parsechangelog -SVersion)
 arch=$(dpkg --print-architecture)
@@ -199,8 +201,8 @@ fi
 write_config "$WORK/run.conf" "database = $conninfo" "user = milterd" "stats_file =" \
 	"policy = /etc/milterd/policies/gouv-fr.conf"
 sed -i '/^templates = /d' "$WORK/run.conf"
-BUILD=/usr/sbin milterd_start "$WORK/run.conf" && sleep 0.5
-if [ -n "${MILTERD_PID:-}" ] && [ "$(ps -o user= -p "$MILTERD_PID")" = milterd ]; then
+runs_as_milterd() { [ "$(ps -o user= -p "$MILTERD_PID")" = milterd ]; }
+if BUILD=/usr/sbin milterd_start "$WORK/run.conf" && wait_for 5 runs_as_milterd; then
 	ok "the installed milterd starts and runs as the user milterd"
 else
 	not_ok "the installed milterd as milterd: $(tail -n 3 "$WORK/milterd.log" | tr '\n' ' ')"
@@ -209,11 +211,14 @@ milterd_stop
 
 # A conffile the admin edited survives a reinstall; dpkg -r keeps it.
 echo "# edited by deb.sh" >>/etc/milterd/milterd.conf
-dpkg_do -i "$deb"
-expect_grep "a reinstall keeps the admin's edit of milterd.conf" '^# edited by deb.sh$' /etc/milterd/milterd.conf
+if dpkg_do -i "$deb" && grep -qx '# edited by deb.sh' /etc/milterd/milterd.conf; then
+	ok "a reinstall keeps the admin's edit of milterd.conf"
+else
+	not_ok "a reinstall keeps the admin's edit of milterd.conf: $(tail -n 3 "$LOG" | tr '\n' ' ')"
+fi
 if dpkg_do -r milterd && [ "$(pkg_status)" = config-files ] && [ ! -e /usr/sbin/milterd ] &&
-	[ -e /etc/milterd/milterd.conf ]; then
-	ok "dpkg -r removes the programs and keeps the configuration"
+	[ -e /etc/milterd/milterd.conf ] && getent passwd milterd >/dev/null; then
+	ok "dpkg -r removes the programs and keeps the configuration and the user"
 else
 	not_ok "dpkg -r: $(pkg_status) $(tail -n 3 "$LOG" | tr '\n' ' ')"
 fi
