@@ -117,6 +117,26 @@ expect_eq "... and never two: the other account of each got address_in_use" \
 	  AND e.reason = 'address_in_use'")"
 kill "$M2_PID"; wait "$M2_PID" 2>/dev/null; M2_PID=
 
+# The same race made certain: the first verification holds its transaction
+# open while the second one runs. The database must make the second wait and
+# then refuse it (without the lock on the address, both would verify).
+record_sql() {	# record_sql ACCOUNT TOKEN: milterd.record() as milterd calls it
+	echo "SELECT verified, state, holders FROM milterd.record((SELECT id FROM milterd.requests
+	  WHERE account = '$1'), sha256(convert_to('$2', 'UTF8')), 'dana@agri.gouv.fr', 'verified',
+	  'eom', 0, 1, 31536000, '192.0.2.1', NULL, NULL, NULL, NULL, 'agri.gouv.fr', 's', 'rsa-sha256',
+	  2048, NULL, NULL, 'test', 'prefix')"
+}
+td1=$(new_token dana1 dana@agri.gouv.fr); td2=$(new_token dana2 dana@agri.gouv.fr)
+{ echo "BEGIN;"; record_sql dana1 "$td1"; echo ";SELECT pg_sleep(2); COMMIT;"; } |
+	psql -Atq >"$WORK/dana1.out" 2>&1 &
+p1=$!
+sleep 0.5
+start=$(date +%s%N)
+record_sql dana2 "$td2" | psql -Atq >"$WORK/dana2.out" 2>&1
+waited=$(( ($(date +%s%N) - start) / 1000000 ))
+wait $p1
+expect_eq "record(): the second verification of an address waits for the first, then finds it taken" 	"t|verified|0 -- f|pending|1 -- yes" 	"$(head -n 1 "$WORK/dana1.out") -- $(cat "$WORK/dana2.out") -- $([ "$waited" -ge 1000 ] && echo yes || echo "no ($waited ms)")"
+
 # ---- An address change ends the certification.
 psql -Atq -c "LISTEN milterd_address_changed" -c "SELECT pg_sleep(3)" >"$WORK/listen.out" 2>&1 &
 lp=$!
