@@ -24,13 +24,13 @@ db_reset || { not_ok "database reset"; exit 1; }
 write_config "$WORK/milterd.conf"
 milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
 sendmail_start "$WORK" "$WORK" "$line" || { not_ok "Sendmail starts"; exit 1; }
+ok "private Sendmail $SM_VERSION up (MX on 127.0.0.1:$SM_PORT)"
 inner=$(sed -n "s/^INPUT_MAIL_FILTER(\`milterd', \`\(.*\)')\$/\1/p" <<<"$line")
 if [ -n "$inner" ] && grep -qxF "Xmilterd, $inner" "$SM_CF"; then
 	ok "Sendmail's .cf holds the README's filter unchanged: Xmilterd, $inner"
 else
 	not_ok "Sendmail's .cf holds the README's filter: no 'Xmilterd, $inner' in $SM_CF"
 fi
-ok "private Sendmail $SM_VERSION up (MX on 127.0.0.1:$SM_PORT)"
 
 # signed_reply FILE FROM TOKEN [unsigned|SIGNING-DOMAIN] [BODY-FILE]
 signed_reply() {
@@ -92,7 +92,7 @@ expect_eq "the refused account stays pending" pending "$(state bob)"
 
 # 3. An unknown token: refused at RCPT (swaks' exit code 24), before any data.
 reply=$(swaks_send "$SM_PORT" bob@agri.gouv.fr "verify+abcdefghijklmnopqrstuvwxy4@certify.test" "$WORK/m2"); rc=$?
-if [ "$rc" = 24 ] && [[ "$reply" == "550 5.1.1 "*"unknown_token: "* ]] && ! smtp_line 354; then
+if [ "$rc" = 24 ] && [[ "$reply" == "550 5.1.1 "*"$(reply_text unknown_token)"* ]] && ! smtp_line 354; then
 	ok "unknown token refused at RCPT: $reply"
 else
 	not_ok "unknown token refused at RCPT: rc=$rc $reply"

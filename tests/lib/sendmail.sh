@@ -29,10 +29,13 @@
 #         - /run is a private tmpfs where SOCKDIR (a directory of the test) is bind-mounted at the
 #           directory of FILTERLINE's unix socket (which must be under /run): Sendmail refuses a milter
 #           socket below a world-writable directory such as /tmp, and the README's line is used unchanged;
-#           the (empty) alias database is built there too (/run/sendmail), for the same reason;
+#           /run/sendmail holds what else Sendmail wants on a safe path: queue, (empty) alias database,
+#           the local mailer;
 #         - /dev holds the real nodes (symbolic links) and a /dev/log served by tests/lib/syslog-sink, so
 #           that Sendmail's syslog(3) lines land in $SM_LOG (no syslog daemon runs here);
-#         - killing unshare (--kill-child) kills every process of the namespace: none is left behind.
+#         - when its first process (Sendmail's daemon) dies, the kernel kills every other process of
+#           the PID namespace: sendmail_stop kills that one (unshare ignores SIGTERM while it waits),
+#           and unshare --kill-child kills it if unshare is killed. None is left behind.
 #       Exports SM_PORT SM_DIR SM_CF SM_LOG (Sendmail's log) SM_MAILDIR SM_PID (unshare's pid).
 #   sendmail_stop        stop it (if started) and wait until no process of its namespace is left.
 #   sendmail_procs       host pids of the processes in the instance's PID namespace ($SM_NS, kept after
@@ -85,7 +88,8 @@ sendmail_fetch() {
     export SM_ROOT SM_BIN SM_VERSION
 }
 
-# _sm_write_mc DIR PORT FILTERLINE: the .mc (generic Linux, everything under DIR, the filter line as given).
+# _sm_write_mc DIR PORT FILTERLINE: the .mc (generic Linux, the filter line as given). What Sendmail
+# checks for safe paths (queue, alias database, local mailer) is in /run/sendmail, in its namespace.
 _sm_write_mc() {
     local d="$1" port="$2" line="$3"
     cat >"$d/sendmail.mc" <<EOF
@@ -95,9 +99,9 @@ divert(0)dnl
 OSTYPE(\`linux')dnl
 define(\`confDOMAIN_NAME', \`mx.certify.test')dnl
 define(\`confDONT_PROBE_INTERFACES', \`True')dnl
-define(\`QUEUE_DIR', \`$d/queue')dnl
-define(\`STATUS_FILE', \`$d/sendmail.st')dnl
-define(\`confPID_FILE', \`$d/sendmail.pid')dnl
+define(\`QUEUE_DIR', \`/run/sendmail/queue')dnl
+define(\`STATUS_FILE', \`/run/sendmail/sendmail.st')dnl
+define(\`confPID_FILE', \`/run/sendmail/sendmail.pid')dnl
 define(\`ALIAS_FILE', \`/run/sendmail/aliases')dnl
 define(\`HELP_FILE', \`')dnl
 define(\`confSERVICE_SWITCH_FILE', \`$d/service.switch')dnl
@@ -110,7 +114,7 @@ define(\`confMAX_DAEMON_CHILDREN', \`0')dnl
 define(\`confCONNECTION_RATE_THROTTLE', \`0')dnl
 dnl Local delivery: one file per recipient in the Maildir, by a script run as root (S), with no
 dnl passwd lookup (-w) and one recipient per call (-m).
-define(\`LOCAL_MAILER_PATH', \`$d/deliver')dnl
+define(\`LOCAL_MAILER_PATH', \`/run/sendmail/deliver')dnl
 define(\`LOCAL_MAILER_ARGS', \`deliver \$u')dnl
 MODIFY_MAILER_FLAGS(\`LOCAL', \`+S')dnl
 MODIFY_MAILER_FLAGS(\`LOCAL', \`-w')dnl
@@ -148,7 +152,9 @@ while [ ! -S /dev/log ]; do
 	i=$((i + 1)); [ "$i" -le 100 ] || { echo "no /dev/log from syslog-sink" >&2; exit 1; }
 	sleep 0.05
 done
-mkdir /run/sendmail
+mkdir -p /run/sendmail/queue
+chmod 700 /run/sendmail/queue
+cp "$d/deliver" /run/sendmail/deliver
 echo "# no alias, but a database: without one every delivery is deferred" >/run/sendmail/aliases
 "$sm" -bi -C "$cf" >"$d/newaliases.out"
 exec "$sm" -bD -C "$cf"
@@ -167,13 +173,15 @@ sendmail_start() {
     sendmail_stop
     SM_NS=""
     d="$w/sendmail"
-    rm -rf "$d" && mkdir -p "$d/queue" "$d/Maildir/new" "$d/Maildir/tmp" || return 1
-    chmod 755 "$w" "$d" && chmod 700 "$d/queue"
+    rm -rf "$d" && mkdir -p "$d/Maildir/new" "$d/Maildir/tmp" || return 1
+    chmod 755 "$w" "$d"
     SM_PORT=$(_sm_free_port) || return 1
-    cat >"$d/deliver" <<'EOF'
+    cat >"$d/deliver" <<EOF
 #!/bin/sh
 # deliver RECIPIENT: Sendmail's local mailer for the test MX; stores the message in the Maildir.
-m=$(dirname "$0")/Maildir
+m=$d/Maildir
+EOF
+    cat >>"$d/deliver" <<'EOF'
 f=$(date +%s.%N).$$
 cat >"$m/tmp/$f" && mv "$m/tmp/$f" "$m/new/$f"
 EOF
