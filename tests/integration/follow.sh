@@ -360,3 +360,32 @@ expect_eq "no --exec and no follow_exec: usage error (exit 2)" 2 "$rc"
 expect_grep "no --exec and no follow_exec: says what is needed" "follow needs --exec PROGRAM" "$WORK/usage.out"
 "$CTL" follow --exec "$PROG" --timeout 0 >"$WORK/usage.out" 2>&1; rc=$?
 expect_eq "--timeout 0: usage error (exit 2)" 2 "$rc"
+
+# ------------------------------------------------------------ systemd units
+# The units as make install writes them (SBINDIR, SYSCONFDIR substituted), checked by
+# systemd-analyze, and their commands run as the units would run them (--once added).
+units="$WORK/units"
+mkdir -p "$units/etc"
+for u in milterd-follow.service milterd-recertify.service milterd-recertify.timer; do
+	sed -e "s|@SBINDIR@|$BUILD|g" -e "s|@SYSCONFDIR@|$units/etc|g" -e "s|@DATADIR@|$TOP|g" \
+		"$TOP/milterd/$u" >"$units/$u"
+done
+if out=$(systemd-analyze verify --man=no "$units"/*.service "$units"/*.timer 2>&1) && [ -z "$out" ]; then
+	ok "systemd-analyze verify accepts milterd-follow.service, milterd-recertify.service and .timer"
+else
+	not_ok "systemd-analyze verify: $(echo "$out" | tr '\n' ' ')"
+fi
+execstart() { sed -n "s/^ExecStart=//p" "$units/$1"; }
+write_config "$units/etc/milterd.conf"
+sql_verify olga
+$(execstart milterd-follow.service) --once >"$WORK/unit.out" 2>&1; rc=$?
+prevent=$(sed -n 's/^RestartPreventExitStatus=//p' "$units/milterd-follow.service")
+expect_eq "the follow unit's command without follow_exec: exit $rc, one the unit does not restart on" \
+	"yes" "$(case " $prevent " in *" $rc "*) echo yes ;; *) echo "no ($rc; $(cat "$WORK/unit.out"))" ;; esac)"
+write_config "$units/etc/milterd.conf" "follow_exec = $PROG"
+$(execstart milterd-follow.service) --once >"$WORK/unit.out" 2>&1; rc=$?
+expect_eq "the follow unit's command with follow_exec: olga's event run and acknowledged" "0|1|0" \
+	"$rc|$(runs_of olga)|$(pending)"
+rc=""
+while read -r cmd; do $cmd >>"$WORK/unit.out" 2>&1; rc="$rc$?"; done < <(execstart milterd-recertify.service)
+expect_eq "the recertify unit's commands (recertify, db prune) succeed" "00" "$rc"
