@@ -349,6 +349,9 @@ write_config "$WORK/follow.conf" "follow_exec = $PROG"
 "$CTL" -c "$WORK/follow.conf" follow --once >"$WORK/once.out" 2>&1; rc=$?
 expect_eq "--once with follow_exec from the configuration: exit 0, kim acknowledged" "0|0" "$rc|$(pending)"
 
+"$CTL" --database "host=$WORK/nowhere dbname=milterd" follow --exec "$PROG" --once >"$WORK/once.out" 2>&1; rc=$?
+expect_eq "--once with the database unreachable: exit 3" 3 "$rc"
+
 chmod -x "$PROG"
 "$CTL" follow --exec "$PROG" --once >"$WORK/usage.out" 2>&1; rc=$?
 chmod +x "$PROG"
