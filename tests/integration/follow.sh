@@ -1,10 +1,12 @@
 # follow.sh — milterctl follow: the backend's program run once per verification, lapse
 # and address change, at once (LISTEN) and after catching up; retried with backoff while
 # it fails, killed past --timeout; through a PostgreSQL restart; with two followers on
-# one database, one action per event. Verifications come through milterd (replies
-# signed by dkimpy, miltertest as the MTA) where the path matters; where only the
-# number of events matters (the two followers), they are written in SQL as milterd
-# writes them, so that thirty arrive within a fraction of a second.
+# one database, one action per event; its systemd units. Verifications come through
+# milterd (replies signed by dkimpy, miltertest as the MTA) for the catch-up and the
+# latency; elsewhere, where only the events matter, they are written in SQL as milterd's
+# record() writes them (the same UPDATE, so the same trigger and NOTIFY), so that thirty
+# arrive within a fraction of a second.
+set -u
 . "$TOP/tests/lib/pg.sh"
 . "$TOP/tests/lib/common.sh"
 SIGN="$TOP/tests/lib/dkim-sign"
