@@ -291,7 +291,10 @@ follow_connect(struct follow *f)
 			return -1;
 		PQclear(res);
 	}
-	log_info("follow: active, running %s on each event", f->program);
+	/* Said once by a follower that runs for good; --once (cron) stays quiet
+	 * unless something happens, or cron would mail it every run. */
+	log_msg(f->once ? LOG_DEBUG : LOG_INFO, NULL, "follow: active, running %s on each event",
+	    f->program);
 	return 0;
 }
 
@@ -397,7 +400,7 @@ cmd_follow(struct ctl *c, int argc, char **argv)
 				break;
 		}
 		if ((rc = follow_connect(&f)) == 1) {
-			printf("follow: another follower is active: nothing done\n");
+			log_debug("follow: another follower is active: nothing done");
 			return EX_DONE;
 		}
 		if (rc == -1 && follow_stop)
