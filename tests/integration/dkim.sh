@@ -9,24 +9,13 @@ db_reset || { not_ok "database reset"; exit 1; }
 write_config "$WORK/milterd.conf"
 milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
 
-# reply FILE FROM TOKEN [SUBJECT_TOKEN] [TO] : an agent's reply to a challenge.
+# reply FILE FROM TOKEN [make_reply options...]: an agent's reply to a challenge,
+# as a mail program writes it (common.sh's make_reply).
 reply() {
-	local to="${5:-<verify+$3@certify.test>}" subj="${4-$3}"
-	cat >"$1" <<MSG
-From: Agent <$2>
-To: $to
-Subject: Re: Verification of your account [${subj}]
-Date: $(date -R)
-Message-ID: <$RANDOM.$RANDOM@agri.gouv.fr>
-MIME-Version: 1.0
-Content-Type: text/plain; charset=us-ascii
-
-Hello,
-
-this is my reply.
--- 
-Agent
-MSG
+	local f="$1" a="$2" t="$3"; shift 3
+	make_reply "$f" "$a" "$t" --subject "Re: Verification of your account [$t]" \
+		--header "MIME-Version: 1.0" --header "Content-Type: text/plain; charset=us-ascii" \
+		--body $'Hello,\n\nthis is my reply.\n-- \nAgent' "$@"
 }
 
 # sign IN OUT DOMAIN SELECTOR [dkim-sign options...]
@@ -101,19 +90,21 @@ deliver_checked "unsigned mail: 550 not_authenticated 5.7.20" "$WORK/m4" "$t" re
 	rcode=550 xcode=5.7.20
 
 # 7. Replay: a genuine signed mail of the victim, the token only in the envelope.
-reply "$WORK/m7" bob@agri.gouv.fr "" "no code here" "<colleague@agri.gouv.fr>"
+reply "$WORK/m7" bob@agri.gouv.fr "" --subject "Re: Verification of your account [no code here]" \
+	--to "<colleague@agri.gouv.fr>"
 sign "$WORK/m7" "$WORK/m7.s" agri.gouv.fr rsa2048
 deliver_checked "token only in the envelope (replay): 550 token_not_signed" "$WORK/m7.s" "$t" reply \
 	token_not_signed rcode=550 xcode=5.7.1
 
 # 8. The token in the Subject only, but Subject not signed.
-reply "$WORK/m8" bob@agri.gouv.fr "$t" "$t" "<colleague@agri.gouv.fr>"
+reply "$WORK/m8" bob@agri.gouv.fr "$t" --to "<colleague@agri.gouv.fr>"
 sign "$WORK/m8" "$WORK/m8.s" agri.gouv.fr rsa2048 --headers From:To:Date
 deliver_checked "token in an unsigned Subject: 550 token_not_signed" "$WORK/m8.s" "$t" reply token_not_signed \
 	rcode=550 xcode=5.7.1
 
 # 9. The token in the body only, signed with l=: anyone could have appended it.
-reply "$WORK/m9" bob@agri.gouv.fr "" "no code" "<colleague@agri.gouv.fr>"
+reply "$WORK/m9" bob@agri.gouv.fr "" --subject "Re: Verification of your account [no code]" \
+	--to "<colleague@agri.gouv.fr>"
 sign "$WORK/m9" "$WORK/m9.s" agri.gouv.fr rsa2048 --length
 printf '\nverify+%s@certify.test\n' "$t" >>"$WORK/m9.s"
 deliver_checked "token in the body past l=: 550 token_not_signed" "$WORK/m9.s" "$t" reply token_not_signed \
@@ -121,7 +112,8 @@ deliver_checked "token in the body past l=: 550 token_not_signed" "$WORK/m9.s" "
 
 # 9b. The token only in the body, signed whole, split across small body chunks.
 tq=$(new_token quinn quinn@agri.gouv.fr)
-reply "$WORK/m9b" quinn@agri.gouv.fr "" "no code" "<colleague@agri.gouv.fr>"
+reply "$WORK/m9b" quinn@agri.gouv.fr "" --subject "Re: Verification of your account [no code]" \
+	--to "<colleague@agri.gouv.fr>"
 printf '\n> verify+%s@certify.test\n' "$tq" >>"$WORK/m9b"
 sign "$WORK/m9b" "$WORK/m9b.s" agri.gouv.fr rsa2048
 deliver_checked "token in the signed body, split across 7-byte body chunks: verified" "$WORK/m9b.s" \
@@ -130,7 +122,8 @@ deliver_checked "token in the signed body, split across 7-byte body chunks: veri
 # 9c. The same kind of reply with its body's lines ending in bare LF (as some
 # MTAs and tools hand them over), in 5-byte chunks: read as CRLF, it verifies.
 tl=$(new_token lena lena@agri.gouv.fr)
-reply "$WORK/m9c" lena@agri.gouv.fr "" "no code" "<colleague@agri.gouv.fr>"
+reply "$WORK/m9c" lena@agri.gouv.fr "" --subject "Re: Verification of your account [no code]" \
+	--to "<colleague@agri.gouv.fr>"
 printf '\n> verify+%s@certify.test\n\nLena\n' "$tl" >>"$WORK/m9c"
 sign "$WORK/m9c" "$WORK/m9c.s" agri.gouv.fr rsa2048
 deliver_checked "body with bare LF line ends, in 5-byte chunks: verified" "$WORK/m9c.s" \
@@ -197,24 +190,20 @@ deliver_checked "fakegouv.fr: 550 domain_not_allowed" "$WORK/m17.s" "$tf" reply 
 
 # 16. Strict From parsing: two From headers, a group, an encoded word in the address.
 tj=$(new_token jean jean@agri.gouv.fr)
-reply "$WORK/m18" jean@agri.gouv.fr "$tj"
-sed -i '1i From: jean@agri.gouv.fr' "$WORK/m18"
+reply "$WORK/m18" jean@agri.gouv.fr "$tj" --prepend "From: jean@agri.gouv.fr"
 sign "$WORK/m18" "$WORK/m18.s" agri.gouv.fr rsa2048
 deliver_checked "two From headers: 550 malformed" "$WORK/m18.s" "$tj" reply malformed rcode=550 xcode=5.6.0
-reply "$WORK/m19" jean@agri.gouv.fr "$tj"
-sed -i 's/^From: .*/From: agents: jean@agri.gouv.fr;/' "$WORK/m19"
+reply "$WORK/m19" jean@agri.gouv.fr "$tj" --from "agents: jean@agri.gouv.fr;"
 sign "$WORK/m19" "$WORK/m19.s" agri.gouv.fr rsa2048
 deliver_checked "group syntax in From: 550 malformed" "$WORK/m19.s" "$tj" reply malformed rcode=550 xcode=5.6.0
-reply "$WORK/m20" jean@agri.gouv.fr "$tj"
-sed -i 's/^From: .*/From: =?utf-8?q?jean?=@agri.gouv.fr/' "$WORK/m20"
+reply "$WORK/m20" jean@agri.gouv.fr "$tj" --from "=?utf-8?q?jean?=@agri.gouv.fr"
 sign "$WORK/m20" "$WORK/m20.s" agri.gouv.fr rsa2048
 deliver_checked "encoded word in the From address: 550 malformed" "$WORK/m20.s" "$tj" reply malformed rcode=550 xcode=5.6.0
 
 # 17. A forged Authentication-Results claiming our authserv-id is removed; an
 #     encoded display name (accents) is fine.
-reply "$WORK/m21" jean@agri.gouv.fr "$tj"
-sed -i 's/^From: .*/From: =?UTF-8?Q?Jean_Fran=C3=A7ois?= <jean@agri.gouv.fr>/' "$WORK/m21"
-sed -i '1i Authentication-Results: mx.certify.test; dkim=pass header.d=agri.gouv.fr' "$WORK/m21"
+reply "$WORK/m21" jean@agri.gouv.fr "$tj" --from "=?UTF-8?Q?Jean_Fran=C3=A7ois?= <jean@agri.gouv.fr>" \
+	--prepend "Authentication-Results: mx.certify.test; dkim=pass header.d=agri.gouv.fr"
 sign "$WORK/m21" "$WORK/m21.s" agri.gouv.fr rsa2048
 deliver_checked "forged Authentication-Results removed, encoded display name accepted" "$WORK/m21.s" "$tj" \
 	accept verified ardelete=1

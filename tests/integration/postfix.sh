@@ -24,8 +24,7 @@ ok "private Postfix instances up (MX on 127.0.0.1:$PF_RECV_PORT, relay on 127.0.
 
 # signed_reply FILE FROM TOKEN [unsigned]
 signed_reply() {
-	printf 'From: Agent <%s>\nTo: <verify+%s@certify.test>\nSubject: Re: Verification [%s]\nDate: %s\nMessage-ID: <%s@agri.gouv.fr>\n\nYes, it is me.\n' \
-		"$2" "$3" "$3" "$(date -R)" "$RANDOM$RANDOM" >"$1.raw"
+	make_reply "$1.raw" "$2" "$3"
 	if [ "${4:-}" = unsigned ]; then cp "$1.raw" "$1"; else
 		"$SIGN" --domain agri.gouv.fr --selector rsa2048 --key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" \
 			<"$1.raw" >"$1"; fi
@@ -63,8 +62,8 @@ steps=$(sed -n 's/.*milter: protocol version 6, actions 0x[0-9a-f]*, steps 0x\([
 	"$MILTERD_LOG" | tail -n 1)
 if [ -n "$steps" ] && (( (16#$steps & 0x200) != 0 )); then ok "Postfix sends no DATA (steps 0x$steps)"
 else not_ok "Postfix sends no DATA: steps '${steps}'"; fi
-printf 'From: <someone@example.com>\nTo: <postmaster@certify.test>\nSubject: about verify+%s@certify.test\nDate: %s\nMessage-ID: <%s@example.com>\n\nHello.\n' \
-	"$t" "$(date -R)" "$RANDOM$RANDOM" >"$WORK/m6"
+make_reply "$WORK/m6" someone@example.com "$t" --from "<someone@example.com>" --to "<postmaster@certify.test>" \
+	--subject "about verify+$t@certify.test" --body "Hello."
 reply=$(swaks_send "$PF_RECV_PORT" someone@example.com postmaster@certify.test "$WORK/m6")
 if [[ "$reply" == 250* ]]; then ok "mail for another recipient accepted: $reply"
 else not_ok "mail for another recipient: $reply"; fi
