@@ -78,6 +78,16 @@ _make_reply_print() {	# make_reply's locals are visible here (bash scoping)
 	printf '\n%s\n' "$body"
 }
 
+# rcpt_ok RCPT EXPECT: one transaction up to RCPT TO:<RCPT> through miltertest
+# (rcpt.lua); true when milterd answered as EXPECTed (continue | reply).
+rcpt_ok() { mt rcpt.lua "rcpt=$1" expect="$2" >/dev/null 2>&1; }
+
+# metrics PORT: the Prometheus text milterd serves on 127.0.0.1:PORT (or the error).
+metrics() {
+	/usr/bin/python3 -c "import urllib.request, sys; print(urllib.request.urlopen(
+		'http://127.0.0.1:%s/metrics' % sys.argv[1], timeout=5).read().decode())" "$1" 2>&1
+}
+
 # wait_for SECONDS COMMAND...: poll until the command succeeds.
 wait_for() {
 	local t=$(( $1 * 10 )); shift
