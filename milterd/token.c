@@ -115,16 +115,52 @@ token_find(const char *text, size_t len, const char *token)
 	return 0;
 }
 
-/* Decodes RFC 2047 encoded words (B and Q, any charset: only ASCII matters
- * for a token) into out; other text is copied. White space between two
- * encoded words is dropped, as RFC 2047 6.2 says. */
+/* A search for the token in text that comes one character at a time (encoded
+ * words being decoded), keeping only the last TOKEN_LEN + 1 characters: no
+ * buffer to outgrow, and a decoded NUL is a character like any other. */
+struct token_scan {
+	const char	*token;
+	char		 ring[TOKEN_LEN + 1];	/* the candidate and the character before it */
+	size_t		 n;			/* characters seen */
+	int		 pending;		/* the last TOKEN_LEN characters are the token */
+	int		 found;
+};
+
 static void
-token_decode_words(const char *in, size_t len, char *out, size_t size)
+token_scan_putc(struct token_scan *sc, char c)
 {
-	size_t o = 0, i = 0, pending_ws = 0, ws_start = 0;
+	const size_t rlen = sizeof(sc->ring);
+	size_t j;
+
+	/* A match counts once the character after it is known not to glue. */
+	if (sc->pending && !token_alnum(c))
+		sc->found = 1;
+	sc->pending = 0;
+	sc->ring[sc->n % rlen] = c;
+	sc->n++;
+	if (sc->n < TOKEN_LEN)
+		return;
+	for (j = 0; j < TOKEN_LEN; j++) {
+		char k = sc->ring[(sc->n - TOKEN_LEN + j) % rlen];
+
+		if (k >= 'A' && k <= 'Z')
+			k = (char)(k - 'A' + 'a');
+		if (k != sc->token[j])
+			return;
+	}
+	sc->pending = sc->n == TOKEN_LEN || !token_alnum(sc->ring[(sc->n - TOKEN_LEN - 1) % rlen]);
+}
+
+/* Decodes RFC 2047 encoded words (B and Q, any charset: only ASCII matters
+ * for a token) into the scan; other text is passed as it is. White space
+ * between two encoded words is dropped, as RFC 2047 6.2 says. */
+static void
+token_decode_words(const char *in, size_t len, struct token_scan *sc)
+{
+	size_t i = 0, pending_ws = 0, ws_start = 0;
 	int last_was_word = 0;
 
-	while (i < len && o + 1 < size) {
+	while (i < len && !sc->found) {
 		const char *q1, *q2, *end;
 		char enc;
 
@@ -135,8 +171,8 @@ token_decode_words(const char *in, size_t len, char *out, size_t size)
 		    (enc = q1[1]) != '\0' && strchr("BbQq", enc) != NULL) {
 			q2 = q1 + 3;
 			if (!last_was_word)
-				for (size_t k = 0; k < pending_ws && o + 1 < size; k++)
-					out[o++] = in[ws_start + k];
+				for (size_t k = 0; k < pending_ws; k++)
+					token_scan_putc(sc, in[ws_start + k]);
 			pending_ws = 0;
 			if (enc == 'B' || enc == 'b') {
 				unsigned char dec[1024];
@@ -150,22 +186,22 @@ token_decode_words(const char *in, size_t len, char *out, size_t size)
 						n--;
 						got--;
 					}
-					for (int k = 0; k < got && o + 1 < size; k++)
-						out[o++] = (char)dec[k];
+					for (int k = 0; k < got; k++)
+						token_scan_putc(sc, (char)dec[k]);
 				}
 			} else {
-				for (const char *c = q2; c < end && o + 1 < size; c++) {
+				for (const char *c = q2; c < end; c++) {
 					if (*c == '_')
-						out[o++] = ' ';
+						token_scan_putc(sc, ' ');
 					else if (*c == '=' && c + 2 < end &&
 					    isxdigit((unsigned char)c[1]) &&
 					    isxdigit((unsigned char)c[2])) {
 						char hex[3] = { c[1], c[2], 0 };
 
-						out[o++] = (char)strtol(hex, NULL, 16);
+						token_scan_putc(sc, (char)strtol(hex, NULL, 16));
 						c += 2;
 					} else
-						out[o++] = *c;
+						token_scan_putc(sc, *c);
 				}
 			}
 			i = (size_t)(end - in) + 2;
@@ -179,22 +215,23 @@ token_decode_words(const char *in, size_t len, char *out, size_t size)
 			i++;
 			continue;
 		}
-		for (size_t k = 0; k < pending_ws && o + 1 < size; k++)
-			out[o++] = in[ws_start + k];
+		for (size_t k = 0; k < pending_ws; k++)
+			token_scan_putc(sc, in[ws_start + k]);
 		pending_ws = 0;
 		last_was_word = 0;
-		out[o++] = in[i++];
+		token_scan_putc(sc, in[i++]);
 	}
-	out[o] = '\0';
 }
 
 int
 token_find_header(const char *value, const char *token)
 {
-	char decoded[2048];
+	struct token_scan sc = { .token = token };
+	size_t len = strlen(value);
 
-	if (token_find(value, strlen(value), token))
+	if (token_find(value, len, token))
 		return 1;
-	token_decode_words(value, strlen(value), decoded, sizeof(decoded));
-	return token_find(decoded, strlen(decoded), token);
+	token_decode_words(value, len, &sc);
+	/* Trailing white space is dropped: the end of the value ends a match. */
+	return sc.found || sc.pending;
 }
