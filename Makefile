@@ -6,6 +6,7 @@
 #   make deps       install the Debian packages the build, tests and demo need
 #   make fuzz       build the libFuzzer targets (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make deb        $(BUILD)/deb/milterd_VERSION_ARCH.deb (debian/), checked by lintian
 
 PREFIX    ?= /usr/local
 SBINDIR   ?= $(PREFIX)/sbin
@@ -15,7 +16,7 @@ SYSCONFDIR ?= /etc/milterd
 DESTDIR   ?=
 
 CC        ?= cc
-PKGS      := opendkim libpq libpsl inih libcrypto libmicrohttpd
+PKGS      := opendkim libpq libpsl inih libcrypto libmicrohttpd jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -33,20 +34,25 @@ LDFLAGS    += -fsanitize=$(SANITIZER)
 endif
 
 BUILD     ?= build
-SRC_COMMON := buf.c log.c config.c address.c token.c store.c dns.c dkim.c spf.c align.c policy.c authres.c session.c render.c challenge.c stats.c
+SRC_COMMON := buf.c log.c reason.c config.c stats.c address.c token.c store.c dns.c dkim.c spf.c \
+	      align.c authres.c render.c replies.c challenge.c policy.c snapshot.c session.c
 SRC_DAEMON := main.c milter.c server.c
-SRC_CTL    := milterctl.c
+SRC_CTL    := milterctl.c ctl_check.c ctl_follow.c ctl_cycle.c
 OBJ_COMMON := $(SRC_COMMON:%.c=$(BUILD)/%.o)
 OBJ_DAEMON := $(SRC_DAEMON:%.c=$(BUILD)/%.o)
 OBJ_CTL    := $(SRC_CTL:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*_test.c))
 
 # Debian packages needed to build, test and demo (checked one by one, installed if missing).
+# make deb needs build-essential (implied by every Build-Depends), debhelper, dpkg-dev and
+# lintian (no fakeroot: Rules-Requires-Root: no); deb.sh needs adduser (the package's
+# dependency, dpkg -i does not fetch it) and systemd's systemd-analyze (not as PID 1).
 DEB_PACKAGES := gcc make pkg-config libopendkim-dev libspf2-dev libpq-dev \
-	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev libmicrohttpd-dev postgresql postgresql-contrib \
-	postfix swaks miltertest python3 python3-dkim python3-dnspython python3-spf python3-yaml unbound bind9-dnsutils ldnsutils openssl iproute2 util-linux groff-base man-db clang libclang-rt-14-dev
+	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev libmicrohttpd-dev libjansson-dev postgresql postgresql-contrib \
+	postfix swaks miltertest python3 python3-dkim python3-dnspython python3-spf python3-yaml unbound bind9-dnsutils ldnsutils openssl iproute2 util-linux groff-base man-db clang libclang-rt-14-dev \
+	build-essential debhelper dpkg-dev lintian adduser systemd
 
-.PHONY: all check demo deps fuzz install clean unit bench FORCE
+.PHONY: all check demo deps fuzz install deb clean unit bench FORCE
 all: $(BUILD)/milterd $(BUILD)/milterctl
 
 # Objects are rebuilt when the flags change (PREFIX is compiled in).
@@ -125,18 +131,27 @@ demo: deps
 	tests/demo.sh
 
 SYSTEMDDIR ?= /lib/systemd/system
+# Every unit in milterd/ (milterd.service, and any other .service or .timer added there).
+SYSTEMD_UNITS := $(wildcard milterd/*.service milterd/*.timer)
 
 # Existing files under SYSCONFDIR are never overwritten: they are the admin's.
+# The whole Mastodon kit (every file of milterd/sql/mastodon/) goes to DATADIR.
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/policies \
 		$(DESTDIR)$(SYSCONFDIR)/policies
 	install -m 0755 $(BUILD)/milterd $(BUILD)/milterctl $(DESTDIR)$(SBINDIR)/
 	install -m 0644 milterd/sql/*.sql $(DESTDIR)$(DATADIR)/sql/
-	install -m 0755 milterd/sql/mastodon/mastodon-sync $(DESTDIR)$(DATADIR)/mastodon-sync
+	for f in milterd/sql/mastodon/*; do \
+		[ -f "$$f" ] || continue; \
+		if [ -x "$$f" ]; then m=0755; else m=0644; fi; \
+		install -m $$m "$$f" $(DESTDIR)$(DATADIR)/ || exit 1; \
+	done
 	install -d $(DESTDIR)$(SYSTEMDDIR)
-	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' milterd/milterd.service \
-		>$(DESTDIR)$(SYSTEMDDIR)/milterd.service
-	chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/milterd.service
+	for u in $(SYSTEMD_UNITS); do \
+		sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+			-e 's|@DATADIR@|$(DATADIR)|g' "$$u" >$(DESTDIR)$(SYSTEMDDIR)/$${u##*/} && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/$${u##*/} || exit 1; \
+	done
 	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	for m in milterd/*.8; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man8/; done; true
 	for m in milterd/*.5; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man5/; done; true
@@ -149,6 +164,28 @@ install: all
 	for p in policies/*.conf; do \
 		[ -e $(DESTDIR)$(SYSCONFDIR)/$$p ] || install -m 0644 $$p $(DESTDIR)$(SYSCONFDIR)/$$p; \
 	done
+
+# The package is built by dpkg-buildpackage in a copy of the tree (the files git
+# tracks or would track: what a commit of the tree would hold), so neither the
+# tree nor its parent gets build products; lintian must find no error or warning.
+DEB_DIR     = $(BUILD)/deb
+DEB_VERSION = $(shell dpkg-parsechangelog -l debian/changelog -SVersion)
+DEB_ARCH    = $(shell dpkg --print-architecture)
+deb:
+	@command -v dpkg-buildpackage >/dev/null && command -v dh >/dev/null && command -v lintian >/dev/null || \
+		{ echo "deb: dpkg-buildpackage, debhelper or lintian missing: make deps" >&2; exit 1; }
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git ls-files -z --cached --others --exclude-standard >$(DEB_DIR)/files && \
+		tar --null --ignore-failed-read -T $(DEB_DIR)/files -cf - | tar -C $(DEB_DIR)/src -xf -; \
+	else \
+		tar --exclude=./.git --exclude=./build --exclude='./build-*' --exclude=./debian/build \
+			--exclude=./debian/tmp --exclude=./debian/milterd -cf - . | tar -C $(DEB_DIR)/src -xf -; \
+	fi
+	cd $(DEB_DIR)/src && dpkg-buildpackage -b -us -uc -Jauto
+	lintian --fail-on error,warning $(DEB_DIR)/milterd_$(DEB_VERSION)_$(DEB_ARCH).changes
+	@echo "deb: $(DEB_DIR)/milterd_$(DEB_VERSION)_$(DEB_ARCH).deb"
 
 clean:
 	rm -rf $(BUILD)

@@ -1,9 +1,8 @@
-/* authres.c — Authentication-Results (RFC 8601) for DKIM, with milterd's verdict. */
+/* authres.c — Authentication-Results (RFC 8601) for DKIM and SPF, with milterd's verdict. */
 #include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
-#include "address.h"
 #include "authres.h"
 
 static const char *
@@ -14,6 +13,7 @@ authres_result(enum dkimv_result r)
 	case DKIMV_FAIL:	return "fail";
 	case DKIMV_TEMPERROR:	return "temperror";
 	case DKIMV_PERMERROR:	return "permerror";
+	case DKIMV_SKIPPED:	return "policy";	/* RFC 8601 2.7.1: not acceptable here */
 	}
 	return "neutral";
 }
@@ -23,30 +23,23 @@ static void
 authres_quoted(struct buf *out, const char *s)
 {
 	buf_putc(out, '"');
-	for (; *s; s++)
+	for (; s != NULL && *s; s++)
 		if (*s != '"' && *s != '\\' && (unsigned char)*s >= 0x20 &&
 		    (unsigned char)*s < 0x7f)
 			buf_putc(out, *s);
 	buf_putc(out, '"');
 }
 
-int
-authres_build(struct buf *out, const char *authserv_id, const struct dkimv_sig *sigs,
-    size_t nsigs, const struct policy_decision *d)
+static void
+authres_dkim(struct buf *out, const struct authres_input *in)
 {
-	buf_printf(out, "%s;", authserv_id);
-	if (nsigs == 0)
+	if (in->nsigs == 0)
 		buf_puts(out, " dkim=none");
-	for (size_t i = 0; i < nsigs && i < DKIMV_MAXSIGS; i++) {
-		const struct dkimv_sig *s = &sigs[i];
-		const struct policy_sigverdict *v = &d->verdicts[i];
+	for (size_t i = 0; i < in->nsigs && i < DKIMV_MAXSIGS; i++) {
+		const struct dkimv_sig *s = &in->sigs[i];
 
 		buf_printf(out, "%s\n\tdkim=%s reason=", i ? ";" : "", authres_result(s->result));
-		if (s->result == DKIMV_PASS)
-			authres_quoted(out, v->binds_token ? "aligned, token signed" :
-			    v->why ? v->why : v->aligned ? "aligned" : "not judged");
-		else
-			authres_quoted(out, s->error);
+		authres_quoted(out, s->result == DKIMV_PASS ? in->sig_why[i] : s->error);
 		if (s->domain[0] != '\0')
 			buf_printf(out, " header.d=%s", s->domain);
 		if (s->selector[0] != '\0')
@@ -56,27 +49,33 @@ authres_build(struct buf *out, const char *authserv_id, const struct dkimv_sig *
 		if (s->b_prefix[0] != '\0')
 			buf_printf(out, " header.b=%s", s->b_prefix);
 	}
-	return out->s == NULL ? -1 : 0;
 }
 
-void
-authres_spf(struct buf *out, const struct spf_outcome *mailfrom, const struct spf_outcome *helo,
-    const char *helo_name, const struct policy_decision *d, int internal)
+/* SPF's "skipped" is not an RFC 8601 result: the header says none, and why. */
+static const char *
+authres_spf_result(enum spf_result r)
 {
-	if (mailfrom != NULL) {
-		buf_printf(out, ";\n\tspf=%s reason=", spf_result_name(mailfrom->result));
-		authres_quoted(out, internal ? "internal client, not evaluated" :
-		    d->spf_aligned ? "aligned with From" : "not aligned with From");
-		buf_printf(out, " smtp.mailfrom=%s", mailfrom->domain);
+	return r == SPF_R_SKIPPED ? "none" : spf_result_name(r);
+}
+
+int
+authres_build(struct buf *out, const struct authres_input *in)
+{
+	buf_printf(out, "%s;", in->authserv_id);
+	authres_dkim(out, in);
+	if (in->mailfrom != NULL) {
+		buf_printf(out, ";\n\tspf=%s reason=", authres_spf_result(in->mailfrom->result));
+		authres_quoted(out, in->mailfrom_why);
+		buf_printf(out, " smtp.mailfrom=%s", in->mailfrom->domain);
 	}
-	if (helo_name != NULL && address_valid_domain(helo_name)) {
-		buf_printf(out, ";\n\tspf=%s reason=", spf_result_name(helo->result));
-		authres_quoted(out, internal ? "internal client, not evaluated" :
-		    "HELO identity, recorded only");
-		buf_printf(out, " smtp.helo=%s", helo_name);
+	if (in->helo != NULL && in->helo_name != NULL) {
+		buf_printf(out, ";\n\tspf=%s reason=", authres_spf_result(in->helo->result));
+		authres_quoted(out, in->helo_why);
+		buf_printf(out, " smtp.helo=%s", in->helo_name);
 	}
 	/* The verdict as a comment: our own method name is not registered. */
-	buf_printf(out, "\n\t(milterd: %s)", reason_name(d->reason));
+	buf_printf(out, "\n\t(milterd: %s)", in->verdict);
+	return buf_failed(out) ? -1 : 0;
 }
 
 int

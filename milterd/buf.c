@@ -15,6 +15,7 @@ buf_init(struct buf *b)
 	b->s = empty;
 	b->len = 0;
 	b->cap = 0;
+	b->failed = 0;
 }
 
 void
@@ -29,8 +30,15 @@ void
 buf_reset(struct buf *b)
 {
 	b->len = 0;
+	b->failed = 0;
 	if (b->cap > 0)
 		b->s[0] = '\0';
+}
+
+int
+buf_failed(const struct buf *b)
+{
+	return b->failed;
 }
 
 int
@@ -39,20 +47,26 @@ buf_reserve(struct buf *b, size_t extra)
 	size_t need, cap;
 	char *n;
 
-	if (extra > SIZE_MAX - b->len - 1)
+	if (extra > SIZE_MAX - b->len - 1) {
+		b->failed = 1;
 		return -1;
+	}
 	need = b->len + extra + 1;
 	if (need <= b->cap)
 		return 0;
 	cap = b->cap ? b->cap : 64;
 	while (cap < need) {
-		if (cap > SIZE_MAX / 2)
+		if (cap > SIZE_MAX / 2) {
+			b->failed = 1;
 			return -1;
+		}
 		cap *= 2;
 	}
 	n = b->cap ? realloc(b->s, cap) : malloc(cap);
-	if (n == NULL)
+	if (n == NULL) {
+		b->failed = 1;
 		return -1;
+	}
 	if (b->cap == 0)
 		n[0] = '\0';
 	b->s = n;
@@ -92,7 +106,11 @@ buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 	va_copy(aq, ap);
 	n = vsnprintf(NULL, 0, fmt, aq);
 	va_end(aq);
-	if (n < 0 || buf_reserve(b, (size_t)n) == -1)
+	if (n < 0) {
+		b->failed = 1;
+		return -1;
+	}
+	if (buf_reserve(b, (size_t)n) == -1)
 		return -1;
 	vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
 	b->len += (size_t)n;

@@ -9,10 +9,12 @@ struct buf {
 	char	*s;	/* NUL-terminated, never NULL after buf_init */
 	size_t	 len;	/* bytes used, not counting the NUL */
 	size_t	 cap;	/* bytes allocated */
+	int	 failed;	/* an append ran out of memory since buf_init/reset */
 };
 
 /* All functions returning int give 0 on success, -1 when memory ran out
- * (the buffer is then left unchanged). */
+ * (the buffer is then left unchanged and marked failed, so that a series of
+ * appends can be checked once at its end with buf_failed()). */
 void	buf_init(struct buf *);
 void	buf_free(struct buf *);
 void	buf_reset(struct buf *);
@@ -26,6 +28,8 @@ int	buf_vprintf(struct buf *, const char *, va_list)
 	    __attribute__((format(printf, 2, 0)));
 /* Appends a whole file; 0, or -1 with errno set. */
 int	buf_read_file(struct buf *, const char *path);
+/* Whether an append was lost since buf_init()/buf_reset(). */
+int	buf_failed(const struct buf *);
 
 /* Bounded copy: returns 0, or -1 when src did not fit (dst then holds a
  * truncated, NUL-terminated copy). */

@@ -14,14 +14,22 @@
 
 #include "challenge.h"
 #include "render.h"
+#include "replies.h"
 
 int
-challenge_render(const struct config *cfg, const char *account, const char *email,
-    const char *token, int lang, const char *expires, struct buf *out, struct buf *err)
+challenge_render(const struct config *cfg, const struct challenge *ch, struct buf *out,
+    struct buf *err)
 {
 	char path[4096], date[64], msgid[128], reply_to[400], rnd[8];
 	struct tm tm;
 	time_t now = time(NULL);
+	const struct render_var vars[] = {
+		{ "account", ch->account }, { "to", ch->email }, { "token", ch->token },
+		{ "reply_to", reply_to }, { "from", cfg->challenge_from },
+		{ "service_name", cfg->service_name }, { "date", date },
+		{ "message_id", msgid }, { "expires", ch->expires },
+		{ "ends", ch->ends ? ch->ends : "" },
+	};
 
 	if (RAND_bytes((unsigned char *)rnd, sizeof(rnd)) != 1) {
 		buf_puts(err, "no randomness for the Message-ID");
@@ -29,23 +37,18 @@ challenge_render(const struct config *cfg, const char *account, const char *emai
 	}
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	snprintf(msgid, sizeof(msgid), "%lld.%02x%02x%02x%02x%02x%02x%02x%02x@%s",
+	if ((size_t)snprintf(msgid, sizeof(msgid), "%lld.%02x%02x%02x%02x%02x%02x%02x%02x@%s",
 	    (long long)now, rnd[0] & 0xff, rnd[1] & 0xff, rnd[2] & 0xff, rnd[3] & 0xff,
-	    rnd[4] & 0xff, rnd[5] & 0xff, rnd[6] & 0xff, rnd[7] & 0xff, cfg->verify_domain);
-	snprintf(reply_to, sizeof(reply_to), "%s+%s@%s", cfg->verify_local, token,
-	    cfg->verify_domain);
-	{
-		const struct render_var vars[] = {
-			{ "account", account }, { "to", email }, { "token", token },
-			{ "reply_to", reply_to }, { "from", cfg->challenge_from },
-			{ "service_name", cfg->service_name }, { "date", date },
-			{ "message_id", msgid }, { "expires", expires },
-		};
-
-		snprintf(path, sizeof(path), "%s/challenge.%s.eml", cfg->templates,
-		    replies_lang_name(lang));
-		return render_file(path, vars, sizeof(vars) / sizeof(vars[0]), out, err);
+	    rnd[4] & 0xff, rnd[5] & 0xff, rnd[6] & 0xff, rnd[7] & 0xff, cfg->verify_domain) >=
+	    sizeof(msgid) ||
+	    (size_t)snprintf(reply_to, sizeof(reply_to), "%s+%s@%s", cfg->verify_local,
+	    ch->token, cfg->verify_domain) >= sizeof(reply_to) ||
+	    (size_t)snprintf(path, sizeof(path), "%s/%s.%s.eml", cfg->templates, ch->kind,
+	    replies_lang_name(ch->lang)) >= sizeof(path)) {
+		buf_puts(err, "verify_address or templates too long for a challenge");
+		return -1;
 	}
+	return render_file(path, vars, sizeof(vars) / sizeof(vars[0]), out, err);
 }
 
 int

@@ -6,10 +6,19 @@
 #include "buf.h"
 #include "config.h"
 
-/* Renders templates/challenge.LANG.eml for a fresh request. expires is the
- * human-readable deadline. 0, or -1 with err set. */
-int	challenge_render(const struct config *, const char *account, const char *email,
-	    const char *token, int lang, const char *expires, struct buf *out,
+/* A fresh request's challenge. */
+struct challenge {
+	const char	*kind;		/* template: "challenge" or "recertify" */
+	const char	*account;
+	const char	*email;
+	const char	*token;
+	int		 lang;		/* replies_lang() */
+	const char	*expires;	/* the request's deadline, human-readable */
+	const char	*ends;		/* recertify: when the certification ends */
+};
+
+/* Renders templates/KIND.LANG.eml. 0, or -1 with err set. */
+int	challenge_render(const struct config *, const struct challenge *, struct buf *out,
 	    struct buf *err);
 /* Pipes a rendered message (CRLF lines) to cfg->sendmail_path -t -i. */
 int	challenge_send(const struct config *, const char *msg, struct buf *err);

@@ -16,8 +16,6 @@
 #include "config.h"
 #include "address.h"
 #include "log.h"
-#include "policy.h"
-#include "render.h"
 
 enum config_type {
 	CT_STRING,	/* any non-empty text */
@@ -36,6 +34,8 @@ enum config_type {
 	CT_NETLIST,	/* CIDR blocks, space or comma separated */
 	CT_DIR,		/* readable directory */
 	CT_LISTEN,	/* loopback IPv4:PORT, or empty */
+	CT_DURATION,	/* seconds, written 3600, 90s, 30m, 12h, 7d, 2w; in [min, max] */
+	CT_INSTANCE,	/* a name for logs and evidence: printable ASCII, no space */
 };
 
 struct config_key {
@@ -74,6 +74,10 @@ static const struct config_key config_keys[] = {
 	{ "sendmail_path",	CT_STRING,	OFF(sendmail_path), "/usr/sbin/sendmail", 1, 0, 0 },
 	{ "stats_file",		CT_OPTSTRING,	OFF(stats_file), "/run/milterd/stats", 0, 0, 0 },
 	{ "stats_listen",	CT_LISTEN,	OFF(stats_listen), "", 0, 0, 0 },
+	{ "instance_name",	CT_INSTANCE,	OFF(instance_name), "", 0, 0, 0 },
+	{ "evidence_retention",	CT_DURATION,	OFF(evidence_retention), "400d", 1, 86400, 3650L * 86400 },
+	{ "request_retention",	CT_DURATION,	OFF(request_retention), "400d", 1, 86400, 3650L * 86400 },
+	{ "follow_exec",	CT_OPTSTRING,	OFF(follow_exec), "", 1, 0, 0 },
 	{ "log_level",		CT_LOGLEVEL,	OFF(log_level), "info", 1, 0, 0 },
 	{ "syslog_facility",	CT_FACILITY,	OFF(syslog_facility), "mail", 0, 0, 0 },
 };
@@ -197,6 +201,48 @@ config_parse_long(const char *v, int base, long *out)
 		return -1;
 	*out = n;
 	return 0;
+}
+
+long
+config_duration(const char *v)
+{
+	char *end;
+	long n, mult = 1;
+
+	if (!isdigit((unsigned char)*v))
+		return -1;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno != 0)
+		return -1;
+	switch (*end) {
+	case '\0': case 's': break;
+	case 'm': mult = 60; break;
+	case 'h': mult = 3600; break;
+	case 'd': mult = 86400; break;
+	case 'w': mult = 7 * 86400; break;
+	default: return -1;
+	}
+	if (*end != '\0' && end[1] != '\0')
+		return -1;
+	if (n > CONFIG_DURATION_MAX / mult)
+		return -1;
+	return n * mult;
+}
+
+void
+config_duration_format(long secs, char *out, size_t size)
+{
+	static const struct { long unit; char c; } units[] = {
+		{ 7 * 86400, 'w' }, { 86400, 'd' }, { 3600, 'h' }, { 60, 'm' },
+	};
+
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (secs > 0 && secs % units[i].unit == 0) {
+			snprintf(out, size, "%ld%c", secs / units[i].unit, units[i].c);
+			return;
+		}
+	snprintf(out, size, "%lds", secs);
 }
 
 /* Checks a milter socket spec: {unix|local}:/path, inet:port[@host],
@@ -450,6 +496,28 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 			return "the statistics listener must be on loopback (127.0.0.0/8)";
 		break;
 	}
+	case CT_DURATION: {
+		long *lp = (long *)(void *)((char *)cfg + k->offset);
+
+		if ((n = config_duration(v)) < k->min || n > k->max) {
+			char lo[32], hi[32];
+
+			config_duration_format(k->min, lo, sizeof(lo));
+			config_duration_format(k->max, hi, sizeof(hi));
+			snprintf(msgbuf, msgsize, "'%s' is not a duration from %s to %s, like"
+			    " 400d, 12h or 2w", v, lo, hi);
+			return msgbuf;
+		}
+		*lp = n;
+		return NULL;
+	}
+	case CT_INSTANCE:
+		for (const char *c = v; *c; c++)
+			if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f)
+				return "expected printable ASCII without white space";
+		if (strlen(v) > 63)
+			return "at most 63 characters (PostgreSQL's application_name)";
+		break;
 	case CT_NETLIST:
 		if ((complaint = config_parse_nets(cfg, v, msgbuf, msgsize)) != NULL)
 			return complaint;
@@ -621,6 +689,18 @@ config_finish(struct config_parse *p)
 		free(cfg->authserv_id);
 		cfg->authserv_id = strdup(host);
 	}
+	if (cfg->instance_name[0] == '\0') {
+		char name[64];
+
+		if (gethostname(host, sizeof(host)) == -1)
+			str_copy(host, "unknown", sizeof(host));
+		host[sizeof(host) - 1] = '\0';
+		/* Cut, not refused: the default must always fit. */
+		snprintf(name, sizeof(name), "milterd@%.47s", host);
+		free(cfg->instance_name);
+		if ((cfg->instance_name = strdup(name)) == NULL)
+			return -1;
+	}
 	if (cfg->challenge_from[0] == '\0') {
 		free(cfg->challenge_from);
 		if ((cfg->challenge_from = strdup(cfg->verify_address)) == NULL)
@@ -675,11 +755,6 @@ config_load(const char *path, struct buf *errors)
 			buf_printf(errors, "%s: %s: %s (default; set %s in the file)\n",
 			    path, k->name, complaint, k->name), p.nerrors++;
 	}
-	/* The policy is part of the snapshot: checked by -n, swapped on reload. */
-	if (p.nerrors == 0 && (p.cfg->pol = policy_load(p.cfg->policy, errors)) == NULL)
-		p.nerrors++;
-	if (p.nerrors == 0 && (p.cfg->replies = replies_load(p.cfg->templates, errors)) == NULL)
-		p.nerrors++;
 	if (p.nerrors > 0 || config_finish(&p) == -1) {
 		config_unref(p.cfg);
 		return NULL;
@@ -702,14 +777,12 @@ config_unref(struct config *cfg)
 		const struct config_key *k = &config_keys[i];
 
 		switch (k->type) {
-		case CT_INT: case CT_MODE: case CT_LOGLEVEL: case CT_FACILITY:
+		case CT_INT: case CT_MODE: case CT_LOGLEVEL: case CT_FACILITY: case CT_DURATION:
 			break;
 		default:
 			free(*(char **)(void *)((char *)cfg + k->offset));
 		}
 	}
-	policy_free(cfg->pol);
-	replies_free(cfg->replies);
 	free(cfg->nets);
 	free(cfg->verify_local);
 	free(cfg->verify_domain);
@@ -724,6 +797,10 @@ config_format(const struct config *cfg, const struct config_key *k, char *out, s
 	int v = 0;
 
 	/* Only read the field as the type it has. */
+	if (k->type == CT_DURATION) {
+		config_duration_format(*(const long *)field, out, size);
+		return;
+	}
 	switch (k->type) {
 	case CT_INT: case CT_MODE: case CT_LOGLEVEL: case CT_FACILITY:
 		v = *(const int *)field;

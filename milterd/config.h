@@ -15,13 +15,10 @@
 #define DATADIR "/usr/local/share/milterd"
 #endif
 
-struct policy;
-struct replies;
+#define CONFIG_DURATION_MAX	(3650L * 86400)	/* ten years */
 
 struct config {
 	int	 refs;
-	struct policy *pol;	/* parsed from the policy key */
-	struct replies *replies;	/* SMTP reply texts, from templates */
 	char	*path;
 
 	char	*socket;
@@ -54,6 +51,10 @@ struct config {
 	char	*stats_listen;
 	char	*challenge_from;
 	char	*service_name;
+	char	*instance_name;	/* application_name and evidence: which milterd decided */
+	long	 evidence_retention;	/* seconds evidence rows are kept (db prune) */
+	long	 request_retention;	/* seconds finished requests are kept */
+	char	*follow_exec;	/* program milterctl follow runs on each event */
 	int	 log_level;
 	int	 syslog_facility;
 
@@ -90,6 +91,11 @@ const char	*config_suggest(const char *name, const char *(*key)(size_t));
 /* Whether a client address (text) is loopback or in internal_networks:
  * such clients never pass SPF. */
 int		 config_internal_client(const struct config *, const char *ip);
+/* "3600", "90s", "30m", "12h", "7d", "2w" -> seconds; -1 if not a duration or
+ * above CONFIG_DURATION_MAX. */
+long		 config_duration(const char *);
+/* Seconds as the largest whole unit: "400d", "2w", "90s". */
+void		 config_duration_format(long secs, char *out, size_t size);
 /* Iterates over the key table, for documentation checks: returns the name
  * of key i, or NULL past the end. */
 const char	*config_key_name(size_t i);

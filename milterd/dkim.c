@@ -24,6 +24,10 @@ static struct dns	*dkimv_dns;
 
 struct dkimv {
 	DKIM	*dkim;
+	dkimv_worth_fn worth;	/* asked by the prescreen, during dkimv_eoh() */
+	void	*worth_arg;
+	int	 skipped;	/* signatures the prescreen set aside */
+	int	 allskipped;	/* all of them: nothing to verify, only to report */
 	int	 nosig;		/* no signature at all: nothing to verify */
 	int	 failed;	/* a bad signature header: report, don't crash */
 	unsigned char last;	/* the body's last byte so far */
@@ -102,6 +106,35 @@ dkimv_dns_wait(void *srv, void *qh, struct timeval *to, size_t *bytes, int *erro
 	return q->status;
 }
 
+/* libopendkim's prescreen, called once the headers are in and before any key
+ * is fetched: a signature whose d= could not align with From can never count,
+ * so its key (DNS data the sender chose) is not fetched or parsed. */
+static DKIM_CBSTAT
+dkimv_prescreen(DKIM *dkim, DKIM_SIGINFO **sigs, int nsigs)
+{
+	struct dkimv *v = dkim_get_user_context(dkim);
+	char domain[256];
+	unsigned char *d;
+
+	if (v == NULL || v->worth == NULL)
+		return DKIM_CBSTAT_CONTINUE;
+	for (int i = 0; i < nsigs; i++) {
+		d = dkim_sig_getdomain(sigs[i]);
+		/* A d= too long for any domain cannot align either. */
+		if (d == NULL || str_copy(domain, (const char *)d, sizeof(domain)) == -1) {
+			dkim_sig_ignore(sigs[i]);
+			v->skipped++;
+			continue;
+		}
+		str_lower(domain);
+		if (!v->worth(v->worth_arg, domain)) {
+			dkim_sig_ignore(sigs[i]);
+			v->skipped++;
+		}
+	}
+	return DKIM_CBSTAT_CONTINUE;
+}
+
 int
 dkimv_init(struct dns *dns, int timeout, struct buf *err)
 {
@@ -124,6 +157,11 @@ dkimv_init(struct dns *dns, int timeout, struct buf *err)
 	    dkim_options(dkimv_lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS, &minbits,
 	    sizeof(minbits)) != DKIM_STAT_OK) {
 		buf_puts(err, "dkim_options failed");
+		dkimv_shutdown();
+		return -1;
+	}
+	if (dkim_set_prescreen(dkimv_lib, dkimv_prescreen) != DKIM_STAT_OK) {
+		buf_puts(err, "dkim_set_prescreen failed");
 		dkimv_shutdown();
 		return -1;
 	}
@@ -298,6 +336,7 @@ dkimv_new(const char *id, struct buf *err)
 		free(v);
 		return NULL;
 	}
+	(void)dkim_set_user_context(v->dkim, v);
 	return v;
 }
 
@@ -323,15 +362,23 @@ dkimv_header(struct dkimv *v, const char *name, const char *value, struct buf *e
 }
 
 int
-dkimv_eoh(struct dkimv *v, struct buf *err)
+dkimv_eoh(struct dkimv *v, dkimv_worth_fn worth, void *arg, struct buf *err)
 {
 	DKIM_STAT st;
 
 	if (v->failed)
 		return 0;
+	v->worth = worth;
+	v->worth_arg = arg;
 	st = dkim_eoh(v->dkim);
+	v->worth = NULL;	/* arg lives only as long as this call */
 	if (st == DKIM_STAT_NOSIG) {
-		v->nosig = 1;
+		/* libopendkim says "no signature" when the prescreen set them
+		 * all aside: they are still reported, as skipped. */
+		if (v->skipped > 0)
+			v->allskipped = 1;
+		else
+			v->nosig = 1;
 		return 0;
 	}
 	if (dkimv_status(st, "eoh", err) == -1)
@@ -348,7 +395,7 @@ dkimv_body(struct dkimv *v, const unsigned char *p, size_t n, struct buf *err)
 	unsigned char *fixed, *o;
 	DKIM_STAT st;
 
-	if (v->nosig || v->failed || n == 0)
+	if (v->nosig || v->allskipped || v->failed || n == 0)
 		return 0;
 	/* Lines end in CRLF on the wire; a bare LF (some MTAs, files) is read
 	 * as CRLF, as DKIM verifiers do. The common case: none, no copy. */
@@ -375,7 +422,9 @@ dkimv_body(struct dkimv *v, const unsigned char *p, size_t n, struct buf *err)
 	return dkimv_status(st, "body", err);
 }
 
-static void
+/* A tag's value, lowercased, white space removed; returns -1 when it did not
+ * fit (out then holds what did). */
+static int
 dkimv_tag(DKIM_SIGINFO *sig, const char *tag, char *out, size_t size)
 {
 	unsigned char *v = dkim_sig_gettagvalue(sig, false, (unsigned char *)(uintptr_t)tag);
@@ -383,12 +432,19 @@ dkimv_tag(DKIM_SIGINFO *sig, const char *tag, char *out, size_t size)
 
 	out[0] = '\0';
 	if (v == NULL)
-		return;
+		return 0;
 	/* Tag values may be folded: keep everything but white space. */
-	for (; *v && o + 1 < size; v++)
-		if (!isspace(*v))
-			out[o++] = (char)tolower(*v);
+	for (; *v; v++) {
+		if (isspace(*v))
+			continue;
+		if (o + 1 >= size) {
+			out[o] = '\0';
+			return -1;
+		}
+		out[o++] = (char)tolower(*v);
+	}
 	out[o] = '\0';
+	return 0;
 }
 
 static void
@@ -403,11 +459,15 @@ dkimv_report(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 
 	memset(out, 0, sizeof(*out));
 	out->timestamp = -1;
-	if ((s = dkim_sig_getdomain(sig)) != NULL)
-		str_copy(out->domain, (const char *)s, sizeof(out->domain));
+	/* A d= or s= too long to copy whole is reported empty, never cut: a
+	 * cut name could look like another signer. */
+	if ((s = dkim_sig_getdomain(sig)) != NULL &&
+	    str_copy(out->domain, (const char *)s, sizeof(out->domain)) == -1)
+		out->domain[0] = '\0';
 	str_lower(out->domain);
-	if ((s = dkim_sig_getselector(sig)) != NULL)
-		str_copy(out->selector, (const char *)s, sizeof(out->selector));
+	if ((s = dkim_sig_getselector(sig)) != NULL &&
+	    str_copy(out->selector, (const char *)s, sizeof(out->selector)) == -1)
+		out->selector[0] = '\0';
 	if (dkim_sig_getsignalg(sig, &alg) == DKIM_STAT_OK)
 		str_copy(out->algorithm, alg == DKIM_SIGN_RSASHA256 ? "rsa-sha256" :
 		    alg == DKIM_SIGN_RSASHA1 ? "rsa-sha1" :
@@ -417,9 +477,19 @@ dkimv_report(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 		out->key_bits = 0;
 	if (dkim_sig_getsigntime(sig, &when) == DKIM_STAT_OK)
 		out->timestamp = (long long)when;
-	dkimv_tag(sig, "h", out->headers, sizeof(out->headers));
-	dkimv_tag(sig, "l", buf, sizeof(buf));
-	if (buf[0] != '\0') {
+	/* An h= longer than we keep loses its last names whole, never a part of
+	 * one ("subject" read from a cut "subjectx"): fewer headers count as
+	 * signed, never more. */
+	if (dkimv_tag(sig, "h", out->headers, sizeof(out->headers)) == -1) {
+		char *colon = strrchr(out->headers, ':');
+
+		if (colon != NULL)
+			*colon = '\0';
+		else
+			out->headers[0] = '\0';
+	}
+	/* An l= too long to read is still an l=: the body then never counts. */
+	if (dkimv_tag(sig, "l", buf, sizeof(buf)) == -1 || buf[0] != '\0') {
 		out->has_length = 1;
 		out->length = strtoull(buf, NULL, 10);
 	}
@@ -433,6 +503,13 @@ dkimv_report(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 			if (!isspace(*s))
 				out->b_prefix[o++] = (char)*s;
 		out->b_prefix[o] = '\0';
+	}
+	if (dkim_sig_getflags(sig) & DKIM_SIGFLAG_IGNORE) {
+		out->skipped = 1;
+		out->result = DKIMV_SKIPPED;
+		out->dnssec = "unknown";
+		str_copy(out->error, "skipped: cannot align with From", sizeof(out->error));
+		return;
 	}
 	switch (dkim_sig_getdnssec(sig)) {
 	case DKIM_DNSSEC_SECURE:	out->dnssec = "secure"; break;
@@ -468,16 +545,19 @@ dkimv_eom(struct dkimv *v, struct dkimv_sig *sigs, size_t max, struct buf *err)
 
 	if (v->nosig || v->failed)
 		return 0;
-	st = dkim_eom(v->dkim, NULL);
-	if (dkimv_status(st, "eom", err) == -1)
-		return -1;
+	if (!v->allskipped) {
+		st = dkim_eom(v->dkim, NULL);
+		if (dkimv_status(st, "eom", err) == -1)
+			return -1;
+	}
 	if (dkim_getsiglist(v->dkim, &list, &n) != DKIM_STAT_OK || list == NULL)
 		return 0;
 	if ((size_t)n > max)
 		n = (int)max;
 	for (int i = 0; i < n; i++) {
-		/* Make sure each signature was looked at, not only the first. */
-		if ((dkim_sig_getflags(list[i]) & DKIM_SIGFLAG_PROCESSED) == 0)
+		/* Make sure each signature was looked at, not only the first;
+		 * one the prescreen set aside stays so (no key fetched). */
+		if ((dkim_sig_getflags(list[i]) & (DKIM_SIGFLAG_PROCESSED | DKIM_SIGFLAG_IGNORE)) == 0)
 			(void)dkim_sig_process(v->dkim, list[i]);
 		dkimv_report(v, list[i], &sigs[i]);
 	}

@@ -16,6 +16,7 @@ enum dkimv_result {
 	DKIMV_FAIL,		/* signature or body hash did not match */
 	DKIMV_TEMPERROR,	/* key lookup failed temporarily */
 	DKIMV_PERMERROR,	/* broken signature or key */
+	DKIMV_SKIPPED,		/* not evaluated: it could not matter (no key fetched) */
 };
 
 struct dkimv_sig {
@@ -25,6 +26,7 @@ struct dkimv_sig {
 	char		 algorithm[24];	/* "rsa-sha256", "ed25519-sha256", ... */
 	unsigned int	 key_bits;
 	int		 pass;		/* signature and body hash verified */
+	int		 skipped;	/* not evaluated (DKIMV_SKIPPED) */
 	int		 temporary;	/* key lookup failed temporarily */
 	char		 error[96];	/* why it did not pass */
 	char		 headers[512];	/* h=, lowercased, ':'-separated, no spaces */
@@ -47,7 +49,10 @@ void		 dkimv_shutdown(void);
 struct dkimv	*dkimv_new(const char *id, struct buf *err);
 int		 dkimv_header(struct dkimv *, const char *name, const char *value,
 		    struct buf *err);
-int		 dkimv_eoh(struct dkimv *, struct buf *err);
+/* Which signer domains (d=) are worth their key: the others are skipped,
+ * their key never fetched. NULL: every signature is evaluated. */
+typedef int	(*dkimv_worth_fn)(void *arg, const char *domain);
+int		 dkimv_eoh(struct dkimv *, dkimv_worth_fn worth, void *arg, struct buf *err);
 int		 dkimv_body(struct dkimv *, const unsigned char *p, size_t n,
 		    struct buf *err);
 /* Verifies and fills sigs (at most max); returns how many, or -1. */

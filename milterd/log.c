@@ -8,6 +8,7 @@
 #include "log.h"
 
 static int log_to_stderr = 1;
+/* Written by the signal thread on reload, read by every worker. */
 static int log_threshold = LOG_INFO;
 static const char *log_ident = "milterd";
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -39,7 +40,7 @@ log_open(const char *ident, int to_stderr, int facility)
 void
 log_set_level(int level)
 {
-	log_threshold = level;
+	__atomic_store_n(&log_threshold, level, __ATOMIC_RELAXED);
 }
 
 int
@@ -76,7 +77,7 @@ log_msg(int level, const char *qid, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	if (level > log_threshold)
+	if (level > __atomic_load_n(&log_threshold, __ATOMIC_RELAXED))
 		return;
 	n = snprintf(line, sizeof(line), "%s: ", qid ? qid : "NOQUEUE");
 	if (n < 0)

@@ -19,17 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "align.h"
-#include "config.h"
-#include "dkim.h"
-#include "dns.h"
-#include "spf.h"
 #include "log.h"
 #include "milter.h"
 #include "server.h"
 #include "session.h"
+#include "snapshot.h"
 #include "stats.h"
-#include "policy.h"
 #include "store.h"
 
 #define STOP_GRACE 60	/* seconds SIGTERM waits for messages in flight */
@@ -44,20 +39,20 @@ static const char *config_path = CONFIG_DEFAULT_PATH;
 static void
 reload(void)
 {
-	struct config *cfg, *old;
+	struct snapshot *snap, *old;
 	struct buf errors;
 	char *line, *next;
 
 	buf_init(&errors);
-	if ((cfg = config_load(config_path, &errors)) != NULL) {
-		old = milter_config();
-		if (config_reload_conflicts(old, cfg, &errors) > 0) {
-			config_unref(cfg);
-			cfg = NULL;
+	if ((snap = snapshot_load(config_path, &errors)) != NULL) {
+		old = milter_snapshot();
+		if (config_reload_conflicts(old->cfg, snap->cfg, &errors) > 0) {
+			snapshot_unref(snap);
+			snap = NULL;
 		}
-		config_unref(old);
+		snapshot_unref(old);
 	}
-	if (cfg == NULL) {
+	if (snap == NULL) {
 		log_err("reload refused, the running configuration stays:");
 		for (line = errors.s; line && *line; line = next) {
 			if ((next = strchr(line, '\n')) != NULL)
@@ -65,8 +60,8 @@ reload(void)
 			log_err("  %s", line);
 		}
 	} else {
-		log_set_level(cfg->log_level);
-		milter_swap_config(cfg);
+		log_set_level(snap->cfg->log_level);
+		milter_swap(snap);
 		log_info("configuration and policy reloaded from %s", config_path);
 	}
 	buf_free(&errors);
@@ -77,17 +72,18 @@ static void
 write_stats(void)
 {
 	static int failing;
-	struct config *cfg = milter_config();
+	struct snapshot *snap = milter_snapshot();
+	const char *path = snap->cfg->stats_file;
 
-	if (cfg->stats_file[0] != '\0') {
-		if (stats_write(cfg->stats_file, session_in_flight()) == -1) {
+	if (path[0] != '\0') {
+		if (stats_write(path) == -1) {
 			if (!failing)
-				log_warn("cannot write %s: %s", cfg->stats_file, strerror(errno));
+				log_warn("cannot write %s: %s", path, strerror(errno));
 			failing = 1;
 		} else
 			failing = 0;
 	}
-	config_unref(cfg);
+	snapshot_unref(snap);
 }
 
 /* SIGTERM (or SIGINT): new transactions are turned away with a temporary
@@ -97,15 +93,15 @@ static void
 drain(void)
 {
 	milter_stopping();
-	log_info("stopping: %d message(s) in flight", session_in_flight());
-	for (int i = 0; i < STOP_GRACE * 10 && session_in_flight() > 0; i++) {
+	log_info("stopping: %d message(s) in flight", stats_in_flight());
+	for (int i = 0; i < STOP_GRACE * 10 && stats_in_flight() > 0; i++) {
 		usleep(100000);
 		if (i % 3 == 2)	/* as unstick(): the messages to finish need workers */
 			(void)server_unstick();
 	}
-	if (session_in_flight() > 0)
+	if (stats_in_flight() > 0)
 		log_warn("stopping with %d message(s) still in flight after %d s",
-		    session_in_flight(), STOP_GRACE);
+		    stats_in_flight(), STOP_GRACE);
 	server_stop();
 }
 
@@ -136,10 +132,10 @@ sweep(void)
 {
 	static int busy;
 	static time_t warned;
-	struct config *cfg = milter_config();
-	int timeout = cfg->milter_timeout, workers = cfg->workers, n;
+	struct snapshot *snap = milter_snapshot();
+	int timeout = snap->cfg->milter_timeout, workers = snap->cfg->workers, n;
 
-	config_unref(cfg);
+	snapshot_unref(snap);
 	if ((n = server_sweep(timeout)) > 0)
 		log_info("closed %d MTA connection%s silent for %d s or more (milter_timeout)",
 		    n, n == 1 ? "" : "s", timeout);
@@ -327,6 +323,7 @@ int
 main(int argc, char **argv)
 {
 	const char *path = CONFIG_DEFAULT_PATH;
+	struct snapshot *snap;
 	struct config *cfg;
 	pthread_t reloader;
 	struct store *st;
@@ -348,22 +345,22 @@ main(int argc, char **argv)
 		usage();
 
 	buf_init(&errors);
-	cfg = config_load(path, &errors);
-	if (cfg == NULL) {
+	if ((snap = snapshot_load(path, &errors)) == NULL) {
 		fputs(errors.s, stderr);
 		buf_free(&errors);
 		return 1;
 	}
 	buf_free(&errors);
+	cfg = snap->cfg;
 	if (check) {
 		if (check > 1) {
 			config_dump(cfg, stdout);
 			printf("\n");
-			policy_dump(cfg->pol, stdout);
+			policy_dump(snap->pol, stdout);
 		}
 		else
 			printf("config OK\n");
-		config_unref(cfg);
+		snapshot_unref(snap);
 		return 0;
 	}
 
@@ -382,7 +379,8 @@ main(int argc, char **argv)
 
 	log_open("milterd", foreground, cfg->syslog_facility);
 	log_set_level(cfg->log_level);
-	if ((st = store_open(cfg->database, cfg->db_pool_size, cfg->db_timeout)) == NULL) {
+	if ((st = store_open(cfg->database, cfg->instance_name, cfg->db_pool_size,
+	    cfg->db_timeout)) == NULL) {
 		log_err("out of memory");
 		return 1;
 	}
@@ -398,7 +396,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	buf_free(&errors);
-	milter_setup(cfg, st);
+	milter_setup(snap, st);
 	if (drop_privileges(cfg) == -1)
 		return 1;
 	if (!foreground && daemon(0, 0) == -1) {
@@ -438,6 +436,6 @@ main(int argc, char **argv)
 	milter_shutdown();
 	session_shutdown_libs(dns);
 	store_close(st);
-	config_unref(cfg);
+	snapshot_unref(snap);
 	return rc == 0 ? 0 : 1;
 }

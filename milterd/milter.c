@@ -56,23 +56,25 @@
 			 SMFIP_NR_EOH | SMFIP_NR_BODY)
 
 static struct store	*milter_store;
-static struct config	*milter_cfg;
-static pthread_mutex_t	 milter_cfg_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The snapshot new connections take: written by the signal thread on reload
+ * (milter_swap), read by the workers, both under the lock. */
+static struct snapshot	*milter_snap;
+static pthread_mutex_t	 milter_snap_lock = PTHREAD_MUTEX_INITIALIZER;
 static int		 milter_draining;
 
 void
-milter_setup(struct config *cfg, struct store *st)
+milter_setup(struct snapshot *snap, struct store *st)
 {
-	config_ref(cfg);
-	milter_cfg = cfg;
+	snapshot_ref(snap);
+	milter_snap = snap;
 	milter_store = st;
 }
 
 void
 milter_shutdown(void)
 {
-	config_unref(milter_cfg);
-	milter_cfg = NULL;
+	snapshot_unref(milter_snap);
+	milter_snap = NULL;
 }
 
 void
@@ -81,28 +83,28 @@ milter_stopping(void)
 	__atomic_store_n(&milter_draining, 1, __ATOMIC_RELEASE);
 }
 
-struct config *
-milter_config(void)
+struct snapshot *
+milter_snapshot(void)
 {
-	struct config *cfg;
+	struct snapshot *snap;
 
-	pthread_mutex_lock(&milter_cfg_lock);
-	cfg = milter_cfg;
-	config_ref(cfg);
-	pthread_mutex_unlock(&milter_cfg_lock);
-	return cfg;
+	pthread_mutex_lock(&milter_snap_lock);
+	snap = milter_snap;
+	snapshot_ref(snap);
+	pthread_mutex_unlock(&milter_snap_lock);
+	return snap;
 }
 
 void
-milter_swap_config(struct config *cfg)
+milter_swap(struct snapshot *snap)
 {
-	struct config *old;
+	struct snapshot *old;
 
-	pthread_mutex_lock(&milter_cfg_lock);
-	old = milter_cfg;
-	milter_cfg = cfg;
-	pthread_mutex_unlock(&milter_cfg_lock);
-	config_unref(old);
+	pthread_mutex_lock(&milter_snap_lock);
+	old = milter_snap;
+	milter_snap = snap;
+	pthread_mutex_unlock(&milter_snap_lock);
+	snapshot_unref(old);
 }
 
 void
@@ -272,13 +274,13 @@ milter_session_flags(struct milter_conn *c)
 static struct session *
 milter_session(struct milter_conn *c)
 {
-	struct config *cfg;
+	struct snapshot *snap;
 
 	if (c->s != NULL)
 		return c->s;
-	cfg = milter_config();
-	c->s = session_new(cfg);
-	config_unref(cfg);
+	snap = milter_snapshot();
+	c->s = session_new(snap);
+	snapshot_unref(snap);
 	milter_session_flags(c);
 	return c->s;
 }
@@ -286,8 +288,9 @@ milter_session(struct milter_conn *c)
 static void
 milter_qid(struct milter_conn *c, struct session *s)
 {
+	/* Both are the same size: a queue id fits. */
 	if (s->msg.qid[0] == '\0' && c->qid[0] != '\0')
-		str_copy(s->msg.qid, c->qid, sizeof(s->msg.qid));
+		(void)str_copy(s->msg.qid, c->qid, sizeof(s->msg.qid));
 }
 
 static void
@@ -329,8 +332,10 @@ milter_macros(struct milter_conn *c, const unsigned char *d, size_t len)
 	for (int i = 0; (name = milter_string(d + 1, len - 1, i)) != NULL; i += 2) {
 		if ((value = milter_string(d + 1, len - 1, i + 1)) == NULL)
 			break;
-		if (strcmp(name, "i") == 0 || strcmp(name, "{i}") == 0)
-			str_copy(c->qid, value, sizeof(c->qid));
+		/* A queue id too long to keep is dropped, never cut. */
+		if ((strcmp(name, "i") == 0 || strcmp(name, "{i}") == 0) &&
+		    str_copy(c->qid, value, sizeof(c->qid)) == -1)
+			c->qid[0] = '\0';
 	}
 }
 
@@ -398,7 +403,8 @@ milter_helo(struct milter_conn *c, const unsigned char *d, size_t len)
 		milter_refuse(c, SMFIP_NR_HELO, SMFIR_TEMPFAIL);
 		return;
 	}
-	str_copy(s->helo, helo ? helo : "", sizeof(s->helo));
+	if (session_set_helo(s, helo ? helo : "") == -1)
+		log_msg(LOG_INFO, NULL, "HELO name longer than a hostname: recorded as none");
 	milter_go_on(c, SMFIP_NR_HELO);
 }
 
@@ -421,7 +427,9 @@ milter_mail(struct milter_conn *c, const unsigned char *d, size_t len)
 	session_msg_reset(s);
 	session_msg_begin(s);
 	milter_qid(c, s);
-	str_copy(s->msg.mail_from, from ? from : "", sizeof(s->msg.mail_from));
+	if (session_set_mail_from(s, from ? from : "") == -1)
+		log_msg(LOG_INFO, s->msg.qid, "MAIL FROM longer than an address: a verification"
+		    " recipient will be refused");
 	milter_go_on(c, SMFIP_NR_MAIL);
 }
 
@@ -521,9 +529,11 @@ milter_eom(struct milter_conn *c, const unsigned char *d, size_t len)
 			    " Authentication-Results header: the MTA does not allow it");
 	}
 	if (out.authres.len > 0) {
+		/* The value starts with a space: with SMFIP_HDR_LEADSPC the MTA
+		 * adds none after the colon, otherwise it adds its own. */
 		if (c->actions & SMFIF_ADDHDRS)
 			milter_send_header(c, SMFIR_INSHEADER, 0, "Authentication-Results",
-			    out.authres.s);
+			    c->pflags & SMFIP_HDR_LEADSPC ? out.authres.s : out.authres.s + 1);
 		else
 			log_msg(LOG_WARNING, s->msg.qid, "cannot add Authentication-Results:"
 			    " the MTA does not allow it");

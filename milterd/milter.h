@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "config.h"
+#include "snapshot.h"
 #include "store.h"
 
 /* Protocol constants (Sendmail's libmilter/mfdef.h, the protocol's definition). */
@@ -44,9 +44,9 @@ struct milter_conn {
 	struct buf	 out;		/* replies not yet written */
 };
 
-/* Once per process: the configuration new connections take (a reference is
+/* Once per process: the snapshot new connections take (a reference is
  * taken) and the database. */
-void		 milter_setup(struct config *cfg, struct store *st);
+void		 milter_setup(struct snapshot *, struct store *st);
 void		 milter_shutdown(void);
 
 void		 milter_conn_init(struct milter_conn *);
@@ -60,12 +60,12 @@ size_t		 milter_input(struct milter_conn *c, const unsigned char *p, size_t n);
  * n + 1 until its length is known. */
 size_t		 milter_need(const unsigned char *p, size_t n);
 
-/* The configuration new connections take (reference taken for the caller). */
-struct config	*milter_config(void);
+/* The snapshot new connections take (reference taken for the caller). */
+struct snapshot	*milter_snapshot(void);
 /* From now on, new transactions get a temporary failure (SIGTERM). */
 void		 milter_stopping(void);
-/* Makes cfg the configuration of new connections; connections already open
+/* Makes snap the snapshot of new connections; connections already open
  * keep theirs until they close. Takes over the caller's reference. */
-void		 milter_swap_config(struct config *cfg);
+void		 milter_swap(struct snapshot *snap);
 
 #endif

@@ -1,49 +1,20 @@
-/* policy.c — policy files (INI, via the config front-end) and the decision on a
- * verification mail: From, domain rule, DKIM judgement, token binding. */
+/* policy.c — policy files (INI, via the config front-end) and the one decision on
+ * a verification mail: RCPT, what can matter, From, domain rule, DKIM and SPF
+ * judgement, token binding, the request's state, the answer. */
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "config.h"
 #include "policy.h"
-#include "render.h"
-
-static const char *const reason_names[] = {
-	[R_NONE] = "none",
-	[R_VERIFIED] = "verified",
-	[R_ALREADY_VERIFIED] = "already_verified",
-	[R_UNKNOWN_TOKEN] = "unknown_token",
-	[R_EXPIRED] = "expired",
-	[R_FROM_MISMATCH] = "from_mismatch",
-	[R_DOMAIN_NOT_ALLOWED] = "domain_not_allowed",
-	[R_NOT_AUTHENTICATED] = "not_authenticated",
-	[R_TOKEN_NOT_SIGNED] = "token_not_signed",
-	[R_MALFORMED] = "malformed",
-	[R_TEMPORARY] = "temporary",
-};
-
-#define NREASONS (sizeof(reason_names) / sizeof(reason_names[0]))
-
-const char *
-reason_name(enum reason r)
-{
-	return (unsigned)r < NREASONS ? reason_names[r] : "none";
-}
-
-enum reason
-reason_parse(const char *s)
-{
-	for (size_t i = 1; i < NREASONS; i++)
-		if (strcmp(s, reason_names[i]) == 0)
-			return (enum reason)i;
-	return R_NONE;
-}
 
 /* Keys of a policy file; "global" ones belong to [default] only. */
 enum {
 	PK_ALLOW, PK_DENY, PK_REQUIRE, PK_ALIGNMENT, PK_MIN_RSA_BITS, PK_ALGORITHMS,
-	PK_DNSSEC, PK_TOKEN_TTL, PK_MAX_ATTEMPTS, PK_ON_SUCCESS, PK_ON_FAILURE,
+	PK_DNSSEC, PK_TOKEN_TTL, PK_MAX_ATTEMPTS, PK_ACCOUNTS_PER_ADDRESS,
+	PK_RECERTIFY_AFTER, PK_RECERTIFY_NOTICE, PK_ON_SUCCESS, PK_ON_FAILURE,
 };
 
 static const struct {
@@ -54,7 +25,10 @@ static const struct {
 	[PK_REQUIRE] = { "require", 0 }, [PK_ALIGNMENT] = { "alignment", 0 },
 	[PK_MIN_RSA_BITS] = { "min_rsa_bits", 0 }, [PK_ALGORITHMS] = { "algorithms", 0 },
 	[PK_DNSSEC] = { "dnssec", 0 }, [PK_TOKEN_TTL] = { "token_ttl", 0 },
-	[PK_MAX_ATTEMPTS] = { "max_attempts", 0 }, [PK_ON_SUCCESS] = { "on_success", 0 },
+	[PK_MAX_ATTEMPTS] = { "max_attempts", 0 },
+	[PK_ACCOUNTS_PER_ADDRESS] = { "accounts_per_address", 0 },
+	[PK_RECERTIFY_AFTER] = { "recertify_after", 0 },
+	[PK_RECERTIFY_NOTICE] = { "recertify_notice", 0 }, [PK_ON_SUCCESS] = { "on_success", 0 },
 	[PK_ON_FAILURE] = { "on_failure", 0 },
 };
 
@@ -91,6 +65,9 @@ static const struct policy_rules policy_default_rules = {
 	.dnssec = PD_RECORD,
 	.token_ttl = 7 * 86400,
 	.max_attempts = 0,
+	.accounts_per_address = 1,
+	.recertify_after = 365L * 86400,
+	.recertify_notice = 30L * 86400,
 	.on_success = PS_ACCEPT,
 	.on_failure = PF_REJECT,
 };
@@ -169,34 +146,9 @@ policy_add_alg(void *arg, const char *w)
 	return 0;
 }
 
-/* "3600", "90s", "30m", "12h", "7d", "2w" -> seconds; -1 if bad. */
-static long
-policy_duration(const char *v)
-{
-	char *end;
-	long n, mult = 1;
-
-	if (!isdigit((unsigned char)*v))
-		return -1;
-	n = strtol(v, &end, 10);
-	switch (*end) {
-	case '\0': case 's': break;
-	case 'm': mult = 60; break;
-	case 'h': mult = 3600; break;
-	case 'd': mult = 86400; break;
-	case 'w': mult = 7 * 86400; break;
-	default: return -1;
-	}
-	if (*end != '\0' && end[1] != '\0')
-		return -1;
-	if (n > 365L * 86400 / mult)
-		return -1;
-	return n * mult;
-}
-
 /* Sets one key in a section; returns NULL or the complaint. */
 static const char *
-policy_set(struct policy_parse *p, struct policy_section *sec, const char *key,
+policy_set_key(struct policy_parse *p, struct policy_section *sec, const char *key,
     const char *v, char *msg, size_t msgsize)
 {
 	struct policy_rules *r = &sec->rules;
@@ -248,7 +200,7 @@ policy_set(struct policy_parse *p, struct policy_section *sec, const char *key,
 		else
 			return "expected ignore, record or require";
 	} else if (strcmp(key, "token_ttl") == 0) {
-		if ((n = policy_duration(v)) < 60)
+		if ((n = config_duration(v)) < 60 || n > 365L * 86400)
 			return "expected a duration from 60s to 365d, like 7d or 12h";
 		r->token_ttl = (int)n;
 	} else if (strcmp(key, "max_attempts") == 0) {
@@ -256,6 +208,21 @@ policy_set(struct policy_parse *p, struct policy_section *sec, const char *key,
 		if (!isdigit((unsigned char)*v) || *end != '\0' || n > 1000)
 			return "expected a number from 0 (no limit) to 1000";
 		r->max_attempts = (int)n;
+	} else if (strcmp(key, "accounts_per_address") == 0) {
+		n = strtol(v, &end, 10);
+		if (!isdigit((unsigned char)*v) || *end != '\0' || n > 1000)
+			return "expected a number from 0 (no limit) to 1000";
+		r->accounts_per_address = (int)n;
+	} else if (strcmp(key, "recertify_after") == 0) {
+		if (strcmp(v, "off") == 0)
+			n = 0;
+		else if ((n = config_duration(v)) < 86400)
+			return "expected off or a duration from 1d to 3650d, like 365d";
+		r->recertify_after = n;
+	} else if (strcmp(key, "recertify_notice") == 0) {
+		if ((n = config_duration(v)) < 3600 || n > 365L * 86400)
+			return "expected a duration from 1h to 365d, like 30d";
+		r->recertify_notice = n;
 	} else if (strcmp(key, "on_success") == 0) {
 		if (strcmp(v, "accept") == 0)
 			r->on_success = PS_ACCEPT;
@@ -340,7 +307,7 @@ policy_handler(void *user, int line, const char *section, const char *key, const
 			return -1;
 		}
 		sec->seen[i] = line;
-		if ((complaint = policy_set(p, sec, key, value, msg, sizeof(msg))) != NULL) {
+		if ((complaint = policy_set_key(p, sec, key, value, msg, sizeof(msg))) != NULL) {
 			config_file_error(p->errors, p->path, line, key, "%s", complaint);
 			return -1;
 		}
@@ -369,6 +336,9 @@ policy_inherit(struct policy_section *sec, const struct policy_section *def)
 	INHERIT(PK_DNSSEC, dnssec);
 	INHERIT(PK_TOKEN_TTL, token_ttl);
 	INHERIT(PK_MAX_ATTEMPTS, max_attempts);
+	INHERIT(PK_ACCOUNTS_PER_ADDRESS, accounts_per_address);
+	INHERIT(PK_RECERTIFY_AFTER, recertify_after);
+	INHERIT(PK_RECERTIFY_NOTICE, recertify_notice);
 	INHERIT(PK_ON_SUCCESS, on_success);
 	INHERIT(PK_ON_FAILURE, on_failure);
 #undef INHERIT
@@ -460,6 +430,7 @@ policy_dump_rules(const struct policy_rules *r, FILE *fp)
 {
 	static const char *const req[] = { "dkim", "dkim-or-spf", "dkim-and-spf" };
 	static const char *const dnssec[] = { "ignore", "record", "require" };
+	char d[32];
 
 	fprintf(fp, "require = %s\n", req[r->require]);
 	fprintf(fp, "alignment = %s\n", r->alignment == ALIGN_STRICT ? "strict" : "relaxed");
@@ -471,6 +442,15 @@ policy_dump_rules(const struct policy_rules *r, FILE *fp)
 	fprintf(fp, "dnssec = %s\n", dnssec[r->dnssec]);
 	fprintf(fp, "token_ttl = %ds\n", r->token_ttl);
 	fprintf(fp, "max_attempts = %d\n", r->max_attempts);
+	fprintf(fp, "accounts_per_address = %d\n", r->accounts_per_address);
+	if (r->recertify_after == 0)
+		fprintf(fp, "recertify_after = off\n");
+	else {
+		config_duration_format(r->recertify_after, d, sizeof(d));
+		fprintf(fp, "recertify_after = %s\n", d);
+	}
+	config_duration_format(r->recertify_notice, d, sizeof(d));
+	fprintf(fp, "recertify_notice = %s\n", d);
 	fprintf(fp, "on_success = %s\n", r->on_success == PS_DISCARD ? "discard" : "accept");
 	fprintf(fp, "on_failure = %s\n", r->on_failure == PF_ACCEPT ? "accept" : "reject");
 }
@@ -491,6 +471,207 @@ policy_dump(const struct policy *pol, FILE *fp)
 		policy_dump_rules(&pol->domains[i].rules, fp);
 	}
 }
+
+const struct policy_rules *
+policy_rules_for_address(const struct policy *pol, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at != NULL ? policy_rules_for(pol, at + 1) : &pol->defaults;
+}
+
+/* ------------------------------------------------------------- the answer */
+
+/* A refusal's reply: "reason: text" in the request's language, or all of them. */
+static void
+policy_reply(struct verdict *v, enum reason r, const char *rcode, const char *xcode,
+    const struct replies *rep, int lang)
+{
+	memset(v, 0, sizeof(*v));
+	v->action = VA_REPLY;
+	v->reason = r;
+	v->rcode = rcode;
+	v->xcode = xcode;
+	/* The texts are bounded when loaded (REPLY_TEXT_MAX): this fits, and
+	 * if it ever did not, the reason code alone is still an answer. */
+	if (replies_format(rep, r, lang, v->text, sizeof(v->text)) == -1)
+		str_copy(v->text, reason_name(r), sizeof(v->text));
+}
+
+/* What a request's state means for a reply that carries its token: R_NONE
+ * while it can still be verified, else the reason every reply gets. */
+static enum reason
+policy_request_reason(const struct policy_rules *rules, const struct policy_request *req,
+    const char **detail)
+{
+	switch (req->state) {
+	case REQ_PENDING:
+		if (rules->max_attempts > 0 && req->attempts >= rules->max_attempts) {
+			*detail = "too many failed attempts";
+			return R_EXPIRED;
+		}
+		return R_NONE;
+	case REQ_VERIFIED:
+		*detail = "the request was already verified";
+		return R_ALREADY_VERIFIED;
+	case REQ_EXPIRED:
+		*detail = "the request expired";
+		return R_EXPIRED;
+	case REQ_LAPSED:
+		*detail = "the certification lapsed";
+		return R_EXPIRED;
+	case REQ_ADDRESS_CHANGED:
+		*detail = "the account's address changed";
+		return R_UNKNOWN_TOKEN;
+	case REQ_RENEWED:
+		*detail = "superseded by a re-certification";
+		return R_UNKNOWN_TOKEN;
+	case REQ_REVOKED:
+	case REQ_NSTATES:
+		break;
+	}
+	*detail = "the request was revoked or superseded";
+	return R_UNKNOWN_TOKEN;
+}
+
+int
+policy_rcpt(const struct policy *pol, const struct replies *rep, const struct policy_rcpt *in,
+    struct verdict *v)
+{
+	const char *detail;
+	enum reason r;
+
+	switch (in->kind) {
+	case RCPT_OTHER:
+		return 0;
+	case RCPT_VERIFY_MALFORMED:
+		policy_reply(v, R_MALFORMED, "550", "5.1.1", rep, -1);
+		return 1;
+	case RCPT_VERIFY:
+		break;
+	}
+	if (in->envelope_bad) {
+		policy_reply(v, R_MALFORMED, "550", "5.1.7", rep, -1);
+		v->detail = "MAIL FROM longer than an address";
+		return 1;
+	}
+	if (in->second_token) {
+		/* One token per message: the MTA sends the other one again. */
+		policy_reply(v, R_MALFORMED, "452", "4.5.3", rep, -1);
+		v->detail = "second token in one message";
+		return 1;
+	}
+	if (in->lookup_failed) {
+		policy_reply(v, R_TEMPORARY, "451", "4.3.0", rep, -1);
+		return 1;
+	}
+	if (in->req == NULL) {
+		policy_reply(v, R_UNKNOWN_TOKEN, "550", "5.1.1", rep, -1);
+		return 1;
+	}
+	r = policy_request_reason(policy_rules_for_address(pol, in->req->email), in->req, &detail);
+	/* A verified request continues: a retried copy of a successful reply
+	 * must get its 250, not a bounce. */
+	if (r == R_NONE || r == R_ALREADY_VERIFIED)
+		return 0;
+	policy_reply(v, r, "550", "5.1.1", rep, in->lang);
+	v->detail = detail;
+	return 1;
+}
+
+/* Sets the decision's reason, enhanced code and detail. */
+static void
+policy_set(struct policy_decision *d, enum reason r, const char *xcode, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+policy_set(struct policy_decision *d, enum reason r, const char *xcode, const char *fmt, ...)
+{
+	va_list ap;
+
+	d->reason = r;
+	d->xcode = xcode;
+	va_start(ap, fmt);
+	/* A detail is for logs and evidence; a long one is cut, never the decision. */
+	(void)vsnprintf(d->detail, sizeof(d->detail), fmt, ap);
+	va_end(ap);
+}
+
+void
+policy_verdict(const struct policy_decision *d, const struct replies *rep, int lang,
+    struct verdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->reason = d->reason;
+	switch (d->reason) {
+	case R_VERIFIED:
+	case R_ALREADY_VERIFIED:
+		v->action = d->rules->on_success == PS_DISCARD ? VA_DISCARD : VA_ACCEPT;
+		break;
+	case R_TEMPORARY:
+		policy_reply(v, d->reason, "451", d->xcode ? d->xcode : "4.3.0", rep, lang);
+		break;
+	default:
+		if (d->rules->on_failure == PF_ACCEPT)
+			v->action = VA_ACCEPT;
+		else
+			policy_reply(v, d->reason, "550", d->xcode ? d->xcode : "5.7.1", rep, lang);
+		break;
+	}
+}
+
+/* ------------------------------------------------- what can matter (EOH) */
+
+void
+policy_screen(const struct policy *pol, const struct policy_header *from, int from_bad_name,
+    const struct policy_request *req, struct policy_decision *d)
+{
+	const char *why = NULL;
+
+	memset(d, 0, sizeof(*d));
+	d->sig = -1;
+	d->rules = &pol->defaults;
+	if (from->count != 1 || from_bad_name) {
+		policy_set(d, R_MALFORMED, "5.6.0", from_bad_name ?
+		    "white space before the colon of From" : "%d From headers", from->count);
+		return;
+	}
+	if (address_parse_from(from->value, &d->from, &why) == -1) {
+		policy_set(d, R_MALFORMED, "5.6.0", "%s", why);
+		return;
+	}
+	d->from_ok = 1;
+	d->rules = policy_rules_for(pol, d->from.domain);
+	if (!policy_domain_allowed(pol, d->from.domain))
+		policy_set(d, R_DOMAIN_NOT_ALLOWED, "5.7.1", "%s not allowed by policy",
+		    d->from.domain);
+	else if (req != NULL && strcmp(d->from.addr, req->email) != 0)
+		policy_set(d, R_FROM_MISMATCH, "5.7.1", "From is not the requested address");
+}
+
+int
+policy_dkim_worth(const struct policy_decision *d, const char *domain)
+{
+	return d->reason == R_NONE && address_valid_domain(domain) &&
+	    align_check(d->from.domain, domain, d->rules->alignment);
+}
+
+const char *
+policy_spf_skip(const struct policy_decision *d, const char *domain, int internal_client)
+{
+	if (internal_client)
+		return "internal client, not evaluated";
+	if (d->reason != R_NONE)
+		return "skipped: the From header decides";
+	if (d->rules->require == PR_DKIM)
+		return "skipped: the policy does not use SPF";
+	if (!address_valid_domain(domain) ||
+	    !align_check(d->from.domain, domain, d->rules->alignment))
+		return "skipped: cannot align with From";
+	return NULL;
+}
+
+/* ------------------------------------------------ the decision (EOM) */
 
 /* Whether h= lists a header name (h= is lowercased, ':'-separated). */
 static int
@@ -539,41 +720,59 @@ policy_alg_bit(const char *alg)
 	return 0;
 }
 
-/* Judges each signature on its own; returns the index of the first that
- * is acceptable and binds the token, or -1. */
+/* Counts over the signatures, for the reason of a refusal. */
+struct policy_sigcount {
+	int	 considered;	/* not skipped: could align */
+	int	 passed;
+	int	 acceptable;
+	int	 temporary;	/* an aligned key lookup failed temporarily */
+};
+
+/* Why a passing signature is not acceptable under the rules, or NULL. */
+static const char *
+policy_sig_unacceptable(const struct policy_rules *r, const struct dkimv_sig *s, int aligned)
+{
+	if (!address_valid_domain(s->domain))
+		return "d= is not a valid hostname";
+	if (!aligned)
+		return "signer not aligned with From";
+	if ((policy_alg_bit(s->algorithm) & r->algorithms) == 0)
+		return "algorithm not accepted by policy";
+	if (strncmp(s->algorithm, "rsa-", 4) == 0 && s->key_bits < r->min_rsa_bits)
+		return "RSA key too small for policy";
+	if (r->dnssec == PD_REQUIRE && strcmp(s->dnssec, "secure") != 0)
+		return "key not DNSSEC-secure";
+	return NULL;
+}
+
+/* Judges each signature on its own; returns the index of the first that is
+ * acceptable and binds the token, or -1. */
 static int
 policy_judge_sigs(const struct policy_input *in, struct policy_decision *d,
-    int *temporary, int *acceptable, int *passed)
+    struct policy_sigcount *c)
 {
-	const struct policy_rules *r = d->rules;
-
 	for (size_t i = 0; i < in->nsigs && i < DKIMV_MAXSIGS; i++) {
 		const struct dkimv_sig *s = &in->sigs[i];
 		struct policy_sigverdict *v = &d->verdicts[i];
 
+		if (s->skipped) {
+			v->why = "skipped: cannot align with From";
+			continue;
+		}
+		c->considered++;
 		v->aligned = address_valid_domain(s->domain) &&
-		    align_check(d->from.domain, s->domain, r->alignment);
+		    align_check(d->from.domain, s->domain, d->rules->alignment);
 		if (!s->pass) {
 			v->why = s->error[0] ? s->error : "did not verify";
 			if (s->temporary && v->aligned)
-				*temporary = 1;
+				c->temporary = 1;
 			continue;
 		}
-		(*passed)++;
-		if (!address_valid_domain(s->domain))
-			v->why = "d= is not a valid hostname";
-		else if (!v->aligned)
-			v->why = "signer not aligned with From";
-		else if ((policy_alg_bit(s->algorithm) & r->algorithms) == 0)
-			v->why = "algorithm not accepted by policy";
-		else if (strncmp(s->algorithm, "rsa-", 4) == 0 && s->key_bits < r->min_rsa_bits)
-			v->why = "RSA key too small for policy";
-		else if (r->dnssec == PD_REQUIRE && strcmp(s->dnssec, "secure") != 0)
-			v->why = "key not DNSSEC-secure";
-		if (v->why != NULL)
+		c->passed++;
+		if ((v->why = policy_sig_unacceptable(d->rules, s, v->aligned)) != NULL)
 			continue;
 		v->acceptable = 1;
-		(*acceptable)++;
+		c->acceptable++;
 		if (s->timestamp >= 0 && in->req != NULL &&
 		    (double)s->timestamp + POLICY_CLOCK_SKEW < in->req->created_at) {
 			v->why = "signed before the request existed";
@@ -627,119 +826,92 @@ policy_temporary(const struct policy_input *in, const struct policy_decision *d,
 	return dkim_temporary || spf_temp;
 }
 
+/* Not authenticated: RFC 7372's codes say which way. */
+static void
+policy_not_authenticated(const struct policy_input *in, struct policy_decision *d,
+    const struct policy_sigcount *c)
+{
+	const char *spf = d->rules->require == PR_DKIM_OR_SPF && !d->spf_ok ?
+	    ", no aligned SPF pass" : "";
+
+	if (d->rules->require == PR_DKIM_AND_SPF && d->dkim_ok)
+		policy_set(d, R_NOT_AUTHENTICATED, "5.7.23", "SPF did not pass");
+	else if (in->nsigs == 0)
+		policy_set(d, R_NOT_AUTHENTICATED, "5.7.20", "no DKIM signature%s", spf);
+	else if (c->considered == 0)
+		policy_set(d, R_NOT_AUTHENTICATED, "5.7.22",
+		    "no DKIM signature aligned with the From domain%s", spf);
+	else if (c->passed == 0)
+		policy_set(d, R_NOT_AUTHENTICATED, "5.7.20", "no DKIM signature verified%s", spf);
+	else
+		policy_set(d, R_NOT_AUTHENTICATED, "5.7.22",
+		    "no verified DKIM signature acceptable for the From domain%s", spf);
+}
+
 void
 policy_decide(const struct policy *pol, const struct policy_input *in,
     struct policy_decision *d)
 {
-	const char *why = NULL;
-	int temporary = 0, acceptable = 0, passed = 0;
+	struct policy_sigcount c = { 0, 0, 0, 0 };
 
-	memset(d, 0, sizeof(*d));
-	d->sig = -1;
-	d->rules = &pol->defaults;
-	d->xcode = "5.7.1";
-	if (in->from.count != 1 || in->from_bad_name) {
-		d->reason = R_MALFORMED;
-		d->xcode = "5.6.0";
-		snprintf(d->detail, sizeof(d->detail), in->from_bad_name ?
-		    "white space before the colon of From" : "%d From headers",
-		    in->from.count);
+	(void)pol;
+	if (in->failure != NULL) {
+		policy_set(d, R_TEMPORARY, "4.3.0", "%s", in->failure);
 		return;
 	}
-	if (address_parse_from(in->from.value, &d->from, &why) == -1) {
-		d->reason = R_MALFORMED;
-		d->xcode = "5.6.0";
-		snprintf(d->detail, sizeof(d->detail), "%s", why);
+	if (d->reason != R_NONE)	/* screened out: nothing else matters */
 		return;
-	}
-	d->from_ok = 1;
-	d->rules = policy_rules_for(pol, d->from.domain);
-	if (!policy_domain_allowed(pol, d->from.domain)) {
-		d->reason = R_DOMAIN_NOT_ALLOWED;
-		snprintf(d->detail, sizeof(d->detail), "%s not allowed by policy",
-		    d->from.domain);
-		return;
-	}
-	if (in->req != NULL && strcmp(d->from.addr, in->req->email) != 0) {
-		d->reason = R_FROM_MISMATCH;
-		snprintf(d->detail, sizeof(d->detail), "From is not the requested address");
-		return;
-	}
-	d->sig = policy_judge_sigs(in, d, &temporary, &acceptable, &passed);
+	d->sig = policy_judge_sigs(in, d, &c);
 	d->dkim_ok = d->sig >= 0;
 	policy_spf(in, d);
 	if (policy_authenticated(d)) {
-		d->reason = R_VERIFIED;
 		if (d->dkim_ok)
-			snprintf(d->detail, sizeof(d->detail), "dkim d=%s s=%s%s",
+			policy_set(d, R_VERIFIED, NULL, "dkim d=%s s=%s%s",
 			    in->sigs[d->sig].domain, in->sigs[d->sig].selector,
 			    d->spf_ok ? ", spf pass" : "");
 		else
-			snprintf(d->detail, sizeof(d->detail), "spf pass for %s",
+			policy_set(d, R_VERIFIED, NULL, "spf pass for %s",
 			    in->spf_mailfrom->domain);
-	} else if (policy_temporary(in, d, temporary)) {
-		d->reason = R_TEMPORARY;
-		d->xcode = "4.7.5";
-		snprintf(d->detail, sizeof(d->detail), temporary ?
+		if (in->req != NULL)
+			policy_settle(d, in->req, 0);
+	} else if (policy_temporary(in, d, c.temporary))
+		policy_set(d, R_TEMPORARY, "4.7.5", c.temporary ?
 		    "DKIM key lookup failed temporarily" : "SPF lookup failed temporarily");
-	} else if (acceptable > 0 && !d->dkim_ok) {
-		d->reason = R_TOKEN_NOT_SIGNED;
-		snprintf(d->detail, sizeof(d->detail), "aligned signature does not cover the token");
-	} else {
-		d->reason = R_NOT_AUTHENTICATED;
-		/* RFC 7372: no passing signature / none author-matched;
-		 * 5.7.23 when SPF was required and did not pass. */
-		d->xcode = d->rules->require == PR_DKIM_AND_SPF && d->dkim_ok ? "5.7.23" :
-		    in->nsigs == 0 || passed == 0 ? "5.7.20" : "5.7.22";
-		snprintf(d->detail, sizeof(d->detail), "%s%s",
-		    d->rules->require == PR_DKIM_AND_SPF && d->dkim_ok ? "SPF did not pass" :
-		    in->nsigs == 0 ? "no DKIM signature" : passed == 0 ?
-		    "no DKIM signature verified" :
-		    "no verified DKIM signature acceptable for the From domain",
-		    d->rules->require == PR_DKIM_OR_SPF && !d->spf_ok ? ", no aligned SPF pass" : "");
-	}
+	else if (c.acceptable > 0 && !d->dkim_ok)
+		policy_set(d, R_TOKEN_NOT_SIGNED, "5.7.1",
+		    "aligned signature does not cover the token");
+	else
+		policy_not_authenticated(in, d, &c);
 }
 
 void
-policy_reply(struct verdict *v, enum reason r, const char *rcode, const char *xcode,
-    const struct replies *rep, int lang)
+policy_settle(struct policy_decision *d, const struct policy_request *req, int write_lost)
 {
-	size_t o;
+	const char *detail = NULL;
+	enum reason r;
 
-	v->action = VA_REPLY;
-	v->reason = r;
-	v->rcode = rcode;
-	v->xcode = xcode;
-	o = (size_t)snprintf(v->text, sizeof(v->text), "%s:", reason_name(r));
-	for (int l = 0; l < REPLY_LANGS && o < sizeof(v->text); l++) {
-		if (lang >= 0 && l != lang)
-			continue;
-		o += (size_t)snprintf(v->text + o, sizeof(v->text) - o, "%s %s",
-		    lang < 0 && l > 0 ? " /" : "", rep && rep->text[l][r] ? rep->text[l][r] : "");
-	}
+	/* Only an authenticated reply depends on the request's state; a
+	 * refusal says what was wrong with the mail, whatever the state. */
+	if (d->reason != R_VERIFIED && d->reason != R_ALREADY_VERIFIED)
+		return;
+	if ((r = policy_request_reason(d->rules, req, &detail)) == R_ALREADY_VERIFIED)
+		d->reason = r;
+	else if (r != R_NONE)
+		policy_set(d, r, "5.7.1", "%s", detail);
+	else if (d->rules->accounts_per_address > 0 &&
+	    req->holders >= d->rules->accounts_per_address)
+		policy_set(d, R_ADDRESS_IN_USE, "5.7.1", "%s already certifies %d other account%s",
+		    req->email, req->holders, req->holders == 1 ? "" : "s");
+	else if (write_lost)
+		/* The database did not turn it verified, yet nothing it says
+		 * explains why: let the sender retry rather than guess. */
+		policy_set(d, R_TEMPORARY, "4.3.0", "the request changed while deciding");
+	else
+		d->reason = R_VERIFIED;
 }
 
 void
-policy_verdict(const struct policy_decision *d, enum reason r, const struct replies *rep,
-    int lang, struct verdict *v)
+policy_db_failed(struct policy_decision *d, const char *why)
 {
-	memset(v, 0, sizeof(*v));
-	v->reason = r;
-	switch (r) {
-	case R_VERIFIED:
-	case R_ALREADY_VERIFIED:
-		v->action = d->rules->on_success == PS_DISCARD ? VA_DISCARD : VA_ACCEPT;
-		break;
-	case R_TEMPORARY:
-		policy_reply(v, r, "451", d->xcode && d->xcode[0] == '4' ? d->xcode : "4.3.0",
-		    rep, lang);
-		break;
-	default:
-		if (d->rules->on_failure == PF_ACCEPT)
-			v->action = VA_ACCEPT;
-		else
-			policy_reply(v, r, "550", r == d->reason && d->xcode && d->xcode[0] == '5' ?
-			    d->xcode : "5.7.1", rep, lang);
-		break;
-	}
+	policy_set(d, R_TEMPORARY, "4.3.0", "database: %s", why);
 }

@@ -1,5 +1,8 @@
-/* policy.h — policy files (which mail proves an identity) and the decision
- * taken on a verification mail. */
+/* policy.h — policy files (which mail proves an identity) and the one decision:
+ * from the facts of a verification mail and the request as the database saw it
+ * to a reason code, an SMTP code, an enhanced code and a text. The daemon and
+ * `milterctl check` call the same functions; nothing else maps request states
+ * or results to reasons. */
 #ifndef MILTERD_POLICY_H
 #define MILTERD_POLICY_H
 
@@ -9,26 +12,9 @@
 #include "align.h"
 #include "buf.h"
 #include "dkim.h"
+#include "reason.h"
+#include "replies.h"
 #include "spf.h"
-#include "store.h"
-
-/* Stable reason codes (DESIGN.md): logs, evidence, replies. */
-enum reason {
-	R_NONE = 0,
-	R_VERIFIED,
-	R_ALREADY_VERIFIED,
-	R_UNKNOWN_TOKEN,
-	R_EXPIRED,
-	R_FROM_MISMATCH,
-	R_DOMAIN_NOT_ALLOWED,
-	R_NOT_AUTHENTICATED,
-	R_TOKEN_NOT_SIGNED,
-	R_MALFORMED,
-	R_TEMPORARY,
-};
-
-const char	*reason_name(enum reason);
-enum reason	 reason_parse(const char *);	/* R_NONE if unknown */
 
 enum policy_require { PR_DKIM, PR_DKIM_OR_SPF, PR_DKIM_AND_SPF };
 enum policy_dnssec { PD_IGNORE, PD_RECORD, PD_REQUIRE };
@@ -48,6 +34,9 @@ struct policy_rules {
 	enum policy_dnssec	dnssec;
 	int			token_ttl;	/* seconds, for new requests */
 	int			max_attempts;	/* failed decisions before lock-out, 0 = none */
+	int			accounts_per_address;	/* live certifications of one address, 0 = no limit */
+	long			recertify_after;	/* seconds a verification lasts, 0 = for ever */
+	long			recertify_notice;	/* seconds before its end the new challenge goes */
 	enum policy_success	on_success;
 	enum policy_failure	on_failure;
 };
@@ -72,10 +61,56 @@ struct policy {
 struct policy	*policy_load(const char *path, struct buf *errors);
 void		 policy_free(struct policy *);
 void		 policy_dump(const struct policy *, FILE *);
-/* Rules for a From domain: the most specific [domain] section, or defaults. */
+/* Rules for a domain: the most specific [domain] section, or defaults. */
 const struct policy_rules *policy_rules_for(const struct policy *, const char *domain);
+/* The same for the domain of an address (defaults without '@'). */
+const struct policy_rules *policy_rules_for_address(const struct policy *, const char *addr);
 /* The domain rule: not denied, and allowed when an allow list exists. */
 int		 policy_domain_allowed(const struct policy *, const char *domain);
+
+/* The request a token selects, as the database saw it. */
+struct policy_request {
+	enum request_state	 state;		/* expiry and end of validity applied */
+	int			 attempts;	/* failed decisions so far */
+	const char		*email;		/* lowercased */
+	double			 created_at;	/* epoch seconds */
+	int			 holders;	/* other accounts this address certifies now */
+};
+
+/* What the answer to a reply is written in: SMTP code, enhanced code, text. */
+enum verdict_action {
+	VA_CONTINUE,	/* nothing to say (a recipient that passes) */
+	VA_ACCEPT,
+	VA_DISCARD,
+	VA_REPLY,	/* rcode/xcode/text */
+};
+
+struct verdict {
+	enum verdict_action action;
+	enum reason	 reason;
+	const char	*rcode;		/* "550", "451", "452" */
+	const char	*xcode;		/* enhanced status code */
+	char		 text[512];	/* "reason: text" */
+	const char	*detail;	/* for logs and evidence, or NULL */
+};
+
+struct policy_decision;
+
+/* ---- RCPT: one envelope recipient. */
+struct policy_rcpt {
+	enum rcpt_kind	 kind;		/* address_verify_rcpt() */
+	int		 second_token;	/* another token is already in this message */
+	int		 envelope_bad;	/* MAIL FROM too long to be an address */
+	int		 lookup_failed;	/* the database could not be asked */
+	const struct policy_request *req;	/* NULL: no request has this token */
+	int		 lang;		/* the request's language, -1 if none */
+};
+
+/* 0: the recipient passes (v untouched); 1: refuse it with v. */
+int	policy_rcpt(const struct policy *, const struct replies *, const struct policy_rcpt *,
+	    struct verdict *v);
+
+/* ---- End of message. */
 
 /* Headers of a message, as far as the decision needs them. */
 struct policy_header {
@@ -83,18 +118,30 @@ struct policy_header {
 	const char	*value;		/* the last instance */
 };
 
+/* Once the headers are in: From, its domain rule and the request's address.
+ * Fills d (a reason other than R_NONE: nothing else matters) and so says
+ * which identities could align: only those are worth DNS queries (DESIGN.md,
+ * "only evaluate what can matter"). */
+void	policy_screen(const struct policy *, const struct policy_header *from, int from_bad_name,
+	    const struct policy_request *, struct policy_decision *d);
+/* Whether a DKIM signer domain (d=) could align with From: its key is worth fetching. */
+int	policy_dkim_worth(const struct policy_decision *, const char *d);
+/* NULL when SPF for a domain (MAIL FROM, or HELO for the record) could
+ * matter: the rules use SPF, it could align, the client is outside; else why
+ * it is skipped. */
+const char *policy_spf_skip(const struct policy_decision *, const char *domain,
+	    int internal_client);
+
 struct policy_input {
-	struct policy_header	 from, to, cc, subject;
-	int			 from_bad_name;	/* "From :" and the like */
+	struct policy_header	 to, cc, subject;
 	int			 body_has_token;	/* the token appears in the body */
 	const struct dkimv_sig	*sigs;
 	size_t			 nsigs;
 	const char		*token;		/* canonical, from the envelope */
 	const struct spf_outcome *spf_mailfrom;	/* NULL: no MAIL FROM identity */
-	const struct spf_outcome *spf_helo;
 	int			 internal_client; /* never passes SPF */
-	const struct store_request *req;
-	long long		 now;
+	const struct policy_request *req;
+	const char		*failure;	/* temporary trouble reading the message, or NULL */
 };
 
 /* Per-signature judgement, for logs and Authentication-Results. */
@@ -107,48 +154,34 @@ struct policy_sigverdict {
 
 struct policy_decision {
 	enum reason		 reason;
+	const char		*xcode;		/* enhanced status code for a refusal */
+	char			 detail[400];
 	int			 sig;		/* the signature relied on, or -1 */
 	struct from_addr	 from;
 	int			 from_ok;
 	const struct policy_rules *rules;
 	struct policy_sigverdict verdicts[DKIMV_MAXSIGS];
-	char			 detail[400];
 	int			 dkim_ok;	/* a signature authenticated and bound the token */
 	int			 spf_aligned;	/* MAIL FROM domain aligned with From */
 	int			 spf_ok;	/* SPF pass, aligned, outside client */
-	const char		*xcode;		/* enhanced status code for 5xx/4xx */
 };
-
-/* What the MTA should answer. */
-enum verdict_action {
-	VA_CONTINUE,	/* nothing to say yet (RCPT) */
-	VA_ACCEPT,
-	VA_DISCARD,
-	VA_REPLY,	/* rcode/xcode/text */
-};
-
-struct verdict {
-	enum verdict_action action;
-	enum reason	 reason;
-	const char	*rcode;		/* "550", "451", "452" */
-	const char	*xcode;		/* enhanced status code */
-	char		 text[512];	/* starts with the reason code */
-};
-
-struct replies;
-
-/* A reply: "reason: text" with the given codes, the text in language lang
- * (replies_lang()), or in every language when lang is -1. */
-void	policy_reply(struct verdict *, enum reason, const char *rcode, const char *xcode,
-	    const struct replies *, int lang);
-/* The answer to a decision whose reason the database settled as final. */
-void	policy_verdict(const struct policy_decision *, enum reason final,
-	    const struct replies *, int lang, struct verdict *);
 
 /* Clock skew tolerated between a signer's t= and the request's creation. */
 #define POLICY_CLOCK_SKEW 60
 
+/* The decision on a message screened by policy_screen(), settled against
+ * in->req (the request as RCPT read it). */
 void	policy_decide(const struct policy *, const struct policy_input *,
 	    struct policy_decision *);
+/* Settles a decision again against the request as the database left it when
+ * the guarded write did not happen (a concurrent reply verified it, it
+ * expired, the address was taken meanwhile). */
+void	policy_settle(struct policy_decision *, const struct policy_request *after,
+	    int write_lost);
+/* The database failed: answer 4xx. */
+void	policy_db_failed(struct policy_decision *, const char *why);
+/* The answer to a decision; lang is the request's language. */
+void	policy_verdict(const struct policy_decision *, const struct replies *, int lang,
+	    struct verdict *);
 
 #endif

@@ -1,29 +1,11 @@
-/* render.c — the one small renderer for challenge mails, and reply texts. */
+/* render.c — the one small renderer for challenge mails: {{placeholders}} in a
+ * complete RFC 5322 message. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "policy.h"
 #include "render.h"
-
-static const char *const render_langs[REPLY_LANGS] = { "fr", "en" };
-
-int
-replies_lang(const char *code)
-{
-	for (int i = 0; i < REPLY_LANGS; i++)
-		if (code != NULL && strcmp(code, render_langs[i]) == 0)
-			return i;
-	return -1;
-}
-
-const char *
-replies_lang_name(int lang)
-{
-	return lang >= 0 && lang < REPLY_LANGS ? render_langs[lang] : "fr";
-}
 
 static const char *
 render_lookup(const struct render_var *vars, size_t nvars, const char *name, size_t len)
@@ -189,74 +171,4 @@ render_file(const char *path, const struct render_var *vars, size_t nvars, struc
 	buf_free(&why);
 	buf_free(&tmpl);
 	return rc;
-}
-
-struct replies_parse {
-	const char	*path;
-	struct replies	*r;
-	int		 lang;
-	struct buf	*errors;
-};
-
-static int
-replies_handler(void *user, int line, const char *section, const char *key, const char *value)
-{
-	struct replies_parse *p = user;
-	enum reason r = reason_parse(key);
-
-	(void)section;
-	if (r == R_NONE) {
-		config_file_error(p->errors, p->path, line, key, "not a reason code");
-		return -1;
-	}
-	if (render_has_8bit(value) || strpbrk(value, "\r\n%") != NULL) {
-		config_file_error(p->errors, p->path, line, key,
-		    "SMTP replies must be plain ASCII without %%");
-		return -1;
-	}
-	free(p->r->text[p->lang][r]);
-	if ((p->r->text[p->lang][r] = strdup(value)) == NULL)
-		return -1;
-	return 0;
-}
-
-struct replies *
-replies_load(const char *dir, struct buf *errors)
-{
-	struct replies_parse p;
-	char path[4096];
-	int nerrors = 0;
-
-	memset(&p, 0, sizeof(p));
-	if ((p.r = calloc(1, sizeof(*p.r))) == NULL)
-		return NULL;
-	p.errors = errors;
-	for (int lang = 0; lang < REPLY_LANGS; lang++) {
-		snprintf(path, sizeof(path), "%s/replies.%s", dir, render_langs[lang]);
-		p.path = path;
-		p.lang = lang;
-		nerrors += config_parse_ini(path, 0, replies_handler, &p, errors);
-		for (int r = R_VERIFIED; r <= R_TEMPORARY && nerrors == 0; r++)
-			if (p.r->text[lang][r] == NULL) {
-				buf_printf(errors, "%s: no text for %s\n", path,
-				    reason_name((enum reason)r));
-				nerrors++;
-			}
-	}
-	if (nerrors > 0) {
-		replies_free(p.r);
-		return NULL;
-	}
-	return p.r;
-}
-
-void
-replies_free(struct replies *r)
-{
-	if (r == NULL)
-		return;
-	for (int l = 0; l < REPLY_LANGS; l++)
-		for (int i = 0; i < 16; i++)
-			free(r->text[l][i]);
-	free(r);
 }

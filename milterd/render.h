@@ -1,5 +1,5 @@
 /* render.h — templates: challenge mails rendered from complete RFC 5322
- * messages with {{placeholders}}, and the SMTP reply texts per language. */
+ * messages with {{placeholders}}. */
 #ifndef MILTERD_RENDER_H
 #define MILTERD_RENDER_H
 
@@ -22,20 +22,5 @@ int	render_text(const char *tmpl, const struct render_var *vars, size_t nvars,
 /* Same, reading the template from a file. */
 int	render_file(const char *path, const struct render_var *vars, size_t nvars,
 	    struct buf *out, struct buf *err);
-
-/* SMTP reply texts: one file per language, "reason = text" lines, ASCII
- * only (SMTP replies are ASCII). */
-#define REPLY_LANGS 2	/* fr, en */
-struct replies {
-	char	*text[REPLY_LANGS][16];	/* [lang][enum reason] */
-};
-
-/* Loads DIR/replies.fr and DIR/replies.en; every reason must be present.
- * NULL with errors appended (FILE:LINE: ...). */
-struct replies	*replies_load(const char *dir, struct buf *errors);
-void		 replies_free(struct replies *);
-/* Index of a language code ("fr", "en"), -1 if unknown. */
-int		 replies_lang(const char *code);
-const char	*replies_lang_name(int lang);
 
 #endif

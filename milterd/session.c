@@ -1,5 +1,6 @@
 /* session.c — connection and message state; the steps of a verification mail
- * from RCPT to end of message. */
+ * from RCPT to end of message: collect facts, ask policy.c, record, answer. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -7,20 +8,18 @@
 
 #include "address.h"
 #include "align.h"
-#include "dns.h"
 #include "authres.h"
+#include "dns.h"
 #include "log.h"
 #include "session.h"
 #include "stats.h"
-
-static int session_messages;	/* in flight, all connections */
 
 void
 session_msg_begin(struct session *s)
 {
 	if (!s->in_message) {
 		s->in_message = 1;
-		__atomic_add_fetch(&session_messages, 1, __ATOMIC_SEQ_CST);
+		stats_in_flight_add(1);
 	}
 }
 
@@ -29,26 +28,20 @@ session_msg_end(struct session *s)
 {
 	if (s->in_message) {
 		s->in_message = 0;
-		__atomic_sub_fetch(&session_messages, 1, __ATOMIC_SEQ_CST);
+		stats_in_flight_add(-1);
 	}
 }
 
-int
-session_in_flight(void)
-{
-	return __atomic_load_n(&session_messages, __ATOMIC_SEQ_CST);
-}
-
 struct session *
-session_new(struct config *cfg)
+session_new(struct snapshot *snap)
 {
 	struct session *s;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return NULL;
-	config_ref(cfg);
-	s->cfg = cfg;
-	str_copy(s->client_addr, "unknown", sizeof(s->client_addr));
+	snapshot_ref(snap);
+	s->snap = snap;
+	(void)str_copy(s->client_addr, "unknown", sizeof(s->client_addr));
 	return s;
 }
 
@@ -59,16 +52,18 @@ session_free(struct session *s)
 		return;
 	session_msg_end(s);
 	session_msg_reset(s);
-	config_unref(s->cfg);
+	snapshot_unref(s->snap);
 	free(s);
 }
 
 void
 session_set_client(struct session *s, const char *host, const struct sockaddr *sa)
 {
-	str_copy(s->client_host, host ? host : "", sizeof(s->client_host));
+	/* The host name is for logs only: a long one is dropped, never cut. */
+	if (str_copy(s->client_host, host ? host : "", sizeof(s->client_host)) == -1)
+		s->client_host[0] = '\0';
 	if (sa == NULL)
-		str_copy(s->client_addr, "unknown", sizeof(s->client_addr));
+		(void)str_copy(s->client_addr, "unknown", sizeof(s->client_addr));
 	else if (sa->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
 		    s->client_addr, sizeof(s->client_addr));
@@ -76,7 +71,7 @@ session_set_client(struct session *s, const char *host, const struct sockaddr *s
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
 		    s->client_addr, sizeof(s->client_addr));
 	else
-		str_copy(s->client_addr, "local", sizeof(s->client_addr));
+		(void)str_copy(s->client_addr, "local", sizeof(s->client_addr));
 }
 
 int
@@ -95,6 +90,30 @@ session_set_client_text(struct session *s, const char *host, const char *ip)
 		session_set_client(s, host, (struct sockaddr *)&a6);
 	} else
 		return -1;
+	return 0;
+}
+
+/* A HELO name longer than any hostname is no usable HELO: recorded as none. */
+int
+session_set_helo(struct session *s, const char *helo)
+{
+	if (str_copy(s->helo, helo, sizeof(s->helo)) == -1) {
+		s->helo[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+/* A MAIL FROM longer than any address cannot be the agent's: RCPT refuses a
+ * verification recipient in such a transaction (malformed). */
+int
+session_set_mail_from(struct session *s, const char *mail_from)
+{
+	if (str_copy(s->msg.mail_from, mail_from, sizeof(s->msg.mail_from)) == -1) {
+		s->msg.mail_from[0] = '\0';
+		s->msg.mail_from_bad = 1;
+		return -1;
+	}
 	return 0;
 }
 
@@ -137,113 +156,134 @@ session_msg_reset(struct session *s)
 	memset(m, 0, sizeof(*m));
 }
 
-/* Evidence for a decision taken at RCPT on a known request. */
+/* Remembers the first temporary trouble of a message: answered 451 at its end. */
 static void
-session_rcpt_evidence(struct session *s, struct store *st, const struct store_request *req,
-    enum reason r)
+session_fail(struct msg *m, const char *what, const char *why)
+{
+	if (m->failure[0] != '\0')
+		return;
+	/* Cut if need be: this is the text of a 4xx's log line, not a fact. */
+	(void)snprintf(m->failure, sizeof(m->failure), "%s: %s", what, why);
+}
+
+/* ------------------------------------------------------------------ RCPT */
+
+/* The evidence of a decision, recorded as is (a refusal: no guard). */
+static void
+session_evidence(struct session *s, struct store *st, enum reason r, const char *stage,
+    const char *detail)
 {
 	struct store_evidence ev = {
-		.request_id = req->id, .token_hash = s->msg.hash, .reason = reason_name(r),
-		.stage = "rcpt", .client_addr = s->client_addr, .helo = s->helo,
+		.request_id = s->msg.req.id, .token_hash = s->msg.hash, .reason = r,
+		.stage = stage, .client_addr = s->client_addr, .helo = s->helo,
 		.mail_from = s->msg.mail_from, .queue_id = s->msg.qid[0] ? s->msg.qid : NULL,
-		.token_prefix = s->msg.hash_prefix,
+		.token_prefix = s->msg.hash_prefix, .detail = detail,
 	};
-	char final[32];
+	struct store_outcome out;
 	struct buf err;
 
-	if (s->dry_run)
-		return;
 	buf_init(&err);
-	if (store_decide(st, &ev, final, sizeof(final), &err) != STORE_OK)
+	if (store_record(st, &ev, NULL, &out, &err) != STORE_OK)
 		log_warn("evidence not recorded: %s", err.s);
 	buf_free(&err);
+}
+
+/* Asks the database for the request of the token in rcpt; fills in. */
+static void
+session_lookup(struct session *s, struct store *st, const unsigned char *hash,
+    struct policy_rcpt *in)
+{
+	struct msg *m = &s->msg;
+	struct buf err;
+
+	buf_init(&err);
+	switch (store_lookup(st, hash, &m->req, &err)) {
+	case STORE_TEMPFAIL:
+		in->lookup_failed = 1;
+		stats_tempfail(ST_DATABASE);
+		log_msg(LOG_WARNING, m->qid, "token=%s database: %s", m->hash_prefix, err.s);
+		break;
+	case STORE_OK:
+		m->preq = (struct policy_request){ m->req.state, m->req.attempts, m->req.email,
+		    m->req.created_at, m->req.holders };
+		m->lang = replies_lang(m->req.lang);
+		in->req = &m->preq;
+		in->lang = m->lang;
+		break;
+	case STORE_NOTFOUND:
+		break;
+	}
+	buf_free(&err);
+}
+
+/* The token is the message's from now on; its DKIM context is made now,
+ * once, since only a message with a token is looked at. */
+static void
+session_take_token(struct session *s, const char *token)
+{
+	struct msg *m = &s->msg;
+	struct buf err;
+
+	m->has_token = 1;
+	memcpy(m->token, token, sizeof(m->token));
+	buf_init(&err);
+	if ((m->dkim = dkimv_new(m->qid, &err)) == NULL)
+		session_fail(m, "dkim", err.s);
+	buf_free(&err);
+	log_msg(LOG_INFO, m->qid, "token=%s request=%lld state=%s rcpt accepted",
+	    m->hash_prefix, m->req.id, request_state_name(m->req.state));
 }
 
 int
 session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdict *v)
 {
+	const struct snapshot *snap = s->snap;
 	struct msg *m = &s->msg;
-	char token[TOKEN_LEN + 1], prefix[TOKEN_PREFIX_LEN + 1];
+	char token[TOKEN_LEN + 1], prefix[TOKEN_PREFIX_LEN + 1] = "none";
 	unsigned char hash[TOKEN_HASH_LEN];
-	struct store_request req;
-	struct buf err;
-	enum store_rc rc;
+	struct policy_rcpt in = { .lang = -1 };
 
-	switch (address_verify_rcpt(rcpt, s->cfg->verify_local, s->cfg->verify_domain, token)) {
-	case RCPT_OTHER:
-		return 0;
-	case RCPT_VERIFY_MALFORMED:
-		policy_reply(v, R_MALFORMED, "550", "5.1.1", s->cfg->replies, -1);
-		stats_decision(R_MALFORMED, 1);
-		log_msg(LOG_NOTICE, m->qid, "rcpt=%s reason=malformed reply=550", rcpt);
-		return 1;
-	case RCPT_VERIFY:
-		break;
+	in.kind = address_verify_rcpt(rcpt, snap->cfg->verify_local, snap->cfg->verify_domain,
+	    token);
+	if (in.kind == RCPT_VERIFY) {
+		token_hash(token, hash);
+		token_hash_prefix(hash, prefix);
+		if (m->has_token && memcmp(m->hash, hash, sizeof(hash)) == 0)
+			return 0;	/* the same token twice */
+		in.second_token = m->has_token;
+		in.envelope_bad = m->mail_from_bad;
+		if (!in.second_token) {
+			memcpy(m->hash, hash, sizeof(hash));
+			memcpy(m->hash_prefix, prefix, sizeof(prefix));
+			if (!in.envelope_bad)
+				session_lookup(s, st, hash, &in);
+		}
 	}
-	token_hash(token, hash);
-	token_hash_prefix(hash, prefix);
-	if (m->has_token) {
-		if (memcmp(m->hash, hash, sizeof(hash)) == 0)
-			return 0;
-		policy_reply(v, R_MALFORMED, "452", "4.5.3", s->cfg->replies, -1);
-		log_msg(LOG_NOTICE, m->qid, "token=%s reason=malformed reply=452"
-		    " detail=second token in one message", prefix);
-		return 1;
-	}
-	buf_init(&err);
-	rc = store_lookup(st, hash, &req, &err);
-	if (rc == STORE_TEMPFAIL) {
-		policy_reply(v, R_TEMPORARY, "451", "4.3.0", s->cfg->replies, -1);
-		stats_tempfail(ST_DATABASE);
-		stats_decision(R_TEMPORARY, 1);
-		log_msg(LOG_WARNING, m->qid, "token=%s reason=temporary reply=451 detail=%s",
-		    prefix, err.s);
-		buf_free(&err);
-		return 1;
-	}
-	buf_free(&err);
-	if (rc == STORE_NOTFOUND) {
-		policy_reply(v, R_UNKNOWN_TOKEN, "550", "5.1.1", s->cfg->replies, -1);
-		stats_decision(R_UNKNOWN_TOKEN, 1);
-		log_msg(LOG_NOTICE, m->qid, "token=%s reason=unknown_token reply=550", prefix);
-		return 1;
-	}
-	memcpy(m->hash, hash, sizeof(hash));
-	memcpy(m->hash_prefix, prefix, sizeof(prefix));
-	switch (req.state) {
-	case REQ_EXPIRED:
-		policy_reply(v, R_EXPIRED, "550", "5.1.1", s->cfg->replies, req.lang);
-		break;
-	case REQ_REVOKED:
-		/* Revoked or superseded: the token no longer selects a request. */
-		policy_reply(v, R_UNKNOWN_TOKEN, "550", "5.1.1", s->cfg->replies, req.lang);
-		break;
-	case REQ_PENDING:
-	case REQ_VERIFIED:
-		/* A verified request continues too: a retried copy of a
-		 * successful reply must get its 250, not a bounce. */
-		m->has_token = 1;
-		memcpy(m->token, token, sizeof(token));
-		m->req = req;
-		log_msg(LOG_INFO, m->qid, "token=%s request=%lld state=%s rcpt accepted",
-		    prefix, req.id, store_state_name(req.state));
+	if (policy_rcpt(snap->pol, snap->replies, &in, v) == 0) {
+		if (in.kind == RCPT_VERIFY)
+			session_take_token(s, token);
 		return 0;
 	}
-	log_msg(LOG_NOTICE, m->qid, "token=%s request=%lld reason=%s reply=550", prefix,
-	    req.id, reason_name(v->reason));
 	stats_decision(v->reason, 1);
-	session_rcpt_evidence(s, st, &req, v->reason);
+	/* Never the recipient itself once it holds a token: a secret. */
+	if (in.kind == RCPT_VERIFY)
+		log_msg(v->reason == R_TEMPORARY ? LOG_WARNING : LOG_NOTICE, m->qid,
+		    "token=%s reason=%s reply=%s xcode=%s request=%lld detail=%s", prefix,
+		    reason_name(v->reason), v->rcode, v->xcode, in.req ? m->req.id : 0LL,
+		    v->detail ? v->detail : "");
+	else
+		log_msg(LOG_NOTICE, m->qid, "rcpt=%s reason=%s reply=%s xcode=%s", rcpt,
+		    reason_name(v->reason), v->rcode, v->xcode);
+	/* A refusal of a known request is evidence; unknown tokens are not
+	 * (anyone can send them: they would fill the table). */
+	if (in.req != NULL)
+		session_evidence(s, st, v->reason, "rcpt", v->detail);
+	if (!m->has_token)
+		memset(&m->req, 0, sizeof(m->req));
 	return 1;
 }
 
-static void
-session_fail(struct msg *m, const char *what, const char *why)
-{
-	if (m->failed)
-		return;
-	m->failed = 1;
-	snprintf(m->failure, sizeof(m->failure), "%s: %s", what, why);
-}
+/* ------------------------------------------------------- headers and body */
 
 static void
 session_keep(struct msg *m, struct session_header *h, const char *value)
@@ -267,59 +307,90 @@ session_header_value(struct buf *v, const char *value, int leadspc)
 {
 	const char *c = value, *lf;
 
-	if (!leadspc && buf_putc(v, ' ') == -1)
-		return -1;
+	if (!leadspc)
+		buf_putc(v, ' ');
 	while ((lf = strchr(c, '\n')) != NULL) {
-		if (buf_append(v, c, (size_t)(lf - c)) == -1 ||
-		    ((lf == value || lf[-1] != '\r') && buf_putc(v, '\r') == -1) ||
-		    buf_putc(v, '\n') == -1)
-			return -1;
+		buf_append(v, c, (size_t)(lf - c));
+		if (lf == value || lf[-1] != '\r')
+			buf_putc(v, '\r');
+		buf_putc(v, '\n');
 		c = lf + 1;
 	}
-	return buf_puts(v, c);
+	buf_puts(v, c);
+	return buf_failed(v) ? -1 : 0;
+}
+
+/* Where a header the decision reads is kept (From, To, Cc, Subject,
+ * Message-ID), or NULL. */
+static struct session_header *
+session_kept(struct msg *m, const char *name)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} kept[] = {
+		{ "From", offsetof(struct msg, from) }, { "To", offsetof(struct msg, to) },
+		{ "Cc", offsetof(struct msg, cc) }, { "Subject", offsetof(struct msg, subject) },
+		{ "Message-ID", offsetof(struct msg, message_id) },
+	};
+
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		if (strcasecmp(name, kept[i].name) == 0)
+			return (struct session_header *)(void *)((char *)m + kept[i].off);
+	return NULL;
 }
 
 void
 session_header(struct session *s, const char *name, const char *value)
 {
 	struct msg *m = &s->msg;
+	struct session_header *h;
 	struct buf err, v;
 	size_t n = strlen(name);
 
 	if (!m->has_token)
 		return;
 	/* "From :" is obsolete syntax some parsers read differently. */
-	if (n > 4 && strncasecmp(name, "From", 4) == 0 &&
-	    strspn(name + 4, " \t") == n - 4) {
+	if (n > 4 && strncasecmp(name, "From", 4) == 0 && strspn(name + 4, " \t") == n - 4) {
 		m->from_bad_name = 1;
 		session_keep(m, &m->from, value);
-	} else if (strcasecmp(name, "From") == 0)
-		session_keep(m, &m->from, value);
-	else if (strcasecmp(name, "To") == 0)
-		session_keep(m, &m->to, value);
-	else if (strcasecmp(name, "Cc") == 0)
-		session_keep(m, &m->cc, value);
-	else if (strcasecmp(name, "Subject") == 0)
-		session_keep(m, &m->subject, value);
-	else if (strcasecmp(name, "Message-ID") == 0)
-		session_keep(m, &m->message_id, value);
-	else if (strcasecmp(name, "Authentication-Results") == 0) {
+	} else if (strcasecmp(name, "Authentication-Results") == 0) {
 		m->ar_count++;
-		if (authres_is_ours(value, s->cfg->authserv_id) && m->nar_ours < SESSION_AR_MAX)
+		if (authres_is_ours(value, s->snap->cfg->authserv_id) &&
+		    m->nar_ours < SESSION_AR_MAX)
 			m->ar_ours[m->nar_ours++] = m->ar_count;
-	}
-	if (m->failed)
+	} else if ((h = session_kept(m, name)) != NULL)
+		session_keep(m, h, value);
+	if (m->failure[0] != '\0')
 		return;
 	buf_init(&err);
 	buf_init(&v);
-	if (m->dkim == NULL && (m->dkim = dkimv_new(m->qid, &err)) == NULL)
-		session_fail(m, "dkim", err.s);
-	else if (session_header_value(&v, value, s->leadspc) == -1)
+	if (session_header_value(&v, value, s->leadspc) == -1)
 		session_fail(m, "header", "out of memory");
 	else if (dkimv_header(m->dkim, name, v.s, &err) == -1)
 		session_fail(m, "dkim", err.s);
 	buf_free(&v);
 	buf_free(&err);
+}
+
+/* libopendkim's prescreen asks, for each signer domain, whether its key is worth fetching. */
+static int
+session_dkim_worth(void *arg, const char *domain)
+{
+	return policy_dkim_worth(arg, domain);
+}
+
+/* What can matter is known once the headers are in. */
+static void
+session_screen(struct session *s)
+{
+	struct msg *m = &s->msg;
+	struct policy_header from = { m->from.count, m->from.value };
+
+	if (m->screened)
+		return;
+	policy_screen(s->snap->pol, &from, m->from_bad_name, &m->preq, &m->decision);
+	m->screened = 1;
 }
 
 void
@@ -328,12 +399,13 @@ session_eoh(struct session *s)
 	struct msg *m = &s->msg;
 	struct buf err;
 
-	if (!m->has_token || m->failed)
+	if (!m->has_token)
+		return;
+	session_screen(s);
+	if (m->failure[0] != '\0')
 		return;
 	buf_init(&err);
-	if (m->dkim == NULL && (m->dkim = dkimv_new(m->qid, &err)) == NULL)
-		session_fail(m, "dkim", err.s);
-	else if (dkimv_eoh(m->dkim, &err) == -1)
+	if (dkimv_eoh(m->dkim, session_dkim_worth, &m->decision, &err) == -1)
 		session_fail(m, "dkim", err.s);
 	buf_free(&err);
 }
@@ -370,115 +442,127 @@ session_body(struct session *s, const unsigned char *p, size_t n)
 	struct msg *m = &s->msg;
 	struct buf err;
 
-	if (!m->has_token || m->failed)
+	if (!m->has_token || m->failure[0] != '\0')
 		return;
 	buf_init(&err);
-	if (m->dkim != NULL && dkimv_body(m->dkim, p, n, &err) == -1)
+	if (dkimv_body(m->dkim, p, n, &err) == -1)
 		session_fail(m, "dkim", err.s);
 	buf_free(&err);
 	if (!m->body_has_token)
 		session_body_search(m, (const char *)p, n);
 }
 
-/* SPF for the MAIL FROM identity and, for the record, HELO. Clients on
- * loopback or internal networks are not evaluated: they never pass. */
+/* ------------------------------------------------- end of message: collect */
+
+/* SPF for the MAIL FROM identity and, for the record, HELO: each evaluated
+ * only where it could matter (policy_spf_skip); otherwise skipped, and why. */
 static void
-session_spf(const struct session *s, struct session_eom *out)
+session_spf(const struct session *s, const struct policy_decision *d, struct session_eom *out)
 {
 	char mailfrom[ADDRESS_MAXLEN + 1];
+	const char *skip;
 
-	out->internal_client = config_internal_client(s->cfg, s->client_addr);
+	out->internal_client = config_internal_client(s->snap->cfg, s->client_addr);
 	out->has_mailfrom = address_envelope(s->msg.mail_from, mailfrom, sizeof(mailfrom)) == 0;
-	if (out->internal_client) {
-		str_copy(out->spf_mailfrom.why, "internal client", sizeof(out->spf_mailfrom.why));
-		str_copy(out->spf_helo.why, "internal client", sizeof(out->spf_helo.why));
-		if (out->has_mailfrom)
-			str_copy(out->spf_mailfrom.domain, strrchr(mailfrom, '@') + 1,
-			    sizeof(out->spf_mailfrom.domain));
-		return;
+	if (out->has_mailfrom) {
+		/* An address has at most 255 characters of domain: it fits. */
+		(void)str_copy(out->spf_mailfrom.domain, strrchr(mailfrom, '@') + 1,
+		    sizeof(out->spf_mailfrom.domain));
+		if ((skip = policy_spf_skip(d, out->spf_mailfrom.domain,
+		    out->internal_client)) == NULL)
+			spf_check(s->client_addr, s->helo, mailfrom, &out->spf_mailfrom);
+		else {
+			out->spf_mailfrom.result = SPF_R_SKIPPED;
+			(void)str_copy(out->spf_mailfrom.why, skip, sizeof(out->spf_mailfrom.why));
+		}
 	}
-	if (out->has_mailfrom)
-		spf_check(s->client_addr, s->helo, mailfrom, &out->spf_mailfrom);
-	if (s->helo[0] != '\0')
-		spf_check(s->client_addr, s->helo, s->helo, &out->spf_helo);
+	out->has_helo = address_valid_domain(s->helo);
+	if (out->has_helo) {
+		(void)str_copy(out->spf_helo.domain, s->helo, sizeof(out->spf_helo.domain));
+		if ((skip = policy_spf_skip(d, s->helo, out->internal_client)) == NULL)
+			spf_check(s->client_addr, s->helo, s->helo, &out->spf_helo);
+		else {
+			out->spf_helo.result = SPF_R_SKIPPED;
+			(void)str_copy(out->spf_helo.why, skip, sizeof(out->spf_helo.why));
+		}
+	}
 }
 
-/* Counters for one end-of-message decision. */
+/* Signatures and SPF results: the facts of the decision. */
 static void
-session_count(const struct session_eom *out, const struct policy_decision *d, enum reason r,
-    int failed, int dbfail)
-{
-	for (int i = 0; i < out->nsigs; i++)
-		stats_dkim(out->sigs[i].result);
-	if (out->nsigs == 0)
-		stats_dkim_none();
-	if (out->has_mailfrom && !out->internal_client)
-		stats_spf(out->spf_mailfrom.result);
-	stats_decision(r, 0);
-	if (r == R_TEMPORARY)
-		stats_tempfail(dbfail ? ST_DATABASE : failed ? ST_INTERNAL :
-		    d->reason == R_TEMPORARY ? ST_DNS : ST_INTERNAL);
-}
-
-void
-session_eom(struct session *s, struct store *st, struct session_eom *out)
+session_collect(struct session *s, struct session_eom *out)
 {
 	struct msg *m = &s->msg;
-	struct policy_decision *d = &out->decision;
-	struct policy_input in;
-	const struct dkimv_sig *used;
-	struct store_evidence ev;
 	struct buf err;
-	enum reason r;
-	char spfbuf[128];
-	int n = 0, dbfail = 0;
+	int n = 0;
 
-	memset(out, 0, sizeof(*out));
-	buf_init(&out->authres);
 	buf_init(&err);
-	d->rules = &s->cfg->pol->defaults;
-	if (!m->has_token) {
-		out->verdict.action = VA_ACCEPT;
-		return;
-	}
-	if (!m->failed && m->dkim == NULL && (m->dkim = dkimv_new(m->qid, &err)) == NULL)
-		session_fail(m, "dkim", err.s);
-	if (!m->failed && (n = dkimv_eom(m->dkim, out->sigs, DKIMV_MAXSIGS, &err)) == -1)
+	if (m->failure[0] == '\0' &&
+	    (n = dkimv_eom(m->dkim, out->sigs, DKIMV_MAXSIGS, &err)) == -1)
 		session_fail(m, "dkim", err.s);
 	out->nsigs = n > 0 ? n : 0;
+	buf_free(&err);
+	session_spf(s, &m->decision, out);
+}
 
-	session_spf(s, out);
-	memset(&in, 0, sizeof(in));
-	in.spf_mailfrom = out->has_mailfrom ? &out->spf_mailfrom : NULL;
-	in.spf_helo = &out->spf_helo;
-	in.internal_client = out->internal_client;
-	in.from = (struct policy_header){ m->from.count, m->from.value };
-	in.to = (struct policy_header){ m->to.count, m->to.value };
-	in.cc = (struct policy_header){ m->cc.count, m->cc.value };
-	in.subject = (struct policy_header){ m->subject.count, m->subject.value };
-	in.from_bad_name = m->from_bad_name;
-	in.body_has_token = m->body_has_token;
-	in.sigs = out->sigs;
-	in.nsigs = (size_t)out->nsigs;
-	in.token = m->token;
-	in.req = &m->req;
-	in.now = (long long)time(NULL);
-	policy_decide(s->cfg->pol, &in, d);
-	if (m->failed) {
-		d->reason = R_TEMPORARY;
-		d->xcode = "4.3.0";
-		snprintf(d->detail, sizeof(d->detail), "%s", m->failure);
-	}
+/* ------------------------------------------------ end of message: decide */
 
-	snprintf(spfbuf, sizeof(spfbuf), "mailfrom=%s%s helo=%s%s",
+static void
+session_decide(struct session *s, const struct session_eom *out)
+{
+	struct msg *m = &s->msg;
+	struct policy_input in = {
+		.to = { m->to.count, m->to.value },
+		.cc = { m->cc.count, m->cc.value },
+		.subject = { m->subject.count, m->subject.value },
+		.body_has_token = m->body_has_token,
+		.sigs = out->sigs, .nsigs = (size_t)out->nsigs, .token = m->token,
+		.spf_mailfrom = out->has_mailfrom ? &out->spf_mailfrom : NULL,
+		.internal_client = out->internal_client,
+		.req = &m->preq,
+		.failure = m->failure[0] != '\0' ? m->failure : NULL,
+	};
+
+	policy_decide(s->snap->pol, &in, &m->decision);
+}
+
+/* ------------------------------------------------ end of message: record */
+
+/* "mailfrom=pass(aligned) helo=none" for evidence and logs. */
+static void
+session_spf_summary(const struct session_eom *out, const struct policy_decision *d,
+    char *buf, size_t size)
+{
+	/* Result names and the flags are short: this always fits 128 bytes. */
+	(void)snprintf(buf, size, "mailfrom=%s%s helo=%s%s",
 	    out->has_mailfrom ? spf_result_name(out->spf_mailfrom.result) : "none",
-	    out->has_mailfrom && d->from_ok ? (d->spf_aligned ? "(aligned)" : "(not aligned)") : "",
-	    spf_result_name(out->spf_helo.result), out->internal_client ? " internal" : "");
-	used = d->sig >= 0 ? &out->sigs[d->sig] : out->nsigs > 0 ? &out->sigs[0] : NULL;
-	ev = (struct store_evidence){
+	    out->has_mailfrom && out->spf_mailfrom.result != SPF_R_SKIPPED && d->from_ok ?
+	    (d->spf_aligned ? "(aligned)" : "(not aligned)") : "",
+	    out->has_helo ? spf_result_name(out->spf_helo.result) : "none",
+	    out->internal_client ? " internal" : "");
+}
+
+/* The signature the decision relied on, else the first one, for evidence. */
+static const struct dkimv_sig *
+session_used_sig(const struct session_eom *out, const struct policy_decision *d)
+{
+	return d->sig >= 0 ? &out->sigs[d->sig] : out->nsigs > 0 ? &out->sigs[0] : NULL;
+}
+
+static void
+session_record(struct session *s, struct store *st, const struct session_eom *out)
+{
+	struct msg *m = &s->msg;
+	struct policy_decision *d = &m->decision;
+	const struct dkimv_sig *used = session_used_sig(out, d);
+	struct store_guard g = { d->rules->max_attempts, d->rules->accounts_per_address,
+	    d->rules->recertify_after };
+	struct store_outcome res;
+	char spf[128];
+	struct buf err;
+	struct store_evidence ev = {
 		.request_id = m->req.id, .token_hash = m->hash,
-		.from = d->from_ok ? d->from.addr : NULL, .reason = reason_name(d->reason),
-		.stage = "eom", .max_attempts = d->rules->max_attempts,
+		.from = d->from_ok ? d->from.addr : NULL, .reason = d->reason, .stage = "eom",
 		.client_addr = s->client_addr, .helo = s->helo, .mail_from = m->mail_from,
 		.message_id = m->message_id.value, .queue_id = m->qid[0] ? m->qid : NULL,
 		.dkim_domain = used ? used->domain : NULL,
@@ -486,46 +570,139 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 		.dkim_algorithm = used ? used->algorithm : NULL,
 		.dkim_key_bits = used ? (int)used->key_bits : 0,
 		.dnssec = used && d->rules->dnssec != PD_IGNORE ? used->dnssec : NULL,
-		.detail = d->detail,
-		.spf_result = spfbuf,
-		.token_prefix = m->hash_prefix,
+		.detail = d->detail, .spf_result = spf, .token_prefix = m->hash_prefix,
 	};
-	buf_reset(&err);
-	if (s->dry_run) {
-		/* What the database would settle, without writing. */
-		str_copy(out->final_reason, reason_name(d->reason == R_VERIFIED &&
-		    m->req.state == REQ_VERIFIED ? R_ALREADY_VERIFIED : d->reason),
-		    sizeof(out->final_reason));
-	} else if (store_decide(st, &ev, out->final_reason, sizeof(out->final_reason), &err) !=
-	    STORE_OK) {
-		dbfail = 1;
+
+	session_spf_summary(out, d, spf, sizeof(spf));
+	buf_init(&err);
+	if (store_record(st, &ev, d->reason == R_VERIFIED ? &g : NULL, &res, &err) != STORE_OK) {
 		/* No evidence, no decision: the sender's MTA retries. */
-		str_copy(out->final_reason, "temporary", sizeof(out->final_reason));
-		d->xcode = "4.3.0";
 		log_msg(LOG_WARNING, m->qid, "database: %s", err.s);
+		policy_db_failed(d, err.s);
+		stats_tempfail(ST_DATABASE);
+	} else if (!res.recorded) {
+		/* The guarded write did not happen: the request changed since
+		 * RCPT. Settle against what the database says, then record. */
+		policy_settle(d, &(struct policy_request){ res.after.state, res.after.attempts,
+		    m->req.email, m->req.created_at, res.after.holders }, 1);
+		ev.reason = d->reason;
+		ev.detail = d->detail;
+		if (store_record_evidence(st, &ev, &err) != STORE_OK)
+			log_warn("evidence not recorded: %s", err.s);
 	}
-	r = reason_parse(out->final_reason);
-	if (r == R_NONE)
-		r = R_TEMPORARY;
-	session_count(out, d, r, m->failed, dbfail);
-	policy_verdict(d, r, s->cfg->replies, m->req.lang, &out->verdict);
-	if (out->verdict.action == VA_ACCEPT || out->verdict.action == VA_DISCARD) {
-		d->reason = r;
-		authres_build(&out->authres, s->cfg->authserv_id, out->sigs,
-		    (size_t)out->nsigs, d);
-		authres_spf(&out->authres, out->has_mailfrom ? &out->spf_mailfrom : NULL,
-		    &out->spf_helo, s->helo, d, out->internal_client);
-		out->delete_ar = m->ar_ours;
-		out->ndelete_ar = m->nar_ours;
-	}
-	log_msg(r == R_VERIFIED || r == R_ALREADY_VERIFIED ? LOG_INFO : LOG_NOTICE, m->qid,
-	    "token=%s request=%lld account=%s from=<%s> client=%s dkim=%s%s%s sigs=%d"
-	    " spf=%s reason=%s reply=%s detail=%s", m->hash_prefix, m->req.id, m->req.account,
-	    d->from_ok ? d->from.addr : "", s->client_addr, used ? used->domain : "none",
-	    used ? "/" : "", used ? used->selector : "", out->nsigs, spfbuf, reason_name(r),
-	    out->verdict.action == VA_REPLY ? out->verdict.rcode :
-	    out->verdict.action == VA_DISCARD ? "discard" : "250", d->detail);
 	buf_free(&err);
+}
+
+/* ------------------------------------------------ end of message: answer */
+
+/* How a signature was judged, for Authentication-Results. */
+static const char *
+session_sig_why(const struct policy_decision *d, const struct dkimv_sig *s, int i)
+{
+	const struct policy_sigverdict *v = &d->verdicts[i];
+
+	if (s->result != DKIMV_PASS)
+		return s->error;
+	return v->binds_token ? "aligned, token signed" : v->why ? v->why :
+	    v->aligned ? "aligned" : "not judged";
+}
+
+static const char *
+session_spf_why(const struct spf_outcome *o, const struct policy_decision *d, int internal,
+    int helo)
+{
+	if (internal)
+		return "internal client, not evaluated";
+	if (o->result == SPF_R_SKIPPED)
+		return o->why;
+	if (helo)
+		return "HELO identity, recorded only";
+	return d->spf_aligned ? "aligned with From" : "not aligned with From";
+}
+
+/* Our Authentication-Results, and the forged ones to remove. */
+static void
+session_authres(struct session *s, struct session_eom *out)
+{
+	const struct policy_decision *d = &s->msg.decision;
+	const char *why[DKIMV_MAXSIGS];
+	struct authres_input in = {
+		.authserv_id = s->snap->cfg->authserv_id, .sigs = out->sigs, .sig_why = why,
+		.nsigs = (size_t)out->nsigs,
+		.mailfrom = out->has_mailfrom ? &out->spf_mailfrom : NULL,
+		.mailfrom_why = session_spf_why(&out->spf_mailfrom, d, out->internal_client, 0),
+		.helo = out->has_helo ? &out->spf_helo : NULL, .helo_name = s->helo,
+		.helo_why = session_spf_why(&out->spf_helo, d, out->internal_client, 1),
+		.verdict = reason_name(d->reason),
+	};
+
+	for (int i = 0; i < out->nsigs; i++)
+		why[i] = session_sig_why(d, &out->sigs[i], i);
+	/* The value as header values go: after a space (milter.c). */
+	if (buf_putc(&out->authres, ' ') == -1 || authres_build(&out->authres, &in) == -1) {
+		/* Better no header than a cut one. */
+		buf_reset(&out->authres);
+		log_msg(LOG_WARNING, s->msg.qid, "Authentication-Results not added: out of memory");
+	}
+	out->delete_ar = s->msg.ar_ours;
+	out->ndelete_ar = s->msg.nar_ours;
+}
+
+/* Counters and the log line of one end-of-message decision. */
+static void
+session_report(const struct session *s, const struct session_eom *out)
+{
+	const struct msg *m = &s->msg;
+	const struct policy_decision *d = &m->decision;
+	const struct dkimv_sig *used = session_used_sig(out, d);
+	const struct verdict *v = &out->verdict;
+	char spf[128];
+
+	for (int i = 0; i < out->nsigs; i++)
+		stats_dkim(out->sigs[i].result == DKIMV_SKIPPED ? "skipped" :
+		    out->sigs[i].result == DKIMV_PASS ? "pass" : out->sigs[i].result ==
+		    DKIMV_FAIL ? "fail" : out->sigs[i].result == DKIMV_TEMPERROR ?
+		    "temperror" : "permerror");
+	if (out->nsigs == 0)
+		stats_dkim("none");
+	if (out->has_mailfrom)
+		stats_spf(spf_result_name(out->spf_mailfrom.result));
+	stats_decision(d->reason, 0);
+	if (d->reason == R_TEMPORARY && strcmp(d->xcode, "4.7.5") == 0)
+		stats_tempfail(ST_DNS);
+	else if (d->reason == R_TEMPORARY && strncmp(d->detail, "database:", 9) != 0)
+		stats_tempfail(ST_INTERNAL);
+	session_spf_summary(out, d, spf, sizeof(spf));
+	log_msg(d->reason == R_VERIFIED || d->reason == R_ALREADY_VERIFIED ? LOG_INFO :
+	    LOG_NOTICE, m->qid, "token=%s request=%lld account=%s from=<%s> client=%s"
+	    " dkim=%s%s%s sigs=%d spf=%s reason=%s reply=%s xcode=%s detail=%s",
+	    m->hash_prefix, m->req.id, m->req.account, d->from_ok ? d->from.addr : "",
+	    s->client_addr, used ? used->domain : "none", used ? "/" : "",
+	    used ? used->selector : "", out->nsigs, spf, reason_name(d->reason),
+	    v->action == VA_REPLY ? v->rcode : v->action == VA_DISCARD ? "discard" : "250",
+	    v->action == VA_REPLY ? v->xcode : "-", d->detail);
+}
+
+void
+session_eom(struct session *s, struct store *st, struct session_eom *out)
+{
+	struct msg *m = &s->msg;
+
+	memset(out, 0, sizeof(*out));
+	buf_init(&out->authres);
+	out->decision = &m->decision;
+	if (!m->has_token) {
+		out->verdict.action = VA_ACCEPT;
+		return;
+	}
+	session_screen(s);		/* if the message had no end of headers */
+	session_collect(s, out);
+	session_decide(s, out);
+	session_record(s, st, out);
+	policy_verdict(&m->decision, s->snap->replies, m->lang, &out->verdict);
+	if (out->verdict.action == VA_ACCEPT || out->verdict.action == VA_DISCARD)
+		session_authres(s, out);
+	session_report(s, out);
 }
 
 void

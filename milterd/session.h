@@ -1,7 +1,8 @@
 /* session.h — the connection context and the per-message context of one milter
- * session, and the steps of a verification mail: RCPT screening, headers, body,
- * the decision at end of message. Independent of libmilter, so that
- * `milterctl check` runs exactly this code. */
+ * session, and the steps of a verification mail: RCPT, headers, body, end of
+ * message. Each step collects facts; policy.c decides; the store records; the
+ * step answers. Independent of the milter protocol, so that `milterctl check`
+ * runs exactly this code. */
 #ifndef MILTERD_SESSION_H
 #define MILTERD_SESSION_H
 
@@ -9,9 +10,9 @@
 #include <arpa/inet.h>
 
 #include "buf.h"
-#include "config.h"
 #include "dkim.h"
 #include "policy.h"
+#include "snapshot.h"
 #include "spf.h"
 #include "store.h"
 #include "token.h"
@@ -24,18 +25,22 @@ struct session_header {
 	char	*value;			/* last instance, malloc'ed */
 };
 
+/* One message (MAIL FROM to end of message). Written and read by the worker
+ * serving its connection only. */
 struct msg {
 	char		 qid[64];
-	char		 mail_from[321];
+	char		 mail_from[ADDRESS_MAXLEN + 3];	/* as the MTA gave it, <> kept */
+	int		 mail_from_bad;	/* too long to be an address */
 	int		 has_token;
 	char		 token[TOKEN_LEN + 1];
 	unsigned char	 hash[TOKEN_HASH_LEN];
 	char		 hash_prefix[TOKEN_PREFIX_LEN + 1];
-	struct store_request req;
+	struct store_request req;	/* the request, as RCPT read it */
+	struct policy_request preq;	/* the same, for the policy */
+	int		 lang;		/* the request's reply language */
 
-	struct dkimv	*dkim;
-	int		 failed;	/* temporary trouble while reading */
-	char		 failure[256];
+	struct dkimv	*dkim;		/* made once, when RCPT accepts the token */
+	char		 failure[256];	/* temporary trouble while reading, or "" */
 	struct session_header from, to, cc, subject, message_id;
 	int		 from_bad_name;
 	int		 ar_count;		/* Authentication-Results seen */
@@ -46,34 +51,37 @@ struct msg {
 	char		 body_tail[TOKEN_LEN + 1];
 	size_t		 body_tail_len;
 	int		 body_has_token;
+	/* Screened once the headers are in (policy_screen), decided at EOM. */
+	int		 screened;
+	struct policy_decision decision;
 };
 
 struct session {
-	struct config	*cfg;		/* snapshot taken at connect */
+	struct snapshot	*snap;		/* taken at connect */
 	char		 client_addr[INET6_ADDRSTRLEN];
 	char		 client_host[256];
 	char		 helo[256];
 	int		 leadspc;	/* header values keep their leading space */
 	unsigned long	 noreply;	/* SMFIP_NR_* steps the MTA does not wait for */
-	int		 dry_run;	/* decide, but write nothing (milterctl check) */
-	int		 in_message;	/* counted in session_in_flight() */
+	int		 in_message;	/* counted in stats_in_flight() */
 	struct msg	 msg;
 };
 
-/* What end of message asks of the MTA besides the verdict. */
+/* What end of message decided, and asks of the MTA besides the verdict. */
 struct session_eom {
 	struct verdict	 verdict;
-	struct buf	 authres;	/* Authentication-Results value to insert, or empty */
+	struct buf	 authres;	/* Authentication-Results value to insert, with
+					 * its leading space, or empty */
 	const int	*delete_ar;	/* indices of A-R headers to delete */
 	int		 ndelete_ar;
-	struct policy_decision decision;
+	const struct policy_decision *decision;	/* the message's, until the next one */
 	struct dkimv_sig sigs[DKIMV_MAXSIGS];
 	int		 nsigs;
 	struct spf_outcome spf_mailfrom;	/* valid when has_mailfrom */
 	int		 has_mailfrom;
-	struct spf_outcome spf_helo;
+	struct spf_outcome spf_helo;		/* valid when has_helo */
+	int		 has_helo;
 	int		 internal_client;
-	char		 final_reason[32];
 };
 
 struct dns;
@@ -83,19 +91,21 @@ struct dns;
 int		 session_init_libs(const struct config *, struct dns **, struct buf *err);
 void		 session_shutdown_libs(struct dns *);
 
-struct session	*session_new(struct config *);
+struct session	*session_new(struct snapshot *);
 void		 session_free(struct session *);
 void		 session_set_client(struct session *, const char *host,
 		    const struct sockaddr *);
 /* The same from a textual address (milterctl check); -1 if not an address. */
 int		 session_set_client_text(struct session *, const char *host, const char *ip);
+/* Sets HELO and MAIL FROM; -1 (nothing set) if one does not fit: such an
+ * envelope is no verification reply (the caller answers malformed). */
+int		 session_set_helo(struct session *, const char *helo);
+int		 session_set_mail_from(struct session *, const char *mail_from);
 /* Starts a new message (MAIL FROM); also used on abort and after EOM. */
 void		 session_msg_reset(struct session *);
-/* Marks a message as begun (MAIL FROM) or over (EOM, abort, close); the
- * count of messages in flight lets SIGTERM wait for them. */
+/* Marks a message as begun (MAIL FROM) or over (EOM, abort, close). */
 void		 session_msg_begin(struct session *);
 void		 session_msg_end(struct session *);
-int		 session_in_flight(void);
 
 /* Screens one envelope recipient. Returns 0 to let it pass; otherwise fills
  * v with the reply to give. */
@@ -106,7 +116,8 @@ int		 session_rcpt(struct session *, struct store *, const char *rcpt,
 void		 session_header(struct session *, const char *name, const char *value);
 void		 session_eoh(struct session *);
 void		 session_body(struct session *, const unsigned char *p, size_t n);
-/* The decision. Fills out (release with session_eom_free). */
+/* The decision: collect, decide, record, answer. Fills out (release with
+ * session_eom_free). */
 void		 session_eom(struct session *, struct store *, struct session_eom *out);
 void		 session_eom_free(struct session_eom *);
 

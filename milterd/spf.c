@@ -44,6 +44,7 @@ spf_result_name(enum spf_result r)
 	case SPF_R_SOFTFAIL:	return "softfail";
 	case SPF_R_TEMPERROR:	return "temperror";
 	case SPF_R_PERMERROR:	return "permerror";
+	case SPF_R_SKIPPED:	return "skipped";
 	}
 	return "none";
 }

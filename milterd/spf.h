@@ -13,6 +13,7 @@ enum spf_result {
 	SPF_R_SOFTFAIL,
 	SPF_R_TEMPERROR,
 	SPF_R_PERMERROR,
+	SPF_R_SKIPPED,		/* not evaluated: it could not matter */
 };
 
 struct spf_outcome {

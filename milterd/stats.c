@@ -10,15 +10,25 @@
 
 #include <microhttpd.h>
 
-#include "session.h"
 #include "stats.h"
 
-#define NREASON (R_TEMPORARY + 1)
+/* Results of the authentication methods, as written in Authentication-Results. */
+static const char *const stats_dkim_names[] = {
+	"pass", "fail", "temperror", "permerror", "skipped", "none",
+};
+static const char *const stats_spf_names[] = {
+	"none", "neutral", "pass", "fail", "softfail", "temperror", "permerror", "skipped",
+};
+#define NDKIM	(sizeof(stats_dkim_names) / sizeof(stats_dkim_names[0]))
+#define NSPF	(sizeof(stats_spf_names) / sizeof(stats_spf_names[0]))
 
-static unsigned long	stats_reasons[2][NREASON];	/* [at_rcpt][reason] */
-static unsigned long	stats_dkims[5];			/* dkimv_result, then none */
-static unsigned long	stats_spfs[SPF_R_PERMERROR + 1];
+/* Every counter is written by the worker threads and read by the signal
+ * thread and the HTTP listener: relaxed atomics (counts, no ordering). */
+static unsigned long	stats_reasons[2][R_COUNT];	/* [at_rcpt][reason] */
+static unsigned long	stats_dkims[NDKIM];
+static unsigned long	stats_spfs[NSPF];
 static unsigned long	stats_tempfails[ST_NTEMPFAIL];
+static int		stats_messages;		/* in flight, all connections */
 static unsigned long	stats_connections;
 static long		stats_open;
 static int		stats_workers;
@@ -31,28 +41,42 @@ static struct MHD_Daemon *stats_daemon;
 void
 stats_decision(enum reason r, int at_rcpt)
 {
-	if (r > R_NONE && r < NREASON)
+	if (r > R_NONE && r < R_COUNT)
 		BUMP(stats_reasons[at_rcpt ? 1 : 0][r]);
 }
 
-void
-stats_dkim(enum dkimv_result r)
+static void
+stats_bump_named(unsigned long *counters, const char *const *names, size_t n, const char *result)
 {
-	if ((unsigned)r < 4)
-		BUMP(stats_dkims[r]);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(result, names[i]) == 0) {
+			BUMP(counters[i]);
+			return;
+		}
 }
 
 void
-stats_dkim_none(void)
+stats_dkim(const char *result)
 {
-	BUMP(stats_dkims[4]);
+	stats_bump_named(stats_dkims, stats_dkim_names, NDKIM, result);
 }
 
 void
-stats_spf(enum spf_result r)
+stats_spf(const char *result)
 {
-	if ((unsigned)r <= SPF_R_PERMERROR)
-		BUMP(stats_spfs[r]);
+	stats_bump_named(stats_spfs, stats_spf_names, NSPF, result);
+}
+
+void
+stats_in_flight_add(int delta)
+{
+	__atomic_add_fetch(&stats_messages, delta, __ATOMIC_SEQ_CST);
+}
+
+int
+stats_in_flight(void)
+{
+	return __atomic_load_n(&stats_messages, __ATOMIC_SEQ_CST);
 }
 
 void
@@ -95,28 +119,27 @@ stats_workers_all_busy(void)
 }
 
 void
-stats_format(struct buf *out, int in_flight)
+stats_format(struct buf *out)
 {
-	static const char *const dkim_names[] = { "pass", "fail", "temperror", "permerror", "none" };
 	static const char *const temp_names[] = { "database", "dns", "internal" };
 
 	buf_puts(out, "# HELP milterd_decisions_total Decisions on verification mails, by reason code.\n"
 	    "# TYPE milterd_decisions_total counter\n");
 	for (int stage = 0; stage < 2; stage++)
-		for (int r = R_VERIFIED; r < NREASON; r++)
+		for (int r = R_NONE + 1; r < R_COUNT; r++)
 			buf_printf(out, "milterd_decisions_total{reason=\"%s\",stage=\"%s\"} %lu\n",
 			    reason_name((enum reason)r), stage ? "rcpt" : "eom",
 			    READ(stats_reasons[stage][r]));
 	buf_puts(out, "# HELP milterd_dkim_results_total DKIM signatures evaluated, by result.\n"
 	    "# TYPE milterd_dkim_results_total counter\n");
-	for (int i = 0; i < 5; i++)
-		buf_printf(out, "milterd_dkim_results_total{result=\"%s\"} %lu\n", dkim_names[i],
-		    READ(stats_dkims[i]));
+	for (size_t i = 0; i < NDKIM; i++)
+		buf_printf(out, "milterd_dkim_results_total{result=\"%s\"} %lu\n",
+		    stats_dkim_names[i], READ(stats_dkims[i]));
 	buf_puts(out, "# HELP milterd_spf_results_total SPF results of the MAIL FROM identity.\n"
 	    "# TYPE milterd_spf_results_total counter\n");
-	for (int i = 0; i <= SPF_R_PERMERROR; i++)
+	for (size_t i = 0; i < NSPF; i++)
 		buf_printf(out, "milterd_spf_results_total{result=\"%s\"} %lu\n",
-		    spf_result_name((enum spf_result)i), READ(stats_spfs[i]));
+		    stats_spf_names[i], READ(stats_spfs[i]));
 	buf_puts(out, "# HELP milterd_temporary_failures_total Answers 4xx, by cause.\n"
 	    "# TYPE milterd_temporary_failures_total counter\n");
 	for (int i = 0; i < ST_NTEMPFAIL; i++)
@@ -132,12 +155,12 @@ stats_format(struct buf *out, int in_flight)
 	    "# TYPE milterd_workers gauge\nmilterd_workers %d\n"
 	    "# HELP milterd_workers_busy Workers handling a connection now (the rest wait for one).\n"
 	    "# TYPE milterd_workers_busy gauge\nmilterd_workers_busy %ld\n",
-	    READ(stats_connections), READ(stats_open), in_flight, READ(stats_workers),
+	    READ(stats_connections), READ(stats_open), stats_in_flight(), READ(stats_workers),
 	    READ(stats_busy));
 }
 
 int
-stats_write(const char *path, int in_flight)
+stats_write(const char *path)
 {
 	char tmp[4096];
 	struct buf out;
@@ -147,7 +170,7 @@ stats_write(const char *path, int in_flight)
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
 		return -1;
 	buf_init(&out);
-	stats_format(&out, in_flight);
+	stats_format(&out);
 	if ((fp = fopen(tmp, "w")) == NULL) {
 		buf_free(&out);
 		return -1;
@@ -176,7 +199,7 @@ stats_handler(void *cls, struct MHD_Connection *conn, const char *url, const cha
 		return MHD_NO;
 	buf_init(&out);
 	if (found)
-		stats_format(&out, session_in_flight());
+		stats_format(&out);
 	else
 		buf_puts(&out, "not found: try /metrics\n");
 	resp = MHD_create_response_from_buffer(out.len, out.s, MHD_RESPMEM_MUST_COPY);

@@ -6,16 +6,19 @@
 #define MILTERD_STATS_H
 
 #include "buf.h"
-#include "dkim.h"
-#include "policy.h"
-#include "spf.h"
+#include "reason.h"
 
 enum stats_tempfail { ST_DATABASE, ST_DNS, ST_INTERNAL, ST_NTEMPFAIL };
 
 void	stats_decision(enum reason, int at_rcpt);
-void	stats_dkim(enum dkimv_result);
-void	stats_dkim_none(void);
-void	stats_spf(enum spf_result);
+/* A DKIM signature's or the MAIL FROM's SPF result, by its name in
+ * Authentication-Results ("pass", "fail", ..., "skipped", "none"). */
+void	stats_dkim(const char *result);
+void	stats_spf(const char *result);
+/* Messages between MAIL FROM and their answer: +1/-1 by the session; the
+ * count lets SIGTERM wait for them. */
+void	stats_in_flight_add(int delta);
+int	stats_in_flight(void);
 void	stats_tempfail(enum stats_tempfail);
 void	stats_connection(void);
 /* +1 when the server accepts an MTA connection, -1 when it closes one. */
@@ -27,9 +30,9 @@ void	stats_worker_busy(int delta);
 int	stats_workers_all_busy(void);
 
 /* The Prometheus text exposition of every counter. */
-void	stats_format(struct buf *out, int in_flight);
+void	stats_format(struct buf *out);
 /* Writes it atomically to path (write then rename); 0 or -1. */
-int	stats_write(const char *path, int in_flight);
+int	stats_write(const char *path);
 /* Starts the HTTP listener on a loopback "IP:PORT"; 0 or -1 (err set). */
 int	stats_listen(const char *spec, struct buf *err);
 void	stats_stop(void);

@@ -1,9 +1,11 @@
 /* store.h — PostgreSQL access for the daemon: a pool of libpq connections with
- * prepared statements that reconnects by itself. */
+ * prepared statements that reconnects by itself; the request a token selects,
+ * and the guarded write of each decision. */
 #ifndef MILTERD_STORE_H
 #define MILTERD_STORE_H
 
 #include "buf.h"
+#include "reason.h"
 #include "token.h"
 
 enum store_rc {
@@ -12,52 +14,70 @@ enum store_rc {
 	STORE_TEMPFAIL,		/* database unreachable or failing: answer 4xx */
 };
 
-enum request_state {
-	REQ_PENDING,
-	REQ_VERIFIED,
-	REQ_EXPIRED,
-	REQ_REVOKED,
-};
-
+/* A request as the database has it. */
 struct store_request {
 	long long		id;
 	char			account[256];
 	char			email[321];
-	enum request_state	state;		/* expiry already applied */
+	enum request_state	state;		/* expiry and end of validity applied */
+	int			attempts;
 	double			created_at;	/* epoch seconds */
 	double			expires_at;
-	int			lang;		/* replies_lang(), -1 if unknown */
+	char			lang[4];	/* "fr", "en" */
+	int			holders;	/* other accounts the address certifies now */
 };
 
 struct store;
 
-/* Nothing is connected yet: connections are made on first use. */
-struct store	*store_open(const char *conninfo, int size, int timeout);
+/* Nothing is connected yet: connections are made on first use. appname is
+ * sent as application_name and so recorded in every evidence row. */
+struct store	*store_open(const char *conninfo, const char *appname, int size, int timeout);
 void		 store_close(struct store *);
-const char	*store_state_name(enum request_state);
+/* From now on every write runs in a transaction that is rolled back: the
+ * same statements, guards and answers, nothing kept (milterctl check). */
+void		 store_set_dry_run(struct store *, int on);
+
+/* Looks a request up by token hash. STORE_NOTFOUND also for a row too long to
+ * be a request milterd could verify; on STORE_TEMPFAIL, err says why. */
+enum store_rc	 store_lookup(struct store *, const unsigned char *hash,
+		    struct store_request *out, struct buf *err);
 
 /* What a decision leaves as evidence (NULL fields are stored as NULL). */
 struct store_evidence {
 	long long		 request_id;	/* 0: none */
 	const unsigned char	*token_hash;	/* TOKEN_HASH_LEN bytes, or NULL */
 	const char		*from;		/* header From address */
-	const char		*reason;	/* milterd's decision */
+	enum reason		 reason;	/* milterd's decision */
 	const char		*stage;		/* "rcpt" or "eom" */
-	int			 max_attempts;
 	const char		*client_addr, *helo, *mail_from, *message_id, *queue_id;
 	const char		*dkim_domain, *dkim_selector, *dkim_algorithm;
 	int			 dkim_key_bits;	/* 0: none */
 	const char		*dnssec, *spf_result, *detail, *token_prefix;
 };
 
-/* Records a decision atomically (state change for "verified", evidence row
- * always); final receives the reason the database settled on (at most 32
- * bytes). STORE_TEMPFAIL with err set when the database failed. */
-enum store_rc	 store_decide(struct store *, const struct store_evidence *,
-		    char *final, size_t finalsize, struct buf *err);
+/* The guards of a verification write (reason R_VERIFIED). */
+struct store_guard {
+	int	 max_attempts;		/* 0: no limit */
+	int	 accounts_per_address;	/* 0: no limit */
+	long	 valid_for;		/* seconds the verification lasts, 0: no end */
+};
 
-/* Looks a request up by token hash. On STORE_TEMPFAIL, err says why. */
-enum store_rc	 store_lookup(struct store *, const unsigned char *hash,
-		    struct store_request *out, struct buf *err);
+/* What the database did with a decision. */
+struct store_outcome {
+	int		 recorded;	/* the evidence row is written */
+	int		 verified;	/* this call turned the request verified */
+	/* When !recorded: the request as the guarded write found it. */
+	struct store_request after;
+};
+
+/* Records a decision: for R_VERIFIED the guarded state change with its
+ * evidence in one transaction, or, when a guard did not hold, nothing and
+ * the request's state in out->after (settle the reason, then
+ * store_record_evidence()); any other reason, its evidence row. */
+enum store_rc	 store_record(struct store *, const struct store_evidence *,
+		    const struct store_guard *, struct store_outcome *out, struct buf *err);
+/* The evidence of a decision whose write did not happen. */
+enum store_rc	 store_record_evidence(struct store *, const struct store_evidence *,
+		    struct buf *err);
 
 #endif

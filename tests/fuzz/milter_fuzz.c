@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* ---------------------------------------------------------------- stubs */
 
-static struct config	 fuzz_cfg;	/* never looked into by milter.c */
+static struct snapshot	 fuzz_snap;	/* never looked into by milter.c */
 static int		 fuzz_in_flight;	/* messages begun and not ended */
 static volatile unsigned fuzz_sink;	/* keeps the reads below from being optimized out */
 
@@ -50,15 +50,15 @@ fuzz_touch(const char *s)
 }
 
 void
-config_ref(struct config *cfg)
+snapshot_ref(struct snapshot *snap)
 {
-	(void)cfg;
+	(void)snap;
 }
 
 void
-config_unref(struct config *cfg)
+snapshot_unref(struct snapshot *snap)
 {
-	(void)cfg;
+	(void)snap;
 }
 
 void
@@ -82,13 +82,13 @@ log_msg(int level, const char *qid, const char *fmt, ...)
 }
 
 struct session *
-session_new(struct config *cfg)
+session_new(struct snapshot *snap)
 {
 	struct session *s = calloc(1, sizeof(*s));
 
 	if (s == NULL)
 		return NULL;
-	s->cfg = cfg;
+	s->snap = snap;
 	str_copy(s->client_addr, "unknown", sizeof(s->client_addr));
 	return s;
 }
@@ -146,6 +146,20 @@ session_set_client(struct session *s, const char *host, const struct sockaddr *s
 		inet_ntop(AF_INET6, &a6.sin6_addr, s->client_addr, sizeof(s->client_addr));
 	} else
 		str_copy(s->client_addr, "local", sizeof(s->client_addr));
+}
+
+int
+session_set_helo(struct session *s, const char *helo)
+{
+	fuzz_touch(helo);
+	return str_copy(s->helo, helo, sizeof(s->helo));
+}
+
+int
+session_set_mail_from(struct session *s, const char *mail_from)
+{
+	fuzz_touch(mail_from);
+	return str_copy(s->msg.mail_from, mail_from, sizeof(s->msg.mail_from));
 }
 
 /* "bad" anywhere: refused; a '+' (a token, say): the message concerns us. */
@@ -377,7 +391,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	milter_setup(&fuzz_cfg, NULL);
+	milter_setup(&fuzz_snap, NULL);
 	buf_init(&fuzz_taken);
 	return 0;
 }

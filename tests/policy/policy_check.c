@@ -4,6 +4,12 @@
  * Script lines (values may use $TOKEN):
  *   policy FILE                  policy file, relative to the script's directory
  *   request EMAIL [AGE]          the request: its address, created AGE seconds ago
+ *                                (pending, no attempt, the address certifying nobody)
+ *   state STATE                  the request's state as RCPT read it
+ *   attempts N                   its failed attempts so far
+ *   holders N                    other accounts its address certifies now
+ *   after STATE [ATTEMPTS [HOLDERS]]  the guarded write of the next decision did not
+ *                                happen: the database found the request so
  *   client internal|external
  *   from|to|cc|subject VALUE     a header (repeat for several instances)
  *   body TEXT                    body line
@@ -14,6 +20,10 @@
  *   templates DIR                reply texts, relative to the script's directory
  *   lang fr|en|all               language of the replies (default all)
  *   decide NAME                  prints the decision, then forgets the message
+ *   rcpt NAME                    prints the answer at RCPT to a reply for the request
+ *
+ * As in the daemon, a signature whose d= could not align is skipped (its key
+ * never fetched) and SPF is evaluated only where it could matter.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +32,7 @@
 
 #include "align.h"
 #include "policy.h"
-#include "render.h"
+#include "replies.h"
 
 #define TOKEN "abcdefghijklmnopqrstuvwxy4"
 
@@ -35,9 +45,12 @@ struct state {
 	struct policy		*pol;
 	struct replies		*rep;
 	int			 lang;
-	struct store_request	 req;
+	char			 email[321];
+	struct policy_request	 req;
 	int			 internal;
 	struct hdr		 from, to, cc, subject;
+	int			 has_after;
+	struct policy_request	 after;
 	char			 body[4096];
 	struct dkimv_sig	 sigs[DKIMV_MAXSIGS];
 	size_t			 nsigs;
@@ -65,7 +78,7 @@ static enum spf_result
 spf_parse(const char *s)
 {
 	static const char *const names[] = { "none", "neutral", "pass", "fail", "softfail",
-	    "temperror", "permerror" };
+	    "temperror", "permerror", "skipped" };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strcmp(s, names[i]) == 0)
@@ -122,14 +135,37 @@ dkim_parse(struct state *st, char *args)
 }
 
 static void
+print_verdict(const char *name, enum reason r, const struct verdict *v)
+{
+	printf("%s: reason=%s", name, reason_name(r));
+	if (v->action == VA_REPLY)
+		printf(" reply=\"%s %s %s\"", v->rcode, v->xcode, v->text);
+	else
+		printf(" reply=%s", v->action == VA_DISCARD ? "discard" : "250");
+}
+
+/* What session.c does once the headers are in and at end of message. */
+static void
 decide(struct state *st, const char *name)
 {
+	struct policy_header from = { st->from.count, st->from.count ? st->from.value : NULL };
 	struct policy_input in;
 	struct policy_decision d;
 	struct verdict v;
+	const char *skip;
 
+	policy_screen(st->pol, &from, 0, &st->req, &d);
+	for (size_t i = 0; i < st->nsigs; i++)
+		if (!policy_dkim_worth(&d, st->sigs[i].domain)) {
+			st->sigs[i].skipped = 1;
+			st->sigs[i].pass = st->sigs[i].temporary = 0;
+			st->sigs[i].result = DKIMV_SKIPPED;
+		}
+	if (st->has_spf && (skip = policy_spf_skip(&d, st->spf.domain, st->internal)) != NULL) {
+		st->spf.result = SPF_R_SKIPPED;
+		str_copy(st->spf.why, skip, sizeof(st->spf.why));
+	}
 	memset(&in, 0, sizeof(in));
-	in.from = (struct policy_header){ st->from.count, st->from.count ? st->from.value : NULL };
 	in.to = (struct policy_header){ st->to.count, st->to.count ? st->to.value : NULL };
 	in.cc = (struct policy_header){ st->cc.count, st->cc.count ? st->cc.value : NULL };
 	in.subject = (struct policy_header){ st->subject.count,
@@ -140,22 +176,52 @@ decide(struct state *st, const char *name)
 	in.token = TOKEN;
 	in.req = &st->req;
 	in.spf_mailfrom = st->has_spf ? &st->spf : NULL;
-	in.spf_helo = &st->helo;
 	in.internal_client = st->internal;
 	policy_decide(st->pol, &in, &d);
-	policy_verdict(&d, d.reason, st->rep, st->lang, &v);
-	printf("%s: reason=%s", name, reason_name(d.reason));
-	if (v.action == VA_REPLY)
-		printf(" reply=\"%s %s %s\"", v.rcode, v.xcode, v.text);
-	else
-		printf(" reply=%s", v.action == VA_DISCARD ? "discard" : "250");
+	if (st->has_after) {
+		st->after.email = st->email;
+		st->after.created_at = st->req.created_at;
+		policy_settle(&d, &st->after, 1);
+	}
+	policy_verdict(&d, st->rep, st->lang, &v);
+	print_verdict(name, d.reason, &v);
 	if (d.sig >= 0)
 		printf(" sig=%s", st->sigs[d.sig].domain);
+	if (st->has_spf)
+		printf(" spf=%s", spf_result_name(st->spf.result));
 	printf(" detail=\"%s\"\n", d.detail);
 	for (size_t i = 0; i < st->nsigs; i++)
 		if (d.verdicts[i].why != NULL)
 			printf("  sig %zu d=%s: %s\n", i, st->sigs[i].domain, d.verdicts[i].why);
 	memset(&st->from, 0, sizeof(*st) - offsetof(struct state, from));
+}
+
+/* What session.c does at RCPT for a verification address whose token
+ * selects the request. */
+static void
+rcpt(struct state *st, const char *name)
+{
+	struct policy_rcpt in = { .kind = RCPT_VERIFY, .req = &st->req, .lang = st->lang };
+	struct verdict v;
+
+	if (policy_rcpt(st->pol, st->rep, &in, &v) == 0)
+		printf("%s: passes\n", name);
+	else {
+		print_verdict(name, v.reason, &v);
+		printf("\n");
+	}
+}
+
+static enum request_state
+state_parse(const char *s)
+{
+	enum request_state r = request_state_parse(s);
+
+	if (r == REQ_NSTATES) {
+		fprintf(stderr, "policy_check: bad request state %s\n", s);
+		exit(2);
+	}
+	return r;
 }
 
 int
@@ -211,9 +277,30 @@ main(int argc, char **argv)
 
 			if (age)
 				*age++ = '\0';
-			str_copy(st.req.email, val, sizeof(st.req.email));
-			st.req.created_at = (double)time(NULL) - (age ? atof(age) : 60);
-			st.req.state = REQ_PENDING;
+			str_copy(st.email, val, sizeof(st.email));
+			st.req = (struct policy_request){ REQ_PENDING, 0, st.email,
+			    (double)time(NULL) - (age ? atof(age) : 60), 0 };
+		} else if (strcmp(cmd, "state") == 0)
+			st.req.state = state_parse(val);
+		else if (strcmp(cmd, "attempts") == 0)
+			st.req.attempts = atoi(val);
+		else if (strcmp(cmd, "holders") == 0)
+			st.req.holders = atoi(val);
+		else if (strcmp(cmd, "after") == 0) {
+			char *rest = strchr(val, ' ');
+
+			if (rest)
+				*rest++ = '\0';
+			st.has_after = 1;
+			st.after.state = state_parse(val);
+			st.after.attempts = rest ? atoi(rest) : 0;
+			st.after.holders = rest && strchr(rest, ' ') ? atoi(strchr(rest, ' ')) : 0;
+		} else if (strcmp(cmd, "rcpt") == 0) {
+			if (st.pol == NULL) {
+				fprintf(stderr, "policy_check: rcpt before policy\n");
+				return 2;
+			}
+			rcpt(&st, val);
 		} else if (strcmp(cmd, "client") == 0)
 			st.internal = strcmp(val, "internal") == 0;
 		else if (strcmp(cmd, "from") == 0)

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "milter.h"
 #include "session.h"
+#include "stats.h"
 
 /* What milter.c asks for, as the protocol spells it. */
 #define WANT_ACTIONS	(SMFIF_ADDHDRS | SMFIF_CHGHDRS)
@@ -232,7 +233,7 @@ test_envelope(void)
 	CHECK_STR(c.s->helo, "mx.example.net", "HELO kept by the session");
 	CHECK_STR(c.s->msg.qid, "QID1", "macro {i} is the message's queue id at MAIL");
 	CHECK_STR(c.s->msg.mail_from, "<a@b>", "MAIL FROM kept by the session");
-	CHECK(c.s->in_message && session_in_flight() == 1, "MAIL begins a message");
+	CHECK(c.s->in_message && stats_in_flight() == 1, "MAIL begins a message");
 
 	/* No token among the recipients: not our business, accepted at DATA. */
 	buf_reset(&in);
@@ -240,7 +241,7 @@ test_envelope(void)
 	pkt(&in, 'T', NULL, 0);
 	feed(&c, &in);
 	CHECK_STR(replies(&c), "a", "DATA without a token accepted");
-	CHECK(!c.s->in_message && session_in_flight() == 0, "DATA accepted ends the message");
+	CHECK(!c.s->in_message && stats_in_flight() == 0, "DATA accepted ends the message");
 
 	/* The next message: new macros ("{i}" spelling), its own queue id. */
 	buf_reset(&in);
@@ -252,7 +253,7 @@ test_envelope(void)
 	feed(&c, &in);
 	CHECK_STR(replies(&c), "cc", "MAIL and an unknown SMTP command continue, abort is silent");
 	CHECK(c.qid[0] == '\0' && c.s->msg.qid[0] == '\0' && c.s->msg.mail_from[0] == '\0' &&
-	    session_in_flight() == 0, "abort forgets the message and its queue id");
+	    stats_in_flight() == 0, "abort forgets the message and its queue id");
 	milter_conn_free(&c);
 	buf_free(&in);
 }
@@ -276,7 +277,7 @@ test_nodata(void)
 	PKT(&in, 'R', "<someone@certify.test>\0");
 	feed(&c, &in);
 	CHECK_STR(replies(&c), "c", "only RCPT answered: continue");
-	CHECK(c.s->in_message && session_in_flight() == 1, "the message is under way");
+	CHECK(c.s->in_message && stats_in_flight() == 1, "the message is under way");
 	buf_reset(&in);
 	buf_reset(&c.out);
 	PKT(&in, 'L', "From\0 Alice <alice@agri.gouv.fr>\0");
@@ -292,7 +293,7 @@ test_nodata(void)
 	pkt(&in, 'E', NULL, 0);
 	feed(&c, &in);
 	CHECK_STR(replies(&c), "a", "accepted at its end, no header changed");
-	CHECK(!c.s->in_message && session_in_flight() == 0, "end of message ends it");
+	CHECK(!c.s->in_message && stats_in_flight() == 0, "end of message ends it");
 	milter_conn_free(&c);
 	buf_free(&in);
 }
@@ -398,7 +399,7 @@ test_split(void)
 	    "byte by byte: the same session state");
 	milter_conn_free(&whole);
 	milter_conn_free(&bytes);
-	CHECK(session_in_flight() == 0, "freeing a connection ends its message");
+	CHECK(stats_in_flight() == 0, "freeing a connection ends its message");
 
 	/* Two packets and part of a third: the two are taken. */
 	buf_reset(&in);
@@ -470,7 +471,7 @@ test_close(void)
 	PKT(&in, 'M', "<a@b>\0");
 	pkt(&in, 'K', NULL, 0);
 	CHECK(feed(&c, &in) == in.len && !c.closing && c.s == NULL &&
-	    session_in_flight() == 0, "QUIT_NC ends the session, not the connection");
+	    stats_in_flight() == 0, "QUIT_NC ends the session, not the connection");
 	buf_reset(&in);
 	buf_reset(&c.out);
 	connect_pkt(&in, "other.example.net", '4', "198.51.100.7");
@@ -483,7 +484,7 @@ test_close(void)
 
 /* A reload: open connections keep their configuration, new ones take the new. */
 static void
-test_swap(struct config *old, struct config *fresh)
+test_swap(struct snapshot *old, struct snapshot *fresh)
 {
 	struct milter_conn a, b;
 	struct buf in;
@@ -492,12 +493,12 @@ test_swap(struct config *old, struct config *fresh)
 	connect_pkt(&in, "mx.example.net", '4', "192.0.2.1");
 	milter_conn_init(&a);
 	feed(&a, &in);
-	config_ref(fresh);
-	milter_swap_config(fresh);
+	snapshot_ref(fresh);
+	milter_swap(fresh);
 	milter_conn_init(&b);
 	feed(&b, &in);
-	CHECK(a.s != NULL && a.s->cfg == old, "an open connection keeps its configuration");
-	CHECK(b.s != NULL && b.s->cfg == fresh, "a new connection takes the new one");
+	CHECK(a.s != NULL && a.s->snap == old, "an open connection keeps its configuration");
+	CHECK(b.s != NULL && b.s->snap == fresh, "a new connection takes the new one");
 	milter_conn_free(&a);
 	milter_conn_free(&b);
 	buf_free(&in);
@@ -522,7 +523,7 @@ test_draining(void)
 	d = c.out.s + 5 + 5;
 	CHECK(c.out.len > 10 && strncmp(d, "421 4.3.2 ", 10) == 0 &&
 	    d + strlen(d) + 1 == c.out.s + c.out.len, "421 4.3.2, NUL-terminated (%s)", d);
-	CHECK(c.s->msg.mail_from[0] == '\0' && session_in_flight() == 0,
+	CHECK(c.s->msg.mail_from[0] == '\0' && stats_in_flight() == 0,
 	    "no message begun while stopping");
 	milter_conn_free(&c);
 
@@ -541,7 +542,7 @@ test_draining(void)
 	CHECK_STR(replies(&c), "yy", "each RCPT after it gets the reply code");
 	d = c.out.s + 5;
 	CHECK(c.out.len > 10 && strncmp(d, "421 4.3.2 ", 10) == 0, "421 4.3.2 at RCPT (%s)", d);
-	CHECK(c.s->msg.mail_from[0] == '\0' && session_in_flight() == 0,
+	CHECK(c.s->msg.mail_from[0] == '\0' && stats_in_flight() == 0,
 	    "no message begun while stopping, no reply to MAIL awaited");
 	milter_conn_free(&c);
 	buf_free(&in);
@@ -549,13 +550,13 @@ test_draining(void)
 
 /* A configuration for the sessions, from the checkout's policy and
  * templates (TOP from tests/run, else the current directory). */
-static struct config *
+static struct snapshot *
 load_config(const char *authserv_id)
 {
 	const char *top = getenv("TOP") ? getenv("TOP") : ".";
 	const char *dir = getenv("WORK") ? getenv("WORK") : "/tmp";
 	char path[4096];
-	struct config *cfg;
+	struct snapshot *cfg;
 	struct buf err;
 	FILE *fp;
 	int fd;
@@ -569,7 +570,7 @@ load_config(const char *authserv_id)
 	    "verify_address = verify@certify.test\nauthserv_id = %s\n", top, top, authserv_id);
 	fclose(fp);
 	buf_init(&err);
-	cfg = config_load(path, &err);
+	cfg = snapshot_load(path, &err);
 	if (cfg == NULL)
 		fprintf(stderr, "%s", err.s);
 	buf_free(&err);
@@ -580,7 +581,7 @@ load_config(const char *authserv_id)
 int
 main(void)
 {
-	struct config *cfg, *cfg2;
+	struct snapshot *cfg, *cfg2;
 
 	cfg = load_config("mx.certify.test");
 	cfg2 = load_config("mx2.certify.test");
@@ -598,7 +599,7 @@ main(void)
 	test_swap(cfg, cfg2);
 	test_draining();
 	milter_shutdown();
-	config_unref(cfg);
-	config_unref(cfg2);
+	snapshot_unref(cfg);
+	snapshot_unref(cfg2);
 	return CHECK_DONE();
 }

@@ -2,6 +2,7 @@
 #include "check.h"
 
 #include "render.h"
+#include "replies.h"
 
 int
 main(void)

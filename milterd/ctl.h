@@ -1,0 +1,59 @@
+/* ctl.h — what the milterctl commands share: the options, the database
+ * connection, the configuration snapshot, JSON output, exit codes. */
+#ifndef MILTERD_CTL_H
+#define MILTERD_CTL_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "snapshot.h"
+
+/* Exit codes, documented in milterctl(8). */
+enum {
+	EX_DONE = 0,
+	EX_NOTFOUND = 1,	/* unknown account, refused, nothing to do */
+	EX_USAGE = 2,
+	EX_DB = 3,		/* database unreachable or refused */
+	EX_CONFIG = 4,
+	EX_SEND = 5,		/* the challenge could not be submitted */
+	EX_TEMPORARY = 5,	/* check: the daemon would answer 4xx */
+};
+
+struct ctl {
+	const char	*config_path;
+	const char	*database;	/* --database */
+	int		 json;
+	int		 config_given;	/* -c on the command line */
+	PGconn		*conn;
+	struct snapshot	*snap;		/* loaded on demand */
+	char		 sqlstate[6];	/* of the last failed query */
+};
+
+void		 ctl_usage(void) __attribute__((noreturn));
+/* Loads the configuration snapshot once; EX_DONE or EX_CONFIG (reported). */
+int		 ctl_config(struct ctl *);
+/* The conninfo: --database, else MILTERD_DATABASE, else the configuration's;
+ * NULL (reported) when the configuration is needed and broken. */
+const char	*ctl_conninfo(struct ctl *);
+int		 ctl_connect(struct ctl *);
+/* A parameterised query; NULL with the error printed and c->sqlstate set. */
+PGresult	*ctl_query(struct ctl *, const char *sql, int n, const char *const *params);
+/* Prints a JSON value on one line and releases it. */
+void		 ctl_json_print(json_t *);
+/* A text as a JSON string; bytes that are not UTF-8 become '?' rather than
+ * the whole document failing. */
+json_t		*ctl_json_text(const char *);
+/* A result row as a JSON object: column names as keys, NULL as null. */
+json_t		*ctl_json_row(const PGresult *, int row);
+
+/* Renders the challenge of a request just created from its token, and sends
+ * it (sendmail) or prints it. kind: "challenge" or "recertify". */
+int		 ctl_challenge(struct ctl *, const char *kind, const char *account,
+		    const char *email, const char *token, int lang, int send);
+
+int		 cmd_check(struct ctl *, int, char **);
+int		 cmd_follow(struct ctl *, int, char **);
+int		 cmd_recertify(struct ctl *, int, char **);
+int		 cmd_prune(struct ctl *, int, char **);
+
+#endif

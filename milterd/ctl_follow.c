@@ -1,0 +1,368 @@
+/* ctl_follow.c — milterctl follow: the backend's program run at once on every
+ * verification, lapse and address change (LISTEN), after catching up on all it
+ * has not acknowledged; in order for each account, at least once, acknowledged
+ * only once the program exits 0. One follower acts at a time per database (a
+ * session advisory lock); others wait as standbys. */
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdint.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "log.h"
+
+#define FOLLOW_RESCAN	60	/* seconds between full scans without a notification */
+#define FOLLOW_RETRY_MAX 300	/* seconds: the longest wait before retrying a program */
+#define FOLLOW_RECONNECT_MAX 30	/* seconds: the longest wait between reconnections */
+
+static const char *const follow_channels[] = {
+	"milterd_verified", "milterd_lapsed", "milterd_address_changed",
+};
+
+/* An account whose program failed: its events wait until next, in order. */
+struct follow_backoff {
+	char	*account;
+	time_t	 next;
+	int	 delay;
+};
+
+struct follow {
+	struct ctl		*c;
+	const char		*program;
+	int			 once;
+	int			 timeout;	/* seconds a program may run */
+	struct follow_backoff	*backoff;
+	size_t			 nbackoff;
+	int			 failures;	/* programs that failed (for --once) */
+};
+
+static volatile sig_atomic_t follow_stop;
+
+static void
+follow_signal(int sig)
+{
+	(void)sig;
+	follow_stop = 1;
+}
+
+static double
+follow_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct follow_backoff *
+follow_backoff_find(struct follow *f, const char *account)
+{
+	for (size_t i = 0; i < f->nbackoff; i++)
+		if (strcmp(f->backoff[i].account, account) == 0)
+			return &f->backoff[i];
+	return NULL;
+}
+
+/* The program failed for account: wait twice as long as last time. */
+static void
+follow_backoff_add(struct follow *f, const char *account)
+{
+	struct follow_backoff *b = follow_backoff_find(f, account), *grown;
+
+	if (b == NULL) {
+		if ((grown = realloc(f->backoff, (f->nbackoff + 1) * sizeof(*grown))) == NULL)
+			return;		/* retried on the next scan instead */
+		f->backoff = grown;
+		b = &f->backoff[f->nbackoff];
+		if ((b->account = strdup(account)) == NULL)
+			return;
+		b->delay = 0;
+		f->nbackoff++;
+	}
+	b->delay = b->delay == 0 ? 1 : b->delay * 2 > FOLLOW_RETRY_MAX ? FOLLOW_RETRY_MAX :
+	    b->delay * 2;
+	b->next = time(NULL) + b->delay;
+}
+
+static void
+follow_backoff_clear(struct follow *f, const char *account)
+{
+	struct follow_backoff *b = follow_backoff_find(f, account);
+
+	if (b == NULL)
+		return;
+	free(b->account);
+	*b = f->backoff[--f->nbackoff];
+}
+
+/* Runs PROGRAM EVENT ACCOUNT EMAIL, no shell; 0 when it exited 0 in time. */
+static int
+follow_run(const struct follow *f, const char *event, const char *account, const char *email)
+{
+	char *const argv[] = { (char *)(uintptr_t)f->program, (char *)(uintptr_t)event,
+	    (char *)(uintptr_t)account, (char *)(uintptr_t)email, NULL };
+	struct pollfd pfd;
+	int status, pidfd, devnull;
+	double start = follow_now();
+	pid_t pid;
+
+	if ((pid = fork()) == -1) {
+		log_warn("follow: fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		if ((devnull = open("/dev/null", O_RDONLY)) != -1)
+			dup2(devnull, 0);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		execv(f->program, argv);
+		fprintf(stderr, "milterctl: follow: %s: %s\n", f->program, strerror(errno));
+		_exit(127);
+	}
+	/* Wait for it, at most the timeout: a pidfd is readable when it ends. */
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	pfd = (struct pollfd){ .fd = pidfd, .events = POLLIN };
+	while (pidfd != -1 && follow_now() - start < f->timeout &&
+	    poll(&pfd, 1, 1000) != 1)
+		;
+	if (waitpid(pid, &status, WNOHANG) == 0) {
+		log_warn("follow: %s %s %s: still running after %d s, stopped", f->program, event,
+		    account, f->timeout);
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		status = -1;
+	}
+	if (pidfd != -1)
+		close(pidfd);
+	if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		log_info("follow: %s %s: done in %.3f s", event, account, follow_now() - start);
+		return 0;
+	}
+	if (status != -1)
+		log_warn("follow: %s %s %s: %s %d", f->program, event, account,
+		    WIFEXITED(status) ? "exit" : "signal",
+		    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	return -1;
+}
+
+/* Whether account is held back in this pass: an earlier event of it is
+ * waiting for a retry, or failed in this pass (its order is kept). */
+static int
+follow_held(struct follow *f, const char *account, char **failed, int nfailed)
+{
+	struct follow_backoff *b = follow_backoff_find(f, account);
+
+	for (int i = 0; i < nfailed; i++)
+		if (strcmp(failed[i], account) == 0)
+			return 1;
+	return b != NULL && b->next > time(NULL);
+}
+
+/* One pass over every unacknowledged event, oldest first. -1 when the
+ * database connection failed. */
+static int
+follow_pass(struct follow *f)
+{
+	struct ctl *c = f->c;
+	PGresult *res, *ack;
+	const char *params[2];
+	char **failed;
+	int nfailed = 0, rc = 0;
+
+	if ((res = ctl_query(c, "SELECT request_id, event, account, coalesce(email, '')"
+	    " FROM milterd.events ORDER BY at, request_id", 0, NULL)) == NULL)
+		return -1;
+	if ((failed = calloc((size_t)PQntuples(res) + 1, sizeof(*failed))) == NULL) {
+		PQclear(res);
+		return 0;
+	}
+	for (int i = 0; i < PQntuples(res) && !follow_stop; i++) {
+		const char *account = PQgetvalue(res, i, 2);
+
+		if (follow_held(f, account, failed, nfailed))
+			continue;
+		if (follow_run(f, PQgetvalue(res, i, 1), account, PQgetvalue(res, i, 3)) == -1) {
+			follow_backoff_add(f, account);
+			failed[nfailed++] = (char *)(uintptr_t)account;
+			f->failures++;
+			continue;
+		}
+		follow_backoff_clear(f, account);
+		params[0] = PQgetvalue(res, i, 0);
+		params[1] = PQgetvalue(res, i, 1);
+		/* Lost here, the acknowledgement makes the program run again on
+		 * the next pass: at least once, as promised. */
+		if ((ack = ctl_query(c, "SELECT milterd.ack_event($1::bigint, $2)", 2,
+		    params)) == NULL) {
+			rc = -1;
+			break;
+		}
+		PQclear(ack);
+	}
+	free(failed);
+	PQclear(res);
+	return rc;
+}
+
+/* Connects, becomes the active follower (waiting while another one is), and
+ * listens. 0, or -1 (the caller waits and tries again). */
+static int
+follow_connect(struct follow *f)
+{
+	struct ctl *c = f->c;
+	PGresult *res;
+	char sql[64];
+	int said = 0, have;
+
+	if (c->conn != NULL)
+		PQfinish(c->conn);
+	c->conn = NULL;
+	if (ctl_connect(c) != EX_DONE)
+		return -1;
+	for (;;) {
+		if ((res = ctl_query(c, "SELECT pg_try_advisory_lock(hashtext('milterd.follow'))",
+		    0, NULL)) == NULL)
+			return -1;
+		have = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		PQclear(res);
+		if (have)
+			break;
+		if (f->once)
+			return 1;
+		if (!said++)
+			log_info("follow: another follower is active on this database; standing by");
+		sleep(1);
+		if (follow_stop)
+			return -1;
+	}
+	for (size_t i = 0; i < sizeof(follow_channels) / sizeof(follow_channels[0]); i++) {
+		snprintf(sql, sizeof(sql), "LISTEN %s", follow_channels[i]);
+		if ((res = ctl_query(c, sql, 0, NULL)) == NULL)
+			return -1;
+		PQclear(res);
+	}
+	log_info("follow: active, running %s on each event", f->program);
+	return 0;
+}
+
+/* Until a notification, a retry falls due, or FOLLOW_RESCAN. -1 when the
+ * connection broke. */
+static int
+follow_wait(struct follow *f)
+{
+	PGconn *conn = f->c->conn;
+	time_t due = time(NULL) + FOLLOW_RESCAN;
+	struct pollfd pfd = { .fd = PQsocket(conn), .events = POLLIN };
+	PGnotify *n;
+	int got = 0;
+
+	for (size_t i = 0; i < f->nbackoff; i++)
+		if (f->backoff[i].next < due)
+			due = f->backoff[i].next;
+	while (!got && !follow_stop && time(NULL) < due) {
+		if (poll(&pfd, 1, 1000) == -1 && errno != EINTR)
+			return -1;
+		if (PQconsumeInput(conn) == 0)
+			return -1;
+		while ((n = PQnotifies(conn)) != NULL) {
+			got = 1;
+			PQfreemem(n);
+		}
+	}
+	return PQstatus(conn) == CONNECTION_OK ? 0 : -1;
+}
+
+static int
+follow_opts(struct follow *f, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "exec", required_argument, NULL, 'e' },
+		{ "once", no_argument, NULL, 'o' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+
+	optind = 0;	/* glibc: a full restart, forgetting the "+" of the main parse */
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'e': f->program = optarg; break;
+		case 'o': f->once = 1; break;
+		case 't': f->timeout = atoi(optarg); break;
+		default: ctl_usage();
+		}
+	}
+	if (optind != argc || f->timeout < 1)
+		ctl_usage();
+	if (f->program == NULL && ctl_config(f->c) == EX_DONE &&
+	    f->c->snap->cfg->follow_exec[0] != '\0')
+		f->program = f->c->snap->cfg->follow_exec;
+	if (f->program == NULL || access(f->program, X_OK) == -1) {
+		fprintf(stderr, "milterctl: follow needs --exec PROGRAM (or follow_exec in the"
+		    " configuration), an executable file%s%s\n", f->program ? ": " : "",
+		    f->program ? strerror(errno) : "");
+		return EX_USAGE;
+	}
+	return EX_DONE;
+}
+
+int
+cmd_follow(struct ctl *c, int argc, char **argv)
+{
+	struct follow f = { .c = c, .timeout = 300 };
+	struct sigaction sa;
+	int delay = 0, rc;
+
+	if ((rc = follow_opts(&f, argc, argv)) != EX_DONE)
+		return rc;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = follow_signal;	/* no SA_RESTART: poll() returns at once */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	log_set_level(LOG_INFO);
+	while (!follow_stop) {
+		if (delay > 0) {
+			sleep((unsigned)delay);
+			if (follow_stop)
+				break;
+		}
+		if ((rc = follow_connect(&f)) == 1) {
+			printf("follow: another follower is active: nothing done\n");
+			return EX_DONE;
+		}
+		if (rc == -1 || follow_pass(&f) == -1) {
+			if (f.once)
+				return EX_DB;
+			delay = delay == 0 ? 1 : delay * 2 > FOLLOW_RECONNECT_MAX ?
+			    FOLLOW_RECONNECT_MAX : delay * 2;
+			log_warn("follow: database connection lost; again in %d s", delay);
+			continue;
+		}
+		delay = 0;
+		if (f.once)
+			return f.failures > 0 ? EX_NOTFOUND : EX_DONE;
+		/* Caught up: now each notification, retry or rescan brings a pass. */
+		while (!follow_stop && follow_wait(&f) == 0)
+			if (follow_pass(&f) == -1)
+				break;
+		if (!follow_stop) {
+			delay = 1;
+			log_warn("follow: database connection lost; again in %d s", delay);
+		}
+	}
+	for (size_t i = 0; i < f.nbackoff; i++)
+		free(f.backoff[i].account);
+	free(f.backoff);
+	return EX_DONE;
+}

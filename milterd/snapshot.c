@@ -1,0 +1,42 @@
+/* snapshot.c — configuration, policy and reply texts as one reference-counted snapshot. */
+#include <stdlib.h>
+
+#include "snapshot.h"
+
+struct snapshot *
+snapshot_load(const char *path, struct buf *errors)
+{
+	struct snapshot *snap;
+
+	if ((snap = calloc(1, sizeof(*snap))) == NULL) {
+		buf_printf(errors, "%s: out of memory\n", path);
+		return NULL;
+	}
+	snap->refs = 1;
+	/* The policy and the texts are part of the snapshot: checked by -n,
+	 * swapped on reload, never half of them. */
+	if ((snap->cfg = config_load(path, errors)) == NULL ||
+	    (snap->pol = policy_load(snap->cfg->policy, errors)) == NULL ||
+	    (snap->replies = replies_load(snap->cfg->templates, errors)) == NULL) {
+		snapshot_unref(snap);
+		return NULL;
+	}
+	return snap;
+}
+
+void
+snapshot_ref(struct snapshot *snap)
+{
+	__atomic_add_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL);
+}
+
+void
+snapshot_unref(struct snapshot *snap)
+{
+	if (snap == NULL || __atomic_sub_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
+	replies_free(snap->replies);
+	policy_free(snap->pol);
+	config_unref(snap->cfg);
+	free(snap);
+}
