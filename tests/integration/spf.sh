@@ -38,7 +38,7 @@ expect_eq "the SPF verification left evidence with the SPF result" \
 
 # A fresh request (and address: one address, one account) for each refusal:
 # interieur.gouv.fr allows three failed attempts.
-fresh() { t=$(new_token "ivan$1" "ivan$1@interieur.gouv.fr"); reply "$WORK/u1" "ivan$1@interieur.gouv.fr" "$t"; }
+fresh() { t=$(new_token "ivan$1" "ivan$1@interieur.gouv.fr"); make_reply "$WORK/u1" "ivan$1@interieur.gouv.fr" "$t"; }
 fresh 2
 deliver "dkim-or-spf: an address SPF does not authorise is refused" "$WORK/u1" "$t" \
 	reply not_authenticated "mailfrom=<ivan@interieur.gouv.fr>" client_ip=192.0.2.9 \
