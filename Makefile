@@ -50,7 +50,8 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*
 DEB_PACKAGES := gcc make pkg-config libopendkim-dev libspf2-dev libpq-dev \
 	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev libmicrohttpd-dev libjansson-dev postgresql postgresql-contrib \
 	postfix swaks miltertest python3 python3-dkim python3-dnspython python3-spf python3-yaml unbound bind9-dnsutils ldnsutils openssl iproute2 util-linux groff-base man-db clang libclang-rt-14-dev \
-	build-essential debhelper dpkg-dev lintian adduser systemd
+	build-essential debhelper dpkg-dev lintian adduser systemd \
+	m4 libwrap0 liblockfile1
 
 .PHONY: all check demo deps fuzz install deb clean unit bench FORCE
 all: $(BUILD)/milterd $(BUILD)/milterctl

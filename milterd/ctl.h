@@ -47,7 +47,9 @@ json_t		*ctl_json_text(const char *);
 json_t		*ctl_json_row(const PGresult *, int row);
 
 /* Renders the challenge of a request just created from its token, and sends
- * it (sendmail) or prints it. kind: "challenge" or "recertify". */
+ * it (sendmail) or prints it. kind: "challenge" or "recertify". A request
+ * whose challenge could not be sent is revoked (EX_SEND): nobody knows its
+ * token, and the next run asks again. */
 int		 ctl_challenge(struct ctl *, const char *kind, const char *account,
 		    const char *email, const char *token, int lang, int send);
 

@@ -40,8 +40,8 @@ recertify_date(struct ctl *c, PGresult *res, int row, const struct policy_rules 
 }
 
 /* A new request for the certification's account and address, its challenge
- * sent; one that could not be sent is revoked so that the next run tries
- * again. Returns an exit code. */
+ * sent (one that could not be sent is revoked by ctl_challenge(), so the next
+ * run tries again). Returns an exit code. */
 static int
 recertify_one(struct ctl *c, PGresult *res, int row, const struct policy_rules *r,
     double until)
@@ -52,9 +52,7 @@ recertify_one(struct ctl *c, PGresult *res, int row, const struct policy_rules *
 	double now = strtod(PQgetvalue(res, row, RC_NOW), NULL), ttl = r->token_ttl;
 	char ttls[32], apa[16], tok[64];
 	const char *params[5] = { account, email, ttls, lang, apa };
-	const char *rev[1] = { tok };
 	PGresult *q;
-	int rc;
 
 	/* The new request stays answerable until the certification ends. */
 	if (until - now > ttl)
@@ -66,13 +64,7 @@ recertify_one(struct ctl *c, PGresult *res, int row, const struct policy_rules *
 		return EX_DB;
 	(void)str_copy(tok, PQgetvalue(q, 0, 0), sizeof(tok));
 	PQclear(q);
-	if ((rc = ctl_challenge(c, "recertify", account, email, tok, replies_lang(lang), 1)) ==
-	    EX_DONE)
-		return EX_DONE;
-	if ((q = ctl_query(c, "UPDATE milterd.requests SET state = 'revoked', revoked_at = now()"
-	    " WHERE token_hash = sha256(convert_to($1, 'UTF8'))", 1, rev)) != NULL)
-		PQclear(q);
-	return rc;
+	return ctl_challenge(c, "recertify", account, email, tok, replies_lang(lang), 1);
 }
 
 /* Each live certification with nothing newer for its account: dated if it
@@ -92,7 +84,8 @@ recertify_due(struct ctl *c, struct recertify_counts *n)
 	    " FROM milterd.requests r WHERE r.state = 'verified'"
 	    " AND (r.valid_until IS NULL OR r.valid_until > now())"
 	    " AND NOT EXISTS (SELECT 1 FROM milterd.requests n WHERE n.account = r.account"
-	    "  AND n.id > r.id) ORDER BY r.valid_until NULLS LAST, r.id", 0, NULL)) == NULL)
+	    "  AND n.id > r.id AND n.state <> 'revoked') ORDER BY r.valid_until NULLS LAST, r.id",
+	    0, NULL)) == NULL)
 		return EX_DB;
 	for (int i = 0; i < PQntuples(res); i++) {
 		r = policy_rules_for_address(pol, PQgetvalue(res, i, RC_EMAIL));

@@ -302,6 +302,12 @@ ctl_challenge(struct ctl *c, const char *kind, const char *account, const char *
 	else if (challenge_send(c->snap->cfg, msg.s, &err) == -1) {
 		fprintf(stderr, "milterctl: challenge not sent: %s\n", err.s);
 		rc = EX_SEND;
+		/* Nobody knows its token: revoked, so that the next run asks again. */
+		PQclear(res);
+		if ((res = ctl_query(c, "UPDATE milterd.requests SET state = 'revoked',"
+		    " revoked_at = now() WHERE token_hash = sha256(convert_to($1, 'UTF8'))", 1,
+		    params)) == NULL)
+			rc = EX_DB;
 	} else
 		printf("%s sent to %s\n", kind, email);
 	PQclear(res);

@@ -1,0 +1,273 @@
+# lifecycle.sh — a certification that stays true, against the real PostgreSQL:
+# one address, one account (at request and at reply, and two milterd racing);
+# re-verification of the same account; an address change ends it; the
+# re-certification cycle (challenge once, lapse with NOTIFY, reply again);
+# retention keeps what it must; migration of a database from schema 006.
+. "$TOP/tests/lib/pg.sh"
+. "$TOP/tests/lib/common.sh"
+C="$BUILD/milterctl"
+SIGN="$TOP/tests/lib/dkim-sign"
+M2_PID=
+trap 'milterd_stop; [ -n "$M2_PID" ] && kill "$M2_PID" 2>/dev/null' EXIT
+
+db_reset || { not_ok "database reset"; exit 1; }
+mkdir -p "$WORK/mail"
+cat >"$WORK/sendmail" <<SH
+#!/bin/sh
+cat >"$WORK/mail/\$(date +%s%N)"
+SH
+chmod +x "$WORK/sendmail"
+write_config "$WORK/milterd.conf" "sendmail_path = $WORK/sendmail"
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
+CC="$C -c $WORK/milterd.conf"
+
+# signed FILE FROM TOKEN: an agent's reply carrying the token in its signed
+# Subject, signed by agri.gouv.fr.
+signed() {
+	cat >"$1.txt" <<MSG
+From: Agent <$2>
+To: <verify+$3@certify.test>
+Subject: Re: Verification [$3]
+Date: $(date -R)
+Message-ID: <$RANDOM.$RANDOM@agri.gouv.fr>
+
+Yes.
+MSG
+	"$SIGN" --domain agri.gouv.fr --selector rsa2048 --key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" \
+		<"$1.txt" >"$1"
+}
+state() { pg_psql "SELECT state FROM milterd.verification_status('$1')"; }
+# verify NAME ACCOUNT EMAIL: a request and its genuine reply through milterd.
+verify() {
+	local t
+	t=$(new_token "$2" "$3") || { not_ok "$1: request refused"; return 1; }
+	signed "$WORK/$2.eml" "$3" "$t"
+	deliver "$1" "$WORK/$2.eml" "$t" accept verified
+}
+
+# ---- One address, one account.
+verify "alice verifies alice@agri.gouv.fr" alice alice@agri.gouv.fr
+out=$($CC request --account mallory --email Alice@agri.gouv.fr 2>&1); rc=$?
+expect_eq "a second account cannot even ask for a certified address: exit 1, said so" \
+	"1/yes" "$rc/$(grep -q 'alice@agri.gouv.fr already certifies another account' <<<"$out" && echo yes)"
+out=$(psql -Atqc "SELECT milterd.request_verification('mallory', 'alice@agri.gouv.fr')" 2>&1)
+sqlstate=$(psql -Atq -v ON_ERROR_STOP=1 -c '\set VERBOSITY verbose' \
+	-c "SELECT milterd.request_verification('mallory', 'alice@agri.gouv.fr')" 2>&1 |
+	grep -o 'ERROR:  [0-9A-Z]*' | cut -c9-)
+expect_eq "request_verification() refuses it with SQLSTATE 23505 and a clear message" "23505/yes" \
+	"$sqlstate/$(grep -q 'already certifies another account' <<<"$out" && echo yes)"
+
+# Two accounts asked for bob's address before either verified: the first reply
+# wins, the second is refused at its reply, with evidence.
+tb1=$(new_token bob bob@agri.gouv.fr)
+tb2=$(new_token bobby bob@agri.gouv.fr)
+signed "$WORK/b1" bob@agri.gouv.fr "$tb1"
+signed "$WORK/b2" bob@agri.gouv.fr "$tb2"
+deliver "bob verifies first" "$WORK/b1" "$tb1" accept verified
+deliver "bobby's reply from the same address: 550 5.7.1 address_in_use" "$WORK/b2" "$tb2" \
+	reply address_in_use rcode=550 xcode=5.7.1
+expect_eq "the refusal left evidence; bobby stays pending, bob verified" \
+	"address_in_use|pending|verified" \
+	"$(pg_psql "SELECT e.reason FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id
+	  WHERE r.account = 'bobby' ORDER BY e.id DESC LIMIT 1")|$(state bobby)|$(state bob)"
+
+# The same account verifying the same address again is fine: one live row.
+verify "alice re-verifies her own address" alice alice@agri.gouv.fr
+expect_eq "one live certification for alice, the previous one renewed" "renewed verified" \
+	"$(pg_psql "SELECT string_agg(state, ' ' ORDER BY id) FROM milterd.requests WHERE account = 'alice'")"
+
+# accounts_per_address = 0: no limit.
+sed 's/^allow = .*/&\naccounts_per_address = 0/' "$TOP/policies/gouv-fr.conf" >"$WORK/nolimit.conf"
+write_config "$WORK/nolimit-milterd.conf" "policy = $WORK/nolimit.conf" "socket = unix:$WORK/m2.sock"
+out=$("$C" -c "$WORK/nolimit-milterd.conf" request --account alice2 --email alice@agri.gouv.fr 2>&1)
+expect_eq "accounts_per_address = 0: a second account may ask" 0 "$?"
+pg_psql "SELECT milterd.revoke('alice2')" >/dev/null
+
+# ---- Two milterd racing for one address (two MX hosts): exactly one verifies.
+write_config "$WORK/m2.conf" "socket = unix:$WORK/m2.sock"
+: >"$WORK/m2.log"
+"$BUILD/milterd" -f -c "$WORK/m2.conf" 2>>"$WORK/m2.log" &
+M2_PID=$!
+wait_for 10 grep -q "milterd started on" "$WORK/m2.log" || not_ok "second milterd starts"
+rounds=8
+for i in $(seq 1 $rounds); do
+	tx=$(new_token "x$i" "race$i@agri.gouv.fr"); ty=$(new_token "y$i" "race$i@agri.gouv.fr")
+	signed "$WORK/x$i" "race$i@agri.gouv.fr" "$tx"
+	signed "$WORK/y$i" "race$i@agri.gouv.fr" "$ty"
+	echo "$tx $ty" >"$WORK/race$i.tokens"
+done
+for i in $(seq 1 $rounds); do
+	read -r tx ty <"$WORK/race$i.tokens"
+	miltertest -D "socket=unix:$WORK/milterd.sock" -D "file=$WORK/x$i" \
+		-D "rcpt=<verify+$tx@certify.test>" -D expect=any -s "$TOP/tests/integration/message.lua" \
+		>"$WORK/rx$i" 2>&1 &
+	px=$!
+	miltertest -D "socket=unix:$WORK/m2.sock" -D "file=$WORK/y$i" \
+		-D "rcpt=<verify+$ty@certify.test>" -D expect=any -s "$TOP/tests/integration/message.lua" \
+		>"$WORK/ry$i" 2>&1 &
+	wait $px $!
+done
+expect_eq "$rounds addresses, two accounts each racing through two milterd: one verified each" \
+	"$rounds" "$(pg_psql "SELECT count(DISTINCT email) FROM milterd.requests
+	  WHERE email LIKE 'race%' AND state = 'verified'")"
+expect_eq "... and never two: the other account of each got address_in_use" \
+	"$rounds|$rounds" "$(pg_psql "SELECT count(*) FROM milterd.requests WHERE email LIKE 'race%'
+	  AND state = 'verified'")|$(pg_psql "SELECT count(*) FROM milterd.evidence e
+	  JOIN milterd.requests r ON r.id = e.request_id WHERE r.email LIKE 'race%'
+	  AND e.reason = 'address_in_use'")"
+kill "$M2_PID"; wait "$M2_PID" 2>/dev/null; M2_PID=
+
+# The same race made certain: the first verification holds its transaction
+# open while the second one runs. The database must make the second wait and
+# then refuse it (without the lock on the address, both would verify).
+record_sql() {	# record_sql ACCOUNT TOKEN: milterd.record() as milterd calls it
+	echo "SELECT verified, state, holders FROM milterd.record((SELECT id FROM milterd.requests
+	  WHERE account = '$1'), sha256(convert_to('$2', 'UTF8')), 'dana@agri.gouv.fr', 'verified',
+	  'eom', 0, 1, 31536000, '192.0.2.1', NULL, NULL, NULL, NULL, 'agri.gouv.fr', 's', 'rsa-sha256',
+	  2048, NULL, NULL, 'test', 'prefix')"
+}
+td1=$(new_token dana1 dana@agri.gouv.fr); td2=$(new_token dana2 dana@agri.gouv.fr)
+{ echo "BEGIN;"; record_sql dana1 "$td1"; echo ";SELECT pg_sleep(2); COMMIT;"; } |
+	psql -Atq >"$WORK/dana1.out" 2>&1 &
+p1=$!
+sleep 0.5
+start=$(date +%s%N)
+record_sql dana2 "$td2" | psql -Atq >"$WORK/dana2.out" 2>&1
+waited=$(( ($(date +%s%N) - start) / 1000000 ))
+wait $p1
+expect_eq "record(): the second verification of an address waits for the first, then finds it taken" 	"t|verified|0 -- f|pending|1 -- yes" 	"$(head -n 1 "$WORK/dana1.out") -- $(cat "$WORK/dana2.out") -- $([ "$waited" -ge 1000 ] && echo yes || echo "no ($waited ms)")"
+
+# ---- An address change ends the certification.
+psql -Atq -c "LISTEN milterd_address_changed" -c "SELECT pg_sleep(3)" >"$WORK/listen.out" 2>&1 &
+lp=$!
+sleep 0.5
+out=$($CC address --account bob --email Bob.New@agri.gouv.fr --send 2>&1); rc=$?
+wait $lp
+expect_eq "milterctl address: the certification of the old address ended, the new one challenged" \
+	"0/yes/yes" "$rc/$(grep -q 'bob: certification ended' <<<"$out" && echo yes)/$(grep -q 'challenge sent to bob.new@agri.gouv.fr' <<<"$out" && echo yes)"
+expect_grep "NOTIFY milterd_address_changed carries the account" \
+	'notification "milterd_address_changed" with payload "bob"' "$WORK/listen.out"
+expect_eq "bob is no longer verified: his request for the new address is pending" pending "$(state bob)"
+expect_eq "the old certification reads address_changed" address_changed \
+	"$(pg_psql "SELECT state FROM milterd.verifications WHERE account = 'bob' AND email = 'bob@agri.gouv.fr' ORDER BY id DESC LIMIT 1")"
+out=$($CC address --account bob --email bob.new@agri.gouv.fr --send 2>&1)
+expect_eq "reported again: nothing more ended, no second challenge" "1|yes" \
+	"$(ls "$WORK/mail" | wc -l)|$(grep -q 'certification unchanged' <<<"$out" && echo yes)"
+# mail_token FILE: the token of a challenge (its Reply-To address).
+mail_token() { grep -o 'verify+[a-z2-7]\{26\}@' "$1" | head -n 1 | cut -c8-33; }
+tbn=$(mail_token "$(ls -d "$WORK"/mail/* | tail -n 1)")
+signed "$WORK/bn" bob.new@agri.gouv.fr "$tbn"
+deliver "a reply from the new address verifies bob again" "$WORK/bn" "$tbn" accept verified
+out=$($CC request --account bobby --email bob@agri.gouv.fr 2>&1)
+expect_eq "the old address is free for another account" 0 "$?"
+
+# ---- Re-certification: challenged once near the end, lapsed past it, verified again.
+verify "rita verifies" rita rita@agri.gouv.fr
+verify "rene verifies" rene rene@agri.gouv.fr
+expect_eq "a verification lasts recertify_after (365 days by default)" 365 \
+	"$(pg_psql "SELECT round(extract(epoch FROM valid_until - verified_at) / 86400) FROM milterd.requests WHERE account = 'rita' AND state = 'verified'")"
+pg_psql "UPDATE milterd.requests SET valid_until = now() + interval '10 days' WHERE account IN ('rita', 'rene') AND state = 'verified'" >/dev/null
+rm -f "$WORK"/mail/*
+out=$($CC recertify 2>&1); rc=$?
+expect_eq "recertify: the two certifications within their notice are challenged" \
+	"0/recertify: 0 lapsed, 0 given an end date, 2 challenged, 0 not sent, 0 no longer allowed" \
+	"$rc/$(tail -n 1 <<<"$out")"
+out=$($CC recertify 2>&1)
+expect_eq "run twice: no second challenge" "recertify: 0 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 no longer allowed|2" \
+	"$(tail -n 1 <<<"$out")|$(ls "$WORK/mail" | wc -l)"
+mail=$(grep -l 'rita@agri.gouv.fr' "$WORK"/mail/*)
+expect_grep "the re-certification challenge comes from templates/recertify.fr.eml" \
+	'^Subject: Renouvellement de la certification du compte rita \[' "$mail"
+expect_eq "while the new request is pending, rita stays verified" verified "$(state rita)"
+trita=$(mail_token "$mail")
+signed "$WORK/rita2" rita@agri.gouv.fr "$trita"
+deliver "rita's reply to the re-certification verifies her for a new period" "$WORK/rita2" "$trita" \
+	accept verified
+expect_eq "rita: the old certification renewed, the new one live for 365 days" "renewed verified|365" \
+	"$(pg_psql "SELECT string_agg(state, ' ' ORDER BY id) FROM milterd.requests WHERE account = 'rita'")|$(pg_psql "SELECT round(extract(epoch FROM valid_until - now()) / 86400) FROM milterd.requests WHERE account = 'rita' AND state = 'verified'")"
+
+# Rene does not answer: past the end, recertify lapses him, once, with NOTIFY.
+pg_psql "UPDATE milterd.requests SET valid_until = now() - interval '1 second' WHERE account = 'rene' AND state = 'verified'" >/dev/null
+expect_eq "past its end, the certification already reads lapsed (at read time)" lapsed \
+	"$(pg_psql "SELECT state FROM milterd.verifications WHERE account = 'rene' AND verified_at IS NOT NULL")"
+psql -Atq -c "LISTEN milterd_lapsed" -c "SELECT pg_sleep(2)" >"$WORK/listen.out" 2>&1 &
+lp=$!
+sleep 0.5
+out=$($CC recertify 2>&1)
+wait $lp
+expect_eq "recertify lapses it" "recertify: 1 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 no longer allowed" \
+	"$(tail -n 1 <<<"$out")"
+expect_grep "NOTIFY milterd_lapsed carries the account" \
+	'notification "milterd_lapsed" with payload "rene"' "$WORK/listen.out"
+expect_eq "rene is not verified; his re-certification request still awaits a reply" \
+	"pending|lapsed" "$(state rene)|$(pg_psql "SELECT state FROM milterd.requests WHERE account = 'rene' AND verified_at IS NOT NULL")"
+out=$($CC recertify 2>&1)
+expect_eq "run again: nothing lapses twice, nothing is challenged" \
+	"recertify: 0 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 no longer allowed" "$(tail -n 1 <<<"$out")"
+trene=$(mail_token "$(grep -l 'rene@agri.gouv.fr' "$WORK"/mail/*)")
+signed "$WORK/rene2" rene@agri.gouv.fr "$trene"
+deliver "rene's late reply verifies him again" "$WORK/rene2" "$trene" accept verified
+expect_eq "rene verified again" verified "$(state rene)"
+
+# A certification from before end dates existed gets one, never sooner than the notice.
+verify "olga verifies" olga olga@agri.gouv.fr
+pg_psql "UPDATE milterd.requests SET valid_until = NULL, verified_at = now() - interval '2 years' WHERE account = 'olga'" >/dev/null
+rm -f "$WORK"/mail/*
+out=$($CC recertify 2>&1)
+expect_eq "an old certification without end date: dated and challenged, ending 30 days from now" \
+	"recertify: 0 lapsed, 1 given an end date, 1 challenged, 0 not sent, 0 no longer allowed|30" \
+	"$(tail -n 1 <<<"$out")|$(pg_psql "SELECT round(extract(epoch FROM valid_until - now()) / 86400) FROM milterd.requests WHERE account = 'olga' AND state = 'verified'")"
+
+# A challenge that cannot be sent is revoked, to be sent on the next run.
+verify "sam verifies" sam sam@agri.gouv.fr
+pg_psql "UPDATE milterd.requests SET valid_until = now() + interval '5 days' WHERE account = 'sam' AND state = 'verified'" >/dev/null
+printf '#!/bin/sh\nexit 75\n' >"$WORK/sendmail.fail"; chmod +x "$WORK/sendmail.fail"
+write_config "$WORK/fail.conf" "sendmail_path = $WORK/sendmail.fail"
+out=$("$C" -c "$WORK/fail.conf" recertify 2>&1); rc=$?
+expect_eq "sendmail failing: exit 5, the request revoked" "5|revoked" \
+	"$rc|$(pg_psql "SELECT state FROM milterd.requests WHERE account = 'sam' ORDER BY id DESC LIMIT 1")"
+out=$($CC recertify 2>&1)
+expect_eq "the next run sends it" "recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 0 no longer allowed" \
+	"$(tail -n 1 <<<"$out")"
+
+# ---- Retention: old evidence and finished requests go; live ones and their latest evidence stay.
+t=$(new_token pia pia@agri.gouv.fr)		# live, with old evidence
+signed "$WORK/pia" pia@agri.gouv.fr "$t"
+deliver "an unsigned reply for pia (evidence)" "$WORK/pia.txt" "$t" reply not_authenticated rcode=550 xcode=5.7.20
+deliver "and another" "$WORK/pia.txt" "$t" reply not_authenticated rcode=550 xcode=5.7.20
+new_token gus gus@agri.gouv.fr >/dev/null	# finished long ago
+pg_psql "SELECT milterd.revoke('gus')" >/dev/null
+pg_psql "UPDATE milterd.requests SET revoked_at = now() - interval '500 days', created_at = now() - interval '501 days' WHERE account = 'gus';
+	UPDATE milterd.evidence SET decided_at = now() - interval '500 days'
+	 WHERE request_id IN (SELECT id FROM milterd.requests WHERE account = 'pia')" >/dev/null
+before=$(pg_psql "SELECT count(*) FROM milterd.evidence")
+out=$($CC db prune --batch 1 2>&1); rc=$?
+expect_eq "db prune: one old evidence row (pia's latest stays), one old request" \
+	"0/pruned 1 evidence rows older than 400d, 1 requests finished more than 400d ago" "$rc/$out"
+expect_eq "what stays: pia's request and latest evidence, everything recent" \
+	"1|1|0|$((before - 1))" "$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'pia'")|$(pg_psql "SELECT count(*) FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id WHERE r.account = 'pia'")|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'gus'")|$(pg_psql "SELECT count(*) FROM milterd.evidence")"
+out=$($CC db prune 2>&1)
+expect_eq "prune again: nothing more" "pruned 0 evidence rows older than 400d, 0 requests finished more than 400d ago" "$out"
+milterd_stop
+
+# ---- Migration: a database at schema 006 with verified, pending and expired requests.
+psql -d postgres -qc "DROP DATABASE IF EXISTS milterd WITH (FORCE)" -qc "CREATE DATABASE milterd" >/dev/null
+mkdir -p "$WORK/sql006"
+cp "$TOP"/milterd/sql/00[1-6]_*.sql "$WORK/sql006/"
+MILTERD_SQLDIR="$WORK/sql006" "$C" db migrate >/dev/null
+pg_psql "SELECT milterd.request_verification('v1', 'v1@agri.gouv.fr'), milterd.request_verification('v2', 'v1@agri.gouv.fr'),
+	milterd.request_verification('p1', 'p1@agri.gouv.fr'), milterd.request_verification('e1', 'e1@agri.gouv.fr', interval '1 second')" >/dev/null
+tp=$(pg_psql "SELECT milterd.request_verification('p2', 'p2@agri.gouv.fr')")
+pg_psql "UPDATE milterd.requests SET state = 'verified', verified_at = now() WHERE account IN ('v1', 'v2')" >/dev/null
+sleep 1.1
+out=$(MILTERD_SQLDIR="$TOP/milterd/sql" "$C" db migrate 2>&1); rc=$?
+expect_eq "006 -> latest migrates a database with data" "0/yes" \
+	"$rc/$(grep -q '^applied 007_lifecycle.sql' <<<"$out" && echo yes)"
+expect_eq "verified, pending and expired requests keep their meaning" \
+	"e1 expired|p1 pending|p2 pending|v1 verified|v2 verified" \
+	"$(pg_psql "SELECT string_agg(account || ' ' || state, '|' ORDER BY account) FROM milterd.verifications")"
+expect_eq "migrated certifications have no end date until recertify gives one" "2" \
+	"$(pg_psql "SELECT count(*) FROM milterd.requests WHERE state = 'verified' AND valid_until IS NULL")"
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts on the migrated database"; exit 1; }
+signed "$WORK/p2" p2@agri.gouv.fr "$tp"
+deliver "a request made before the migration verifies after it" "$WORK/p2" "$tp" accept verified
