@@ -20,12 +20,7 @@ write_config "$WORK/milterd.conf" "socket_owner = :postfix" "socket_mode = 0660"
 milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
 postfix_receiver_start "$WORK" "unix:$WORK/milterd.sock" || { not_ok "receiving Postfix starts"; exit 1; }
 postfix_sender_start "$WORK" || { not_ok "sending Postfix starts"; exit 1; }
-# banner PORT: the first line an SMTP server on 127.0.0.1:PORT says.
-banner() {
-	timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && head -n 1 <&3 | tr -d "\r" &&
-		printf "QUIT\r\n" >&3' _ "$1" 2>&1
-}
-recv_banner=$(banner "$PF_RECV_PORT") send_banner=$(banner "$PF_SEND_PORT")
+recv_banner=$(smtp_banner "$PF_RECV_PORT") send_banner=$(smtp_banner "$PF_SEND_PORT")
 recv_milters=$(postconf -c "$PF_RECV_CONF" -h smtpd_milters)
 if [ "$recv_banner" = "220 mx.certify.test ESMTP" ] && [ "$send_banner" = "220 mx.agri.gouv.fr ESMTP" ] &&
 	[ "$recv_milters" = "unix:$WORK/milterd.sock" ]; then

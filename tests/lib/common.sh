@@ -44,9 +44,10 @@ free_port() {
 #   --prepend LINE     a header line above From, as a relay or a forger adds it
 #   --header LINE      a header line after Message-ID (MIME-Version, ...)
 #   --body TEXT        default "Yes, it is me."; a final newline is added
+#   --body-file FILE   the body: FILE's bytes as they are
 make_reply() {
 	local file="$1" addr="$2" tok="$3" name=Agent from= to= subject= date= msgid=
-	local body="Yes, it is me." pre=() post=() h
+	local body="Yes, it is me." bodyfile= pre=() post=() h
 	shift 3 || { echo "make_reply: FILE FROM TOKEN [OPTION VALUE ...]" >&2; return 1; }
 	while [ $# -gt 0 ]; do
 		[ $# -ge 2 ] || { echo "make_reply: $1 needs a value" >&2; return 1; }
@@ -60,6 +61,7 @@ make_reply() {
 		--prepend) pre+=("$2") ;;
 		--header) post+=("$2") ;;
 		--body) body="$2" ;;
+		--body-file) bodyfile="$2" ;;
 		*) echo "make_reply: unknown option $1" >&2; return 1 ;;
 		esac
 		shift 2
@@ -75,7 +77,13 @@ _make_reply_print() {	# make_reply's locals are visible here (bash scoping)
 		"${to:-<verify+$tok@certify.test>}" "${subject:-Re: Verification [$tok]}" \
 		"${date:-$(date -R)}" "${msgid:-<$RANDOM.$RANDOM@${addr##*@}>}"
 	for h in ${post[@]+"${post[@]}"}; do printf '%s\n' "$h"; done
-	printf '\n%s\n' "$body"
+	if [ -n "$bodyfile" ]; then printf '\n'; cat "$bodyfile"; else printf '\n%s\n' "$body"; fi
+}
+
+# smtp_banner PORT: the first line the SMTP server on 127.0.0.1:PORT says (then QUIT).
+smtp_banner() {
+	timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && head -n 1 <&3 | tr -d "\r" &&
+		printf "QUIT\r\n" >&3' _ "$1" 2>&1
 }
 
 # rcpt_ok RCPT EXPECT: one transaction up to RCPT TO:<RCPT> through miltertest
