@@ -1,9 +1,11 @@
 /* address.c — envelope and header address parsing. */
 #include <ctype.h>
 #include <string.h>
+#include <strings.h>
 
 #include "address.h"
 #include "buf.h"
+#include "dname.h"
 
 #define ADDRESS_MAX ADDRESS_MAXLEN
 
@@ -44,17 +46,35 @@ address_envelope(const char *in, char *out, size_t size)
 	return 0;
 }
 
+/* Whether a recipient that does not parse as one mailbox still names the
+ * verify domain: "...@DOMAIN" before the closing bracket, in any case. */
+static int
+address_names_domain(const char *rcpt, const char *vdomain)
+{
+	size_t n = strlen(rcpt), d = strlen(vdomain);
+
+	while (n > 0 && (rcpt[n - 1] == '>' || rcpt[n - 1] == ' ' || rcpt[n - 1] == '.'))
+		n--;
+	return n > d && rcpt[n - d - 1] == '@' && strncasecmp(rcpt + n - d, vdomain, d) == 0;
+}
+
 enum rcpt_kind
 address_verify_rcpt(const char *rcpt, const char *vlocal, const char *vdomain,
     char *token)
 {
-	char addr[ADDRESS_MAX + 1];
-	const char *at, *plus;
-	size_t vlen = strlen(vlocal);
+	char addr[ADDRESS_MAX + 1], *at;
+	const char *plus;
+	size_t vlen = strlen(vlocal), dlen;
 
+	/* The verify domain takes only verification replies: what milterd cannot
+	 * parse there is refused, never let through as someone else's mail. */
 	if (address_envelope(rcpt, addr, sizeof(addr)) == -1)
-		return RCPT_OTHER;
+		return address_names_domain(rcpt, vdomain) ? RCPT_VERIFY_MALFORMED : RCPT_OTHER;
 	at = strrchr(addr, '@');
+	dlen = strlen(at + 1);
+	/* "verify+TOKEN@certify.example.org." names the same domain. */
+	if (dlen > 0 && at[dlen] == '.')
+		at[dlen] = '\0';
 	if (strcmp(at + 1, vdomain) != 0)
 		return RCPT_OTHER;
 	if (strncmp(addr, vlocal, vlen) != 0)
@@ -77,36 +97,9 @@ address_atext(int c)
 }
 
 int
-address_valid_name(const char *d, size_t min_labels, int underscore)
-{
-	size_t len = strlen(d), lab = 0, labels = 0;
-
-	if (len == 0 || len > 253)
-		return 0;
-	for (const char *c = d; ; c++) {
-		if (*c == '.' || *c == '\0') {
-			if (lab == 0 || c[-1] == '-')
-				return 0;
-			labels++;
-			lab = 0;
-			if (*c == '\0')
-				break;
-			continue;
-		}
-		if (!isalnum((unsigned char)*c) && *c != '-' && !(underscore && *c == '_'))
-			return 0;
-		if (lab == 0 && *c == '-')
-			return 0;
-		if (++lab > 63)
-			return 0;
-	}
-	return labels >= min_labels;
-}
-
-int
 address_valid_domain(const char *d)
 {
-	return address_valid_name(d, 2, 0);
+	return dname_valid(d, 2, 0);
 }
 
 /* Unfolds a header value: CRLF or LF followed by white space is folding;

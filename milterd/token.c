@@ -115,96 +115,90 @@ token_find(const char *text, size_t len, const char *token)
 	return 0;
 }
 
-/* A search for the token in text that comes one character at a time (encoded
- * words being decoded), keeping only the last TOKEN_LEN + 1 characters: no
- * buffer to outgrow, and a decoded NUL is a character like any other. */
-struct token_scan {
-	const char	*token;
-	char		 ring[TOKEN_LEN + 1];	/* the candidate and the character before it */
-	size_t		 n;			/* characters seen */
-	int		 pending;		/* the last TOKEN_LEN characters are the token */
-	int		 found;
-};
-
-static void
-token_scan_putc(struct token_scan *sc, char c)
+/* If in[i..len) starts an encoded word "=?charset?E?text?=" (E is B or Q),
+ * its encoding, its text and where it ends (after "?="). */
+static int
+token_encoded_word(const char *in, size_t len, size_t i, char *enc, const char **text,
+    size_t *tlen, size_t *next)
 {
-	const size_t rlen = sizeof(sc->ring);
-	size_t j;
+	const char *q1, *end;
 
-	/* A match counts once the character after it is known not to glue. */
-	if (sc->pending && !token_alnum(c))
-		sc->found = 1;
-	sc->pending = 0;
-	sc->ring[sc->n % rlen] = c;
-	sc->n++;
-	if (sc->n < TOKEN_LEN)
-		return;
-	for (j = 0; j < TOKEN_LEN; j++) {
-		char k = sc->ring[(sc->n - TOKEN_LEN + j) % rlen];
+	if (in[i] != '=' || i + 1 >= len || in[i + 1] != '?' ||
+	    (q1 = memchr(in + i + 2, '?', len - i - 2)) == NULL ||
+	    (size_t)(q1 - in) + 3 >= len || q1[2] != '?' ||
+	    (end = strstr(q1 + 3, "?=")) == NULL || (size_t)(end - in) >= len ||
+	    q1[1] == '\0' || strchr("BbQq", q1[1]) == NULL)
+		return 0;
+	*enc = q1[1];
+	*text = q1 + 3;
+	*tlen = (size_t)(end - *text);
+	*next = (size_t)(end - in) + 2;
+	return 1;
+}
 
-		if (k >= 'A' && k <= 'Z')
-			k = (char)(k - 'A' + 'a');
-		if (k != sc->token[j])
-			return;
+/* Base64 (B) text of an encoded word into out; returns the bytes written
+ * (never more than n: decoding shrinks). A malformed one writes nothing. */
+static size_t
+token_decode_b(const char *p, size_t n, char *out)
+{
+	unsigned char dec[1024];
+	int got;
+
+	if (n == 0 || n > 1360 || n % 4 != 0 ||
+	    (got = EVP_DecodeBlock(dec, (const unsigned char *)p, (int)n)) <= 0)
+		return 0;
+	while (n > 0 && p[n - 1] == '=') {	/* EVP counts padding as bytes */
+		n--;
+		got--;
 	}
-	sc->pending = sc->n == TOKEN_LEN || !token_alnum(sc->ring[(sc->n - TOKEN_LEN - 1) % rlen]);
+	memcpy(out, dec, (size_t)got);
+	return (size_t)got;
+}
+
+/* Quoted-printable-like (Q) text of an encoded word into out; returns the
+ * bytes written (never more than n). */
+static size_t
+token_decode_q(const char *p, size_t n, char *out)
+{
+	size_t o = 0;
+
+	for (const char *c = p, *end = p + n; c < end; c++) {
+		if (*c == '_')
+			out[o++] = ' ';
+		else if (*c == '=' && c + 2 < end && isxdigit((unsigned char)c[1]) &&
+		    isxdigit((unsigned char)c[2])) {
+			char hex[3] = { c[1], c[2], 0 };
+
+			out[o++] = (char)strtol(hex, NULL, 16);
+			c += 2;
+		} else
+			out[o++] = *c;
+	}
+	return o;
 }
 
 /* Decodes RFC 2047 encoded words (B and Q, any charset: only ASCII matters
- * for a token) into the scan; other text is passed as it is. White space
- * between two encoded words is dropped, as RFC 2047 6.2 says. */
-static void
-token_decode_words(const char *in, size_t len, struct token_scan *sc)
+ * for a token) into out, which has room for len + 1 bytes: decoding never
+ * makes text longer. Other text is copied; white space between two encoded
+ * words is dropped, as RFC 2047 6.2 says. Returns the decoded length: a
+ * decoded NUL is text like any other, not its end. */
+static size_t
+token_decode_words(const char *in, size_t len, char *out)
 {
-	size_t i = 0, pending_ws = 0, ws_start = 0;
+	size_t o = 0, i = 0, pending_ws = 0, ws_start = 0, tlen, next;
 	int last_was_word = 0;
+	const char *text;
+	char enc;
 
-	while (i < len && !sc->found) {
-		const char *q1, *q2, *end;
-		char enc;
-
-		if (in[i] == '=' && i + 1 < len && in[i + 1] == '?' &&
-		    (q1 = memchr(in + i + 2, '?', len - i - 2)) != NULL &&
-		    (size_t)(q1 - in) + 3 < len && q1[2] == '?' &&
-		    (end = strstr(q1 + 3, "?=")) != NULL && (size_t)(end - in) < len &&
-		    (enc = q1[1]) != '\0' && strchr("BbQq", enc) != NULL) {
-			q2 = q1 + 3;
+	while (i < len) {
+		if (token_encoded_word(in, len, i, &enc, &text, &tlen, &next)) {
 			if (!last_was_word)
 				for (size_t k = 0; k < pending_ws; k++)
-					token_scan_putc(sc, in[ws_start + k]);
+					out[o++] = in[ws_start + k];
 			pending_ws = 0;
-			if (enc == 'B' || enc == 'b') {
-				unsigned char dec[1024];
-				size_t n = (size_t)(end - q2);
-				int got;
-
-				if (n > 0 && n <= 1360 && n % 4 == 0 &&
-				    (got = EVP_DecodeBlock(dec, (const unsigned char *)q2,
-				    (int)n)) > 0) {
-					while (n > 0 && q2[n - 1] == '=') {
-						n--;
-						got--;
-					}
-					for (int k = 0; k < got; k++)
-						token_scan_putc(sc, (char)dec[k]);
-				}
-			} else {
-				for (const char *c = q2; c < end; c++) {
-					if (*c == '_')
-						token_scan_putc(sc, ' ');
-					else if (*c == '=' && c + 2 < end &&
-					    isxdigit((unsigned char)c[1]) &&
-					    isxdigit((unsigned char)c[2])) {
-						char hex[3] = { c[1], c[2], 0 };
-
-						token_scan_putc(sc, (char)strtol(hex, NULL, 16));
-						c += 2;
-					} else
-						token_scan_putc(sc, *c);
-				}
-			}
-			i = (size_t)(end - in) + 2;
+			o += enc == 'B' || enc == 'b' ? token_decode_b(text, tlen, out + o) :
+			    token_decode_q(text, tlen, out + o);
+			i = next;
 			last_was_word = 1;
 			continue;
 		}
@@ -216,22 +210,29 @@ token_decode_words(const char *in, size_t len, struct token_scan *sc)
 			continue;
 		}
 		for (size_t k = 0; k < pending_ws; k++)
-			token_scan_putc(sc, in[ws_start + k]);
+			out[o++] = in[ws_start + k];
 		pending_ws = 0;
 		last_was_word = 0;
-		token_scan_putc(sc, in[i++]);
+		out[o++] = in[i++];
 	}
+	out[o] = '\0';
+	return o;
 }
 
 int
 token_find_header(const char *value, const char *token)
 {
-	struct token_scan sc = { .token = token };
 	size_t len = strlen(value);
+	char *decoded;
+	int found;
 
 	if (token_find(value, len, token))
 		return 1;
-	token_decode_words(value, len, &sc);
-	/* Trailing white space is dropped: the end of the value ends a match. */
-	return sc.found || sc.pending;
+	/* Sized to the value, so nothing is ever cut. Out of memory, the token
+	 * is not found: the reply is refused (token_not_signed), never passed. */
+	if ((decoded = malloc(len + 1)) == NULL)
+		return 0;
+	found = token_find(decoded, token_decode_words(value, len, decoded), token);
+	free(decoded);
+	return found;
 }

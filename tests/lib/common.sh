@@ -135,6 +135,7 @@ milterd_start() {
 	MILTERD_LOG="$WORK/milterd.log"
 	: >"$MILTERD_LOG"
 	rm -f "$WORK/milterd.sock"
+	MILTERD_CONF="$1"
 	${MILTERD_WRAPPER:-} "$BUILD/milterd" -f -c "$1" 2>>"$MILTERD_LOG" &
 	MILTERD_PID=$!
 	MILTERD_SOCK="unix:$WORK/milterd.sock"
@@ -174,20 +175,74 @@ reply_text() {
 	awk -F'\t' -v r="$1" '$1 == r {print $2}' "$TOP/tests/integration/replies.ref"
 }
 
+# check_like_daemon FILE TOKEN [message.lua globals...]: milterctl check --json on
+# the message, with the envelope message.lua would give (its defaults, or the
+# globals), into $WORK/check.json. With pause=N the message reaches milterctl
+# N seconds after RCPT, as it reaches the daemon.
+check_like_daemon() {
+	local file="$1" tok="$2" ip=127.0.0.1 helo=mx.agri.gouv.fr from='<agent@agri.gouv.fr>' pause=0 kv
+	shift 2
+	for kv in "$@"; do
+		case "$kv" in
+		client_ip=*) ip="${kv#*=}" ;;
+		helo=*) helo="${kv#*=}" ;;
+		mailfrom=*) from="${kv#*=}" ;;
+		pause=*) pause="${kv#*=}" ;;
+		esac
+	done
+	{ sleep "$pause"; cat "$file"; } | "$BUILD/milterctl" -c "$MILTERD_CONF" --json check - \
+		--client-ip "$ip" --helo "$helo" --mail-from "$from" \
+		--rcpt "<verify+$tok@certify.test>" >"$WORK/check.json" 2>"$WORK/check.err"
+}
+
+# compare_with_check NAME BEFORE: the daemon's answer (its log line after line
+# BEFORE) against milterctl check's ($WORK/check.json): reason, SMTP code and
+# enhanced code must be the same. Each agreement is counted in $COMPARED (set by
+# tests/run), for the check that every reason code was compared.
+compare_with_check() {
+	local name="$1" before="$2" line d_reason d_reply d_xcode c_reason c_reply c_xcode
+	line=$(tail -n +"$((before + 1))" "$MILTERD_LOG" | grep ' reason=' | tail -n 1)
+	d_reason=$(sed -n 's/.* reason=\([a-z_]*\) .*/\1/p' <<<"$line")
+	d_reply=$(sed -n 's/.* reply=\([0-9a-z]*\) .*/\1/p' <<<"$line")
+	d_xcode=$(sed -n 's/.* xcode=\([0-9.-]*\).*/\1/p' <<<"$line")
+	[ "$d_xcode" = - ] && d_xcode=
+	read -r c_reason c_reply c_xcode < <(/usr/bin/python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(d.get("reason", "?"), d.get("reply", "?"), d.get("xcode") or "-")' "$WORK/check.json" 2>/dev/null)
+	[ "$c_xcode" = - ] && c_xcode=
+	if [ -z "$d_reason" ] || [ "$d_reason/$d_reply/$d_xcode" != "$c_reason/$c_reply/$c_xcode" ]; then
+		not_ok "$name: milterctl check said '$c_reason $c_reply $c_xcode', the daemon '$d_reason $d_reply $d_xcode' ($(head -c 300 "$WORK/check.err" "$WORK/check.json" 2>/dev/null | tr '\n' ' '))"
+		return 1
+	fi
+	[ -n "${COMPARED:-}" ] && echo "$d_reason $d_reply $d_xcode" >>"$COMPARED"
+	return 0
+}
+
 # deliver NAME FILE TOKEN EXPECT REASON [message.lua globals...]: one whole
 # transaction through miltertest; ok when milterd answered as EXPECTed (with the
-# exact reply text of REASON for refusals) and logged reason=REASON.
+# exact reply text of REASON for refusals), logged reason=REASON, and milterctl
+# check, given the same message and envelope, answered the same reason, SMTP code
+# and enhanced code (the same code decides: DESIGN.md, "the one decision"). The
+# check runs first (it writes nothing); with pause= both run at once, so that a
+# request expiring during the transaction expires for both.
 deliver() {
-	local name="$1" file="$2" tok="$3" expect="$4" reason="${5:-}" before; shift 5
+	local name="$1" file="$2" tok="$3" expect="$4" reason="${5:-}" before cpid=; shift 5
 	before=$(wc -l <"$MILTERD_LOG")
+	case " $* " in
+	*" pause="*) check_like_daemon "$file" "$tok" "$@" & cpid=$! ;;
+	*) check_like_daemon "$file" "$tok" "$@" ;;
+	esac
 	if ! mt message.lua "file=$file" "rcpt=<verify+$tok@certify.test>" "expect=$expect" \
 		"text=$(reply_text "$reason")" "$@" >"$WORK/mt.out" 2>&1; then
+		[ -n "$cpid" ] && wait "$cpid"
 		not_ok "$name: $(tr '\n' ' ' <"$WORK/mt.out")"
 		return 1
 	fi
+	[ -n "$cpid" ] && wait "$cpid"
 	if [ -n "$reason" ] && ! tail -n +"$((before + 1))" "$MILTERD_LOG" | grep -q "reason=$reason "; then
 		not_ok "$name: no reason=$reason in the log: $(tail -n 2 "$MILTERD_LOG" | tr '\n' ' ')"
 		return 1
 	fi
+	compare_with_check "$name" "$before" || return 1
 	ok "$name"
 }

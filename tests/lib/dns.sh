@@ -3,7 +3,7 @@
 # Usage (bash):
 #   . tests/lib/dns.sh
 #   dns_add_record 'spf.example.com. 60 IN TXT "v=spf1 -all"'   # optional, BEFORE dns_start
-#   dns_start "$WORKDIR"      # exports DNS_PORT DNS_ADDR DNS_SPEC DNS_KEYS DNS_PID
+#   dns_start "$WORKDIR"      # exports DNS_PORT DNS_ADDR DNS_SPEC DNS_KEYS DNS_PID DNS_LOG
 #   trap dns_stop EXIT        # dns_stop kills unbound and waits for it
 #
 # Extra records (added as unbound `local-data:`, one 'NAME TTL IN TYPE DATA' per line), before dns_start:
@@ -69,6 +69,9 @@ _dns_write_conf() {
         echo "  do-daemonize: no"; echo "  username: \"\""; echo "  chroot: \"\""; echo "  directory: \"$w\""
         echo "  pidfile: \"$w/unbound.pid\""; echo "  use-syslog: no"; echo "  logfile: \"$w/unbound.log\""
         echo "  log-servfail: yes"; echo "  verbosity: 1"; echo "  num-threads: 1"; echo "  module-config: \"iterator\""
+        # Every query asked, one line each ("info: 127.0.0.1 NAME. TYPE IN"): tests
+        # count what milterd asked for (evaluate.sh).
+        echo "  log-queries: yes"
         echo "  access-control: 127.0.0.0/8 allow"
         echo "  local-zone: \".\" static"
         echo "  local-zone: \"broken.gouv.fr.\" transparent"
@@ -97,7 +100,7 @@ _dns_write_conf() {
 dns_start() {
     local w try i spec d s t
     w=$(cd "$1" && pwd) || { echo "dns_start: no such dir: $1" >&2; return 1; }
-    export DNS_ADDR=127.0.0.1 DNS_KEYS="$w/keys"
+    export DNS_ADDR=127.0.0.1 DNS_KEYS="$w/keys" DNS_LOG="$w/unbound.log"
     rm -rf "$DNS_KEYS"; mkdir -p "$DNS_KEYS"; chmod 700 "$DNS_KEYS"
     for spec in $DNS_KEYSPECS; do
         IFS=: read -r d s t <<< "$spec"

@@ -25,7 +25,17 @@ static const struct {
 	{ "<postmaster@certify.test>", RCPT_OTHER, NULL },
 	{ "<>", RCPT_OTHER, NULL },
 	{ "", RCPT_OTHER, NULL },
-	{ "<verify+abc def@certify.test>", RCPT_OTHER, NULL },
+	/* The verify domain takes only verification replies: what does not parse
+	 * there is malformed, not someone else's mail. */
+	{ "<verify+abc def@certify.test>", RCPT_VERIFY_MALFORMED, NULL },
+	{ "<verify+abcdefghijklmnopqrstuvwxy4 @certify.test>", RCPT_VERIFY_MALFORMED, NULL },
+	{ "<\"x\\\"y\"@CERTIFY.test>", RCPT_VERIFY_MALFORMED, NULL },
+	{ "<a@b@certify.test>", RCPT_VERIFY_MALFORMED, NULL },
+	{ "<verify+abcdefghijklmnopqrstuvwxy4@certify.test.>", RCPT_VERIFY, "abcdefghijklmnopqrstuvwxy4" },
+	{ "<verify+short@certify.test.>", RCPT_VERIFY_MALFORMED, NULL },
+	{ "<postmaster@certify.test.>", RCPT_OTHER, NULL },
+	{ "<a b@other.test>", RCPT_OTHER, NULL },
+	{ "<a@b@certify.testx>", RCPT_OTHER, NULL },
 };
 
 static const struct {
