@@ -180,8 +180,9 @@ token_decode_q(const char *p, size_t n, char *out)
 /* Decodes RFC 2047 encoded words (B and Q, any charset: only ASCII matters
  * for a token) into out, which has room for len + 1 bytes: decoding never
  * makes text longer. Other text is copied; white space between two encoded
- * words is dropped, as RFC 2047 6.2 says. */
-static void
+ * words is dropped, as RFC 2047 6.2 says. Returns the decoded length: a
+ * decoded NUL is text like any other, not its end. */
+static size_t
 token_decode_words(const char *in, size_t len, char *out)
 {
 	size_t o = 0, i = 0, pending_ws = 0, ws_start = 0, tlen, next;
@@ -215,6 +216,7 @@ token_decode_words(const char *in, size_t len, char *out)
 		out[o++] = in[i++];
 	}
 	out[o] = '\0';
+	return o;
 }
 
 int
@@ -230,8 +232,7 @@ token_find_header(const char *value, const char *token)
 	 * is not found: the reply is refused (token_not_signed), never passed. */
 	if ((decoded = malloc(len + 1)) == NULL)
 		return 0;
-	token_decode_words(value, len, decoded);
-	found = token_find(decoded, strlen(decoded), token);
+	found = token_find(decoded, token_decode_words(value, len, decoded), token);
 	free(decoded);
 	return found;
 }

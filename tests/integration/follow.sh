@@ -61,15 +61,7 @@ milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
 verify() {
 	local tok msg="$WORK/reply.$1"
 	tok=$(new_token "$1" "$2") || return 1
-	cat >"$msg" <<MSG
-From: Agent <$2>
-To: <verify+$tok@certify.test>
-Subject: Re: Verification of your account [$tok]
-Date: $(date -R)
-Message-ID: <$RANDOM.$RANDOM@agri.gouv.fr>
-
-Confirmed.
-MSG
+	make_reply "$msg" "$2" "$tok" --subject "Re: Verification of your account [$tok]" --body "Confirmed."
 	"$SIGN" --domain agri.gouv.fr --selector rsa2048 --key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" \
 		<"$msg" >"$msg.s" || return 1
 	mt message.lua "file=$msg.s" "rcpt=<verify+$tok@certify.test>" expect=accept >"$WORK/mt.out" 2>&1
