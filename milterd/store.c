@@ -1,6 +1,7 @@
 /* store.c — libpq connection pool, prepared statements, verification queries. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,6 +30,24 @@ static const struct {
 	{ "evidence",
 	  "SELECT milterd.record_evidence($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
 	  " $13, $14, $15, $16, $17)", 17 },
+	/* record() for each row of a group, in order, in one transaction
+	 * (store_group_write): each array holds one of record()'s arguments.
+	 * record() is a VOLATILE function, so each of its statements sees what
+	 * the rows before it wrote (an address taken, a request verified). */
+	{ "record_group",
+	  "SELECT r.recorded, r.verified, r.state, r.attempts, r.holders FROM unnest($1::text[],"
+	  " $2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],"
+	  " $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
+	  " $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],"
+	  " $21::text[]) WITH ORDINALITY AS b(id, hash, hfrom, reason, stage, max_attempts, apa,"
+	  " valid_for, client_addr, helo, mail_from, message_id, queue_id, dkim_domain,"
+	  " dkim_selector, dkim_algorithm, dkim_key_bits, dnssec, spf_result, detail,"
+	  " token_prefix, n)"
+	  " CROSS JOIN LATERAL milterd.record(b.id::bigint, b.hash, b.hfrom, b.reason, b.stage,"
+	  " b.max_attempts::integer, b.apa::integer, b.valid_for::integer, b.client_addr, b.helo,"
+	  " b.mail_from, b.message_id, b.queue_id, b.dkim_domain, b.dkim_selector,"
+	  " b.dkim_algorithm, b.dkim_key_bits::integer, b.dnssec, b.spf_result, b.detail,"
+	  " b.token_prefix) r ORDER BY b.n", 21 },
 };
 
 #define NSTATEMENTS (sizeof(store_statements) / sizeof(store_statements[0]))
@@ -48,6 +67,11 @@ struct store {
 	time_t		 retry_after;	/* after a failed connect, fail fast until then */
 	char		 appname[64];	/* instance_name: evidence rows name the milterd */
 	int		 dry_run;	/* writes rolled back (set before any use) */
+	/* Group commit of verifications (store_group_record). */
+	pthread_mutex_t	 group_lock;
+	pthread_cond_t	 group_done;
+	struct store_group_item *group_head, **group_tail;	/* queued, not taken */
+	int		 group_leading;	/* a group is being written */
 };
 
 void
@@ -77,6 +101,9 @@ store_open(const char *conninfo, const char *appname, int size, int timeout)
 	(void)str_copy(st->appname, appname, sizeof(st->appname));
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->freed, NULL);
+	pthread_mutex_init(&st->group_lock, NULL);
+	pthread_cond_init(&st->group_done, NULL);
+	st->group_tail = &st->group_head;
 	return st;
 }
 
@@ -90,6 +117,8 @@ store_close(struct store *st)
 			PQfinish(st->slots[i].conn);
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->freed);
+	pthread_mutex_destroy(&st->group_lock);
+	pthread_cond_destroy(&st->group_done);
 	free(st->slots);
 	free(st->conninfo);
 	free(st);
@@ -343,45 +372,288 @@ store_evidence_values(const struct store_evidence *ev, const char **v, char *bit
 	v[12] = ev->token_prefix;
 }
 
-enum store_rc
-store_record(struct store *st, const struct store_evidence *ev, const struct store_guard *g,
-    struct store_outcome *out, struct buf *err)
+/* record()'s arguments as text, the token hash (binary) aside. */
+#define STORE_RECORD_ARGS 21
+
+struct store_record_args {
+	const char	*v[STORE_RECORD_ARGS];
+	char		 id[24], attempts[16], apa[16], valid[24], bits[16];
+};
+
+static void
+store_record_args(struct store_record_args *a, const struct store_evidence *ev,
+    const struct store_guard *g)
 {
-	char id[24], attempts[16], apa[16], valid[24], bits[16];
-	const char *values[21] = {
-		ev->request_id ? id : NULL, (const char *)ev->token_hash, ev->from,
-		reason_name(ev->reason), ev->stage, attempts, apa, valid,
-	};
-	int lengths[21] = { 0 }, formats[21] = { 0 };
+	memset(a->v, 0, sizeof(a->v));
+	snprintf(a->id, sizeof(a->id), "%lld", ev->request_id);
+	snprintf(a->attempts, sizeof(a->attempts), "%d", g ? g->max_attempts : 0);
+	snprintf(a->apa, sizeof(a->apa), "%d", g ? g->accounts_per_address : 0);
+	snprintf(a->valid, sizeof(a->valid), "%ld", g ? g->valid_for : 0L);
+	a->v[0] = ev->request_id ? a->id : NULL;
+	a->v[1] = (const char *)ev->token_hash;
+	a->v[2] = ev->from;
+	a->v[3] = reason_name(ev->reason);
+	a->v[4] = ev->stage;
+	a->v[5] = a->attempts;
+	a->v[6] = a->apa;
+	a->v[7] = a->valid;
+	store_evidence_values(ev, a->v + 8, a->bits, sizeof(a->bits));
+}
+
+/* Row `row` of record()'s result. */
+static enum store_rc
+store_record_row(PGresult *res, int row, const struct store_evidence *ev,
+    struct store_outcome *out)
+{
+	out->recorded = strcmp(PQgetvalue(res, row, 0), "t") == 0;
+	out->verified = strcmp(PQgetvalue(res, row, 1), "t") == 0;
+	out->after.id = ev->request_id;
+	/* No row: the request is gone (pruned, or its token hash changed). */
+	out->after.state = PQgetisnull(res, row, 2) ? REQ_REVOKED :
+	    request_state_parse(PQgetvalue(res, row, 2));
+	if (out->after.state == REQ_NSTATES)
+		out->after.state = REQ_REVOKED;
+	out->after.attempts = atoi(PQgetvalue(res, row, 3));
+	out->after.holders = atoi(PQgetvalue(res, row, 4));
+	return STORE_OK;
+}
+
+/* One decision, one call of record(), one transaction. */
+static enum store_rc
+store_record_one(struct store *st, const struct store_evidence *ev,
+    const struct store_guard *g, struct store_outcome *out, struct buf *err)
+{
+	struct store_record_args a;
+	int lengths[STORE_RECORD_ARGS] = { 0 }, formats[STORE_RECORD_ARGS] = { 0 };
+	enum store_rc rc;
 	PGresult *res;
 
 	memset(out, 0, sizeof(*out));
-	snprintf(id, sizeof(id), "%lld", ev->request_id);
-	snprintf(attempts, sizeof(attempts), "%d", g ? g->max_attempts : 0);
-	snprintf(apa, sizeof(apa), "%d", g ? g->accounts_per_address : 0);
-	snprintf(valid, sizeof(valid), "%ld", g ? g->valid_for : 0L);
-	store_evidence_values(ev, values + 8, bits, sizeof(bits));
+	store_record_args(&a, ev, g);
 	lengths[1] = STORE_HASH_LEN;
 	formats[1] = 1;		/* the hash goes as binary bytea */
-	if ((res = store_exec(st, "record", 21, values, lengths, formats, err)) == NULL)
+	if ((res = store_exec(st, "record", STORE_RECORD_ARGS, a.v, lengths, formats,
+	    err)) == NULL)
 		return STORE_TEMPFAIL;
 	if (PQntuples(res) != 1) {
 		buf_puts(err, "record: no result row");
 		PQclear(res);
 		return STORE_TEMPFAIL;
 	}
-	out->recorded = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	out->verified = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-	out->after.id = ev->request_id;
-	/* No row: the request is gone (pruned, or its token hash changed). */
-	out->after.state = PQgetisnull(res, 0, 2) ? REQ_REVOKED :
-	    request_state_parse(PQgetvalue(res, 0, 2));
-	if (out->after.state == REQ_NSTATES)
-		out->after.state = REQ_REVOKED;
-	out->after.attempts = atoi(PQgetvalue(res, 0, 3));
-	out->after.holders = atoi(PQgetvalue(res, 0, 4));
+	rc = store_record_row(res, 0, ev, out);
 	PQclear(res);
-	return STORE_OK;
+	return rc;
+}
+
+/* ------------------------------------------------------- group commit */
+
+/*
+ * Verifications of concurrent workers share one transaction, so one commit.
+ * A verifying transaction sends a NOTIFY (the requests_changed trigger), and
+ * PostgreSQL holds a database-wide lock from the start of such a commit to
+ * its end, WAL flush included: committed one by one, verifications wait for
+ * each other's flush; a group pays one flush, one round trip and one
+ * transaction for all. The first worker to queue while no group is being
+ * written leads: it takes what is queued (itself included, up to
+ * STORE_GROUP_MAX), writes it and hands each its result; those that queue
+ * meanwhile form the next group, led by the first of them to wake. A group
+ * of one is written as any other decision ("record"). Refusals and copies
+ * do not come here: record() commits them without waiting for the flush.
+ */
+
+#define STORE_GROUP_MAX	32
+
+struct store_group_item {
+	const struct store_evidence	*ev;
+	const struct store_guard	*g;
+	struct store_outcome		*out;
+	struct buf			*err;
+	enum store_rc			 rc;
+	int				 done;	/* rc, out and err are set */
+	struct store_group_item		*next;
+};
+
+/* Takes up to STORE_GROUP_MAX queued items; called with group_lock held. */
+static int
+store_group_take(struct store *st, struct store_group_item **group)
+{
+	int n = 0;
+
+	while (n < STORE_GROUP_MAX && st->group_head != NULL) {
+		group[n++] = st->group_head;
+		st->group_head = st->group_head->next;
+	}
+	if (st->group_head == NULL)
+		st->group_tail = &st->group_head;
+	return n;
+}
+
+/* Rows in address order, then request order: two groups written at once (two
+ * MX hosts) take the address locks and the request rows in the same order,
+ * so that neither waits for the other in a deadlock. */
+static int
+store_group_cmp(const void *a, const void *b)
+{
+	const struct store_evidence *x = (*(struct store_group_item *const *)a)->ev;
+	const struct store_evidence *y = (*(struct store_group_item *const *)b)->ev;
+	int c = strcmp(x->from ? x->from : "", y->from ? y->from : "");
+
+	if (c != 0)
+		return c;
+	return x->request_id < y->request_id ? -1 : x->request_id > y->request_id;
+}
+
+static void
+store_put32(struct buf *b, uint32_t v)
+{
+	const char x[4] = { (char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v };
+
+	(void)buf_append(b, x, sizeof(x));
+}
+
+/* Argument `col` of every row as a one-dimensional array in PostgreSQL's
+ * binary format: text, or bytea for the token hash. */
+static void
+store_group_array(struct buf *b, struct store_record_args *a, int n, int col)
+{
+	store_put32(b, 1);			/* dimensions */
+	store_put32(b, 0);			/* flags: the server finds NULLs itself */
+	store_put32(b, col == 1 ? 17 : 25);	/* element type: bytea or text */
+	store_put32(b, (uint32_t)n);
+	store_put32(b, 1);			/* lower bound */
+	for (int i = 0; i < n; i++) {
+		const char *v = a[i].v[col];
+		size_t len = v == NULL ? 0 : col == 1 ? STORE_HASH_LEN : strlen(v);
+
+		store_put32(b, v == NULL ? UINT32_MAX : (uint32_t)len);	/* -1: NULL */
+		if (v != NULL)
+			(void)buf_append(b, v, len);
+	}
+}
+
+static double
+store_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Writes group (n > 1) with one "record_group" call; -1 with err set if the
+ * statement failed, with *slow set when it ran into its time limit. */
+static int
+store_group_call(struct store *st, struct store_group_item **group, int n, struct buf *err,
+    int *slow)
+{
+	struct store_record_args a[STORE_GROUP_MAX];
+	struct buf cols[STORE_RECORD_ARGS];
+	const char *values[STORE_RECORD_ARGS];
+	int lengths[STORE_RECORD_ARGS], formats[STORE_RECORD_ARGS], rc = -1, oom = 0;
+	double t0 = store_seconds();
+	PGresult *res = NULL;
+
+	for (int i = 0; i < n; i++)
+		store_record_args(&a[i], group[i]->ev, group[i]->g);
+	for (int c = 0; c < STORE_RECORD_ARGS; c++) {
+		buf_init(&cols[c]);
+		store_group_array(&cols[c], a, n, c);
+		oom |= buf_failed(&cols[c]);
+		values[c] = cols[c].s;
+		lengths[c] = (int)cols[c].len;
+		formats[c] = 1;
+	}
+	if (oom)
+		buf_puts(err, "record_group: out of memory");
+	else if ((res = store_exec(st, "record_group", STORE_RECORD_ARGS, values, lengths,
+	    formats, err)) == NULL)
+		*slow = store_seconds() - t0 >= st->timeout;
+	else if (PQntuples(res) != n)
+		buf_printf(err, "record_group: %d result rows for %d", PQntuples(res), n);
+	else {
+		for (int i = 0; i < n; i++)
+			group[i]->rc = store_record_row(res, i, group[i]->ev, group[i]->out);
+		rc = 0;
+	}
+	PQclear(res);
+	for (int c = 0; c < STORE_RECORD_ARGS; c++)
+		buf_free(&cols[c]);
+	return rc;
+}
+
+/* Writes a group and sets each item's result. If the group failed within its
+ * time limit (an SQL error one row caused, a deadlock, a lost connection),
+ * each row is written again on its own, so that only a bad row fails (a row
+ * the group did commit is found verified: record()'s guard verifies once);
+ * one that ran out of time is not, as each row would wait as long again. */
+static void
+store_group_write(struct store *st, struct store_group_item **group, int n)
+{
+	struct buf err;
+	int slow = 0;
+
+	if (n > 1) {
+		qsort(group, (size_t)n, sizeof(*group), store_group_cmp);
+		buf_init(&err);
+		if (store_group_call(st, group, n, &err, &slow) == 0) {
+			buf_free(&err);
+			return;
+		}
+		log_msg(LOG_NOTICE, NULL, "database: a group of %d verifications failed%s: %s",
+		    n, slow ? "" : ", each written again on its own", err.s);
+		for (int i = 0; slow && i < n; i++) {
+			group[i]->rc = STORE_TEMPFAIL;
+			buf_puts(group[i]->err, err.s);
+		}
+		buf_free(&err);
+		if (slow)
+			return;
+	}
+	for (int i = 0; i < n; i++)
+		group[i]->rc = store_record_one(st, group[i]->ev, group[i]->g, group[i]->out,
+		    group[i]->err);
+}
+
+/* A verification: queued, written with those of other workers. */
+static enum store_rc
+store_group_record(struct store *st, const struct store_evidence *ev,
+    const struct store_guard *g, struct store_outcome *out, struct buf *err)
+{
+	struct store_group_item me = { ev, g, out, err, STORE_TEMPFAIL, 0, NULL };
+	struct store_group_item *group[STORE_GROUP_MAX];
+	int n;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&st->group_lock);
+	*st->group_tail = &me;
+	st->group_tail = &me.next;
+	while (!me.done) {
+		if (st->group_leading) {
+			pthread_cond_wait(&st->group_done, &st->group_lock);
+			continue;
+		}
+		st->group_leading = 1;
+		n = store_group_take(st, group);
+		pthread_mutex_unlock(&st->group_lock);
+		store_group_write(st, group, n);
+		pthread_mutex_lock(&st->group_lock);
+		for (int i = 0; i < n; i++)
+			group[i]->done = 1;
+		st->group_leading = 0;
+		pthread_cond_broadcast(&st->group_done);
+	}
+	pthread_mutex_unlock(&st->group_lock);
+	return me.rc;
+}
+
+/* Records a decision: a verification in a group (above), any other alone. */
+enum store_rc
+store_record(struct store *st, const struct store_evidence *ev, const struct store_guard *g,
+    struct store_outcome *out, struct buf *err)
+{
+	if (ev->reason == R_VERIFIED && !st->dry_run)
+		return store_group_record(st, ev, g, out, err);
+	return store_record_one(st, ev, g, out, err);
 }
 
 enum store_rc
