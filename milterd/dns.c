@@ -47,6 +47,52 @@ struct dns {
 
 static void	dns_cache_free(struct dns *);
 
+/* A deadline for every query of the calling thread (CLOCK_REALTIME; tv_sec 0:
+ * none): a lookup that is only recorded (SPF of HELO) must not hold the
+ * decision for the whole dns_timeout of each of its queries. */
+static __thread struct timespec dns_deadline;
+
+void
+dns_set_deadline(int ms)
+{
+	if (ms <= 0) {
+		dns_deadline.tv_sec = 0;
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &dns_deadline);
+	dns_deadline.tv_sec += ms / 1000;
+	dns_deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (dns_deadline.tv_nsec >= 1000000000L) {
+		dns_deadline.tv_sec++;
+		dns_deadline.tv_nsec -= 1000000000L;
+	}
+}
+
+static int
+dns_ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* The end of a query starting now: dns_timeout, or the thread's deadline if
+ * sooner. 0, or -1 when that deadline has passed already. */
+static int
+dns_query_end(const struct dns *d, struct timespec *end)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	*end = now;
+	end->tv_sec += d->timeout;
+	if (dns_deadline.tv_sec == 0)
+		return 0;
+	if (!dns_ts_before(&now, &dns_deadline))
+		return -1;
+	if (dns_ts_before(&dns_deadline, end))
+		*end = dns_deadline;
+	return 0;
+}
+
 /* One query in flight. Two references: the waiter's and the callback's;
  * the last one out frees it, so a query that timed out can still complete
  * safely. */
@@ -477,6 +523,10 @@ dns_resolve(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
 		return out->status;
 	}
 	out->status = DNS_TEMPFAIL;
+	if (dns_query_end(d, &deadline) == -1) {
+		str_copy(out->why, "time allowed for this lookup is over", sizeof(out->why));
+		return out->status;
+	}
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
 		str_copy(out->why, "out of memory", sizeof(out->why));
 		return out->status;
@@ -494,8 +544,6 @@ dns_resolve(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
 		dns_wait_unref(w);
 		return out->status;
 	}
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += d->timeout;
 	pthread_mutex_lock(&w->lock);
 	while (!w->done && !timedout)
 		timedout = pthread_cond_timedwait(&w->cond, &w->lock, &deadline) == ETIMEDOUT;
@@ -511,7 +559,9 @@ dns_resolve(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
 		if (ub_cancel(d->ctx, id) == 0)
 			dns_wait_unref(w);
 		dns_wait_unref(w);
-		snprintf(out->why, sizeof(out->why), "timeout after %d s", d->timeout);
+		snprintf(out->why, sizeof(out->why), dns_deadline.tv_sec != 0 &&
+		    !dns_ts_before(&dns_deadline, &deadline) ? "time allowed for this lookup is over" :
+		    "timeout after %d s", d->timeout);
 		return out->status;
 	}
 	dns_wait_unref(w);
