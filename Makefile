@@ -34,7 +34,7 @@ LDFLAGS    += -fsanitize=$(SANITIZER)
 endif
 
 BUILD     ?= build
-SRC_COMMON := buf.c log.c reason.c config.c stats.c address.c token.c store.c dns.c dkim.c spf.c \
+SRC_COMMON := buf.c log.c reason.c dname.c config.c stats.c address.c token.c store.c dns.c dkim.c spf.c \
 	      align.c authres.c render.c replies.c challenge.c policy.c snapshot.c session.c
 SRC_DAEMON := main.c milter.c server.c
 SRC_CTL    := milterctl.c ctl_check.c ctl_follow.c ctl_cycle.c
@@ -91,7 +91,7 @@ $(BUILD)/tests/spf_check: tests/spf/spf_check.c $(OBJ_COMMON) | $(BUILD)
 
 # libFuzzer targets: plain sources rebuilt with clang and the sanitizers.
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/*_fuzz.c))
-FUZZ_SRC     := milterd/address.c milterd/token.c milterd/buf.c
+FUZZ_SRC     := milterd/address.c milterd/dname.c milterd/token.c milterd/buf.c
 fuzz: $(FUZZ_TARGETS)
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) milterd/*.h

@@ -5,6 +5,7 @@
 
 #include "address.h"
 #include "buf.h"
+#include "dname.h"
 
 #define ADDRESS_MAX ADDRESS_MAXLEN
 
@@ -96,36 +97,9 @@ address_atext(int c)
 }
 
 int
-address_valid_name(const char *d, size_t min_labels, int underscore)
-{
-	size_t len = strlen(d), lab = 0, labels = 0;
-
-	if (len == 0 || len > 253)
-		return 0;
-	for (const char *c = d; ; c++) {
-		if (*c == '.' || *c == '\0') {
-			if (lab == 0 || c[-1] == '-')
-				return 0;
-			labels++;
-			lab = 0;
-			if (*c == '\0')
-				break;
-			continue;
-		}
-		if (!isalnum((unsigned char)*c) && *c != '-' && !(underscore && *c == '_'))
-			return 0;
-		if (lab == 0 && *c == '-')
-			return 0;
-		if (++lab > 63)
-			return 0;
-	}
-	return labels >= min_labels;
-}
-
-int
 address_valid_domain(const char *d)
 {
-	return address_valid_name(d, 2, 0);
+	return dname_valid(d, 2, 0);
 }
 
 /* Unfolds a header value: CRLF or LF followed by white space is folding;

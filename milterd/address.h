@@ -36,10 +36,7 @@ struct from_addr {
 int	address_parse_from(const char *value, struct from_addr *out,
 	    const char **why);
 
-/* A name of at least min_labels LDH labels of 1-63 characters (no hyphen at
- * either end; '_' too if underscore), at most 253 characters, no trailing dot. */
-int	address_valid_name(const char *, size_t min_labels, int underscore);
-/* A mail domain: address_valid_name() with two labels or more. */
+/* A mail domain: dname_valid() with two labels or more. */
 int	address_valid_domain(const char *);
 
 #endif

@@ -14,7 +14,7 @@
 #include <libpq-fe.h>
 
 #include "config.h"
-#include "address.h"
+#include "dname.h"
 #include "log.h"
 
 enum config_type {
@@ -455,7 +455,7 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 		const char *at = strchr(v, '@');
 
 		if (at == NULL || at == v || strchr(at + 1, '@') != NULL ||
-		    !address_valid_name(at + 1, 1, 1))
+		    !dname_valid(at + 1, 1, 1))
 			return "expected local@domain, e.g. verify@certify.example.org";
 		if (memchr(v, '+', (size_t)(at - v)) != NULL)
 			return "the local part must not contain '+': tokens ride as +subaddress";
@@ -476,7 +476,7 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 			return "expected a syslog facility: mail, daemon, user, local0 ... local7";
 		return NULL;
 	case CT_HOSTNAME:
-		if (*v != '\0' && !address_valid_name(v, 1, 1))
+		if (*v != '\0' && !dname_valid(v, 1, 1))
 			return "expected a hostname-like identifier";
 		break;
 	case CT_LISTEN: {

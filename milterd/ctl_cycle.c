@@ -140,6 +140,17 @@ cmd_recertify(struct ctl *c, int argc, char **argv)
 		ctl_usage();
 	if ((rc = ctl_config(c)) != EX_DONE || (rc = ctl_connect(c)) != EX_DONE)
 		return rc;
+	/* One run at a time per database, whichever host it runs on: two would
+	 * each challenge the same agent, the second token replacing the first. */
+	if ((res = ctl_query(c, "SELECT pg_try_advisory_lock(hashtext('milterd.recertify'))", 0,
+	    NULL)) == NULL)
+		return EX_DB;
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		PQclear(res);
+		fprintf(stderr, "milterctl: recertify is already running on this database\n");
+		return EX_DONE;
+	}
+	PQclear(res);
 	/* Lapse first: what ended must not be challenged as if still live. */
 	if ((res = ctl_query(c, "SELECT milterd.lapse()", 0, NULL)) == NULL)
 		return EX_DB;

@@ -3,6 +3,7 @@
  * has not acknowledged; in order for each account, at least once, acknowledged
  * only once the program exits 0. One follower acts at a time per database (a
  * session advisory lock); others wait as standbys. */
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -30,10 +31,11 @@ static const char *const follow_channels[] = {
 	"milterd_verified", "milterd_lapsed", "milterd_address_changed",
 };
 
-/* An account whose program failed: its events wait until next, in order. */
+/* An account whose program failed: its events wait until next (follow_now()),
+ * in order. */
 struct follow_backoff {
 	char	*account;
-	time_t	 next;
+	double	 next;
 	int	 delay;
 };
 
@@ -92,7 +94,7 @@ follow_backoff_add(struct follow *f, const char *account)
 	}
 	b->delay = b->delay == 0 ? 1 : b->delay * 2 > FOLLOW_RETRY_MAX ? FOLLOW_RETRY_MAX :
 	    b->delay * 2;
-	b->next = time(NULL) + b->delay;
+	b->next = follow_now() + b->delay;
 }
 
 static void
@@ -106,15 +108,47 @@ follow_backoff_clear(struct follow *f, const char *account)
 	*b = f->backoff[--f->nbackoff];
 }
 
+/* Forgets the backoff of accounts that have no event left (acknowledged by
+ * someone else meanwhile): a retry time in the past would otherwise end every
+ * wait at once, a pass after another without pause. */
+static void
+follow_backoff_prune(struct follow *f, PGresult *res)
+{
+	for (size_t i = 0; i < f->nbackoff; ) {
+		int seen = 0;
+
+		for (int r = 0; r < PQntuples(res) && !seen; r++)
+			seen = strcmp(PQgetvalue(res, r, 2), f->backoff[i].account) == 0;
+		if (seen)
+			i++;
+		else
+			follow_backoff_clear(f, f->backoff[i].account);
+	}
+}
+
+/* Whether pid has ended (then *status is set): waits at most ms, on its pidfd
+ * when there is one, else polling (pidfd_open refused: kernel before 5.3, or a
+ * container's seccomp profile). */
+static int
+follow_ended(pid_t pid, int pidfd, int ms, int *status)
+{
+	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+
+	if (pidfd != -1)
+		(void)poll(&pfd, 1, ms);
+	else
+		(void)poll(NULL, 0, ms < 50 ? ms : 50);
+	return waitpid(pid, status, WNOHANG) == pid;
+}
+
 /* Runs PROGRAM EVENT ACCOUNT EMAIL, no shell; 0 when it exited 0 in time. */
 static int
 follow_run(const struct follow *f, const char *event, const char *account, const char *email)
 {
 	char *const argv[] = { (char *)(uintptr_t)f->program, (char *)(uintptr_t)event,
 	    (char *)(uintptr_t)account, (char *)(uintptr_t)email, NULL };
-	struct pollfd pfd;
-	int status, pidfd, devnull;
-	double start = follow_now();
+	int status = -1, pidfd, devnull, ended = 0;
+	double start = follow_now(), left;
 	pid_t pid;
 
 	if ((pid = fork()) == -1) {
@@ -124,22 +158,25 @@ follow_run(const struct follow *f, const char *event, const char *account, const
 	if (pid == 0) {
 		if ((devnull = open("/dev/null", O_RDONLY)) != -1)
 			dup2(devnull, 0);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
+		/* Its own process group, so that a timeout kills what it started
+		 * too (sudo, a shell's children); and SIGPIPE back to its default:
+		 * milterctl ignores it, and an ignored signal stays so across exec. */
+		setpgid(0, 0);
+		signal(SIGPIPE, SIG_DFL);
 		execv(f->program, argv);
 		fprintf(stderr, "milterctl: follow: %s: %s\n", f->program, strerror(errno));
 		_exit(127);
 	}
-	/* Wait for it, at most the timeout: a pidfd is readable when it ends. */
+	setpgid(pid, pid);	/* as the child does: whichever runs first */
+	/* Wait for it, at most the timeout: a pidfd is readable when it ends.
+	 * Signals interrupt poll(); SIGTERM still waits for the program. */
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	pfd = (struct pollfd){ .fd = pidfd, .events = POLLIN };
-	while (pidfd != -1 && follow_now() - start < f->timeout &&
-	    poll(&pfd, 1, 1000) != 1)
-		;
-	if (waitpid(pid, &status, WNOHANG) == 0) {
+	while (!ended && (left = f->timeout - (follow_now() - start)) > 0)
+		ended = follow_ended(pid, pidfd, left > 1 ? 1000 : (int)(left * 1000) + 1, &status);
+	if (!ended) {
 		log_warn("follow: %s %s %s: still running after %d s, stopped", f->program, event,
 		    account, f->timeout);
-		kill(pid, SIGKILL);
+		kill(-pid, SIGKILL);
 		waitpid(pid, &status, 0);
 		status = -1;
 	}
@@ -166,7 +203,7 @@ follow_held(struct follow *f, const char *account, char **failed, int nfailed)
 	for (int i = 0; i < nfailed; i++)
 		if (strcmp(failed[i], account) == 0)
 			return 1;
-	return b != NULL && b->next > time(NULL);
+	return b != NULL && b->next > follow_now();
 }
 
 /* One pass over every unacknowledged event, oldest first. -1 when the
@@ -210,6 +247,8 @@ follow_pass(struct follow *f)
 		}
 		PQclear(ack);
 	}
+	if (rc == 0 && !follow_stop)
+		follow_backoff_prune(f, res);
 	free(failed);
 	PQclear(res);
 	return rc;
@@ -252,7 +291,10 @@ follow_connect(struct follow *f)
 			return -1;
 		PQclear(res);
 	}
-	log_info("follow: active, running %s on each event", f->program);
+	/* Said once by a follower that runs for good; --once (cron) stays quiet
+	 * unless something happens, or cron would mail it every run. */
+	log_msg(f->once ? LOG_DEBUG : LOG_INFO, NULL, "follow: active, running %s on each event",
+	    f->program);
 	return 0;
 }
 
@@ -262,7 +304,7 @@ static int
 follow_wait(struct follow *f)
 {
 	PGconn *conn = f->c->conn;
-	time_t due = time(NULL) + FOLLOW_RESCAN;
+	double due = follow_now() + FOLLOW_RESCAN, left;
 	struct pollfd pfd = { .fd = PQsocket(conn), .events = POLLIN };
 	PGnotify *n;
 	int got = 0;
@@ -270,15 +312,21 @@ follow_wait(struct follow *f)
 	for (size_t i = 0; i < f->nbackoff; i++)
 		if (f->backoff[i].next < due)
 			due = f->backoff[i].next;
-	while (!got && !follow_stop && time(NULL) < due) {
-		if (poll(&pfd, 1, 1000) == -1 && errno != EINTR)
-			return -1;
+	for (;;) {
+		/* Notifications first: those that came while the last pass's
+		 * queries ran are already read and queued by libpq, and poll()
+		 * would not wake for them. */
 		if (PQconsumeInput(conn) == 0)
 			return -1;
 		while ((n = PQnotifies(conn)) != NULL) {
 			got = 1;
 			PQfreemem(n);
 		}
+		if (got || follow_stop || (left = due - follow_now()) <= 0)
+			break;
+		if (poll(&pfd, 1, left > 1 ? 1000 : (int)(left * 1000) + 1) == -1 &&
+		    errno != EINTR)
+			return -1;
 	}
 	return PQstatus(conn) == CONNECTION_OK ? 0 : -1;
 }
@@ -292,7 +340,8 @@ follow_opts(struct follow *f, int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int ch;
+	struct stat st;
+	int ch, err = 0;
 
 	optind = 0;	/* glibc: a full restart, forgetting the "+" of the main parse */
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -305,13 +354,26 @@ follow_opts(struct follow *f, int argc, char **argv)
 	}
 	if (optind != argc || f->timeout < 1)
 		ctl_usage();
-	if (f->program == NULL && ctl_config(f->c) == EX_DONE &&
-	    f->c->snap->cfg->follow_exec[0] != '\0')
-		f->program = f->c->snap->cfg->follow_exec;
-	if (f->program == NULL || access(f->program, X_OK) == -1) {
+	if (f->program == NULL) {
+		if (ctl_config(f->c) != EX_DONE)
+			return EX_CONFIG;
+		if (f->c->snap->cfg->follow_exec[0] != '\0')
+			f->program = f->c->snap->cfg->follow_exec;
+	}
+	if (f->program == NULL) {
 		fprintf(stderr, "milterctl: follow needs --exec PROGRAM (or follow_exec in the"
-		    " configuration), an executable file%s%s\n", f->program ? ": " : "",
-		    f->program ? strerror(errno) : "");
+		    " configuration)\n");
+		return EX_USAGE;
+	}
+	/* access() alone takes a directory (X_OK: searchable), which execv()
+	 * would then refuse on every event. */
+	if (access(f->program, X_OK) == -1)
+		err = errno;
+	else if (stat(f->program, &st) == 0 && !S_ISREG(st.st_mode))
+		err = S_ISDIR(st.st_mode) ? EISDIR : EACCES;
+	if (err != 0) {
+		fprintf(stderr, "milterctl: follow --exec %s: not an executable file: %s\n",
+		    f->program, strerror(err));
 		return EX_USAGE;
 	}
 	return EX_DONE;
@@ -338,9 +400,11 @@ cmd_follow(struct ctl *c, int argc, char **argv)
 				break;
 		}
 		if ((rc = follow_connect(&f)) == 1) {
-			printf("follow: another follower is active: nothing done\n");
+			log_debug("follow: another follower is active: nothing done");
 			return EX_DONE;
 		}
+		if (rc == -1 && follow_stop)
+			break;		/* asked to stop while standing by */
 		if (rc == -1 || follow_pass(&f) == -1) {
 			if (f.once)
 				return EX_DB;

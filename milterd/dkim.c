@@ -447,18 +447,17 @@ dkimv_tag(DKIM_SIGINFO *sig, const char *tag, char *out, size_t size)
 	return 0;
 }
 
+/* What a signature says of itself: signer, selector, algorithm, key size,
+ * time, the headers it signs, l=, the start of b=. */
 static void
-dkimv_report(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
+dkimv_describe(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 {
 	char buf[64];
 	unsigned char *s;
 	dkim_alg_t alg;
 	uint64_t when;
 	ssize_t msglen = 0, canonlen = 0, signlen = 0;
-	int err;
 
-	memset(out, 0, sizeof(*out));
-	out->timestamp = -1;
 	/* A d= or s= too long to copy whole is reported empty, never cut: a
 	 * cut name could look like another signer. */
 	if ((s = dkim_sig_getdomain(sig)) != NULL &&
@@ -469,7 +468,7 @@ dkimv_report(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 	    str_copy(out->selector, (const char *)s, sizeof(out->selector)) == -1)
 		out->selector[0] = '\0';
 	if (dkim_sig_getsignalg(sig, &alg) == DKIM_STAT_OK)
-		str_copy(out->algorithm, alg == DKIM_SIGN_RSASHA256 ? "rsa-sha256" :
+		(void)str_copy(out->algorithm, alg == DKIM_SIGN_RSASHA256 ? "rsa-sha256" :
 		    alg == DKIM_SIGN_RSASHA1 ? "rsa-sha1" :
 		    alg == DKIM_SIGN_ED25519SHA256 ? "ed25519-sha256" : "unknown",
 		    sizeof(out->algorithm));
@@ -504,13 +503,14 @@ dkimv_report(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 				out->b_prefix[o++] = (char)*s;
 		out->b_prefix[o] = '\0';
 	}
-	if (dkim_sig_getflags(sig) & DKIM_SIGFLAG_IGNORE) {
-		out->skipped = 1;
-		out->result = DKIMV_SKIPPED;
-		out->dnssec = "unknown";
-		str_copy(out->error, "skipped: cannot align with From", sizeof(out->error));
-		return;
-	}
+}
+
+/* How the verification went: result, why not, DNSSEC status of the key. */
+static void
+dkimv_verdict(DKIM_SIGINFO *sig, struct dkimv_sig *out)
+{
+	int err;
+
 	switch (dkim_sig_getdnssec(sig)) {
 	case DKIM_DNSSEC_SECURE:	out->dnssec = "secure"; break;
 	case DKIM_DNSSEC_INSECURE:	out->dnssec = "insecure"; break;
@@ -524,16 +524,33 @@ dkimv_report(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 	out->result = out->pass ? DKIMV_PASS : out->temporary ? DKIMV_TEMPERROR :
 	    err == DKIM_SIGERROR_BADSIG || err == DKIM_SIGERROR_OK ? DKIMV_FAIL :
 	    DKIMV_PERMERROR;
-	if (!out->pass) {
-		if (err != DKIM_SIGERROR_OK && dkim_sig_geterrorstr(err) != NULL)
-			str_copy(out->error, dkim_sig_geterrorstr(err), sizeof(out->error));
-		else if (err != DKIM_SIGERROR_OK)	/* libopendkim has no text for some */
-			snprintf(out->error, sizeof(out->error), "signature error %d", err);
-		else if (dkim_sig_getbh(sig) == DKIM_SIGBH_MISMATCH)
-			str_copy(out->error, "body hash mismatch", sizeof(out->error));
-		else
-			str_copy(out->error, "signature did not verify", sizeof(out->error));
+	if (out->pass)
+		return;
+	/* The texts are short: they fit out->error. */
+	if (err != DKIM_SIGERROR_OK && dkim_sig_geterrorstr(err) != NULL)
+		(void)str_copy(out->error, dkim_sig_geterrorstr(err), sizeof(out->error));
+	else if (err != DKIM_SIGERROR_OK)	/* libopendkim has no text for some */
+		snprintf(out->error, sizeof(out->error), "signature error %d", err);
+	else if (dkim_sig_getbh(sig) == DKIM_SIGBH_MISMATCH)
+		(void)str_copy(out->error, "body hash mismatch", sizeof(out->error));
+	else
+		(void)str_copy(out->error, "signature did not verify", sizeof(out->error));
+}
+
+static void
+dkimv_report(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->timestamp = -1;
+	dkimv_describe(v, sig, out);
+	if (dkim_sig_getflags(sig) & DKIM_SIGFLAG_IGNORE) {
+		out->skipped = 1;
+		out->result = DKIMV_SKIPPED;
+		out->dnssec = "unknown";
+		(void)str_copy(out->error, "skipped: cannot align with From", sizeof(out->error));
+		return;
 	}
+	dkimv_verdict(sig, out);
 }
 
 int

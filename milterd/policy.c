@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "dname.h"
 #include "policy.h"
 
 /* Keys of a policy file; "global" ones belong to [default] only. */
@@ -102,7 +103,7 @@ policy_valid_suffix(char *s)
 	if (*s == '.')
 		memmove(s, s + 1, strlen(s));
 	str_lower(s);
-	return address_valid_name(s, 1, 0);
+	return dname_valid(s, 1, 0);
 }
 
 struct policy_list {
@@ -146,97 +147,124 @@ policy_add_alg(void *arg, const char *w)
 	return 0;
 }
 
+/* The index of v among names (NULL-terminated), or -1. */
+static int
+policy_choice(const char *v, const char *const *names)
+{
+	for (int i = 0; names[i] != NULL; i++)
+		if (strcmp(v, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* A whole number from lo to hi; -1 if v is not one. */
+static long
+policy_number(const char *v, long lo, long hi)
+{
+	char *end;
+	long n;
+
+	if (!isdigit((unsigned char)*v))
+		return -1;
+	n = strtol(v, &end, 10);
+	return *end == '\0' && n >= lo && n <= hi ? n : -1;
+}
+
+/* allow or deny: a list of domain suffixes. */
+static const char *
+policy_set_suffixes(struct policy_parse *p, const char *key, const char *v, char *msg,
+    size_t msgsize)
+{
+	struct policy_list l = { NULL, NULL, NULL };
+
+	l.items = key[0] == 'a' ? &p->pol->allow : &p->pol->deny;
+	l.n = key[0] == 'a' ? &p->pol->nallow : &p->pol->ndeny;
+	if (policy_words(v, policy_add_suffix, &l) == -1) {
+		snprintf(msg, msgsize, "'%s' is not a domain suffix like gouv.fr", l.bad ? l.bad : v);
+		return msg;
+	}
+	return NULL;
+}
+
+/* Durations: token_ttl, recertify_after, recertify_notice. */
+static const char *
+policy_set_duration(struct policy_rules *r, const char *key, const char *v)
+{
+	long n = config_duration(v);
+
+	if (strcmp(key, "token_ttl") == 0) {
+		if (n < 60 || n > 365L * 86400)
+			return "expected a duration from 60s to 365d, like 7d or 12h";
+		r->token_ttl = (int)n;
+	} else if (strcmp(key, "recertify_after") == 0) {
+		if (strcmp(v, "off") == 0)
+			n = 0;
+		else if (n < 86400)
+			return "expected off or a duration from 1d to 3650d, like 365d";
+		r->recertify_after = n;
+	} else {
+		if (n < 3600 || n > 365L * 86400)
+			return "expected a duration from 1h to 365d, like 30d";
+		r->recertify_notice = n;
+	}
+	return NULL;
+}
+
 /* Sets one key in a section; returns NULL or the complaint. */
 static const char *
 policy_set_key(struct policy_parse *p, struct policy_section *sec, const char *key,
     const char *v, char *msg, size_t msgsize)
 {
+	static const char *const require[] = { "dkim", "dkim-or-spf", "dkim-and-spf", NULL };
+	static const char *const alignment[] = { "relaxed", "strict", NULL };
+	static const char *const dnssec[] = { "ignore", "record", "require", NULL };
+	static const char *const success[] = { "accept", "discard", NULL };
+	static const char *const failure[] = { "reject", "accept", NULL };
 	struct policy_rules *r = &sec->rules;
-	struct policy_list l = { NULL, NULL, NULL };
 	unsigned int algs = 0;
 	long n;
-	char *end;
+	int c;
 
-	if (strcmp(key, "allow") == 0 || strcmp(key, "deny") == 0) {
-		l.items = key[0] == 'a' ? &p->pol->allow : &p->pol->deny;
-		l.n = key[0] == 'a' ? &p->pol->nallow : &p->pol->ndeny;
-		if (policy_words(v, policy_add_suffix, &l) == -1) {
-			snprintf(msg, msgsize, "'%s' is not a domain suffix like gouv.fr",
-			    l.bad ? l.bad : v);
-			return msg;
-		}
-	} else if (strcmp(key, "require") == 0) {
-		if (strcmp(v, "dkim") == 0)
-			r->require = PR_DKIM;
-		else if (strcmp(v, "dkim-or-spf") == 0)
-			r->require = PR_DKIM_OR_SPF;
-		else if (strcmp(v, "dkim-and-spf") == 0)
-			r->require = PR_DKIM_AND_SPF;
-		else
+	if (strcmp(key, "allow") == 0 || strcmp(key, "deny") == 0)
+		return policy_set_suffixes(p, key, v, msg, msgsize);
+	if (strcmp(key, "token_ttl") == 0 || strncmp(key, "recertify_", 10) == 0)
+		return policy_set_duration(r, key, v);
+	if (strcmp(key, "require") == 0) {
+		if ((c = policy_choice(v, require)) == -1)
 			return "expected dkim, dkim-or-spf or dkim-and-spf";
+		r->require = (enum policy_require)c;
 	} else if (strcmp(key, "alignment") == 0) {
-		if (strcmp(v, "relaxed") == 0)
-			r->alignment = ALIGN_RELAXED;
-		else if (strcmp(v, "strict") == 0)
-			r->alignment = ALIGN_STRICT;
-		else
+		if ((c = policy_choice(v, alignment)) == -1)
 			return "expected relaxed or strict";
+		r->alignment = (enum align_mode)c;
+	} else if (strcmp(key, "dnssec") == 0) {
+		if ((c = policy_choice(v, dnssec)) == -1)
+			return "expected ignore, record or require";
+		r->dnssec = (enum policy_dnssec)c;
+	} else if (strcmp(key, "on_success") == 0) {
+		if ((c = policy_choice(v, success)) == -1)
+			return "expected accept or discard";
+		r->on_success = (enum policy_success)c;
+	} else if (strcmp(key, "on_failure") == 0) {
+		if ((c = policy_choice(v, failure)) == -1)
+			return "expected reject or accept";
+		r->on_failure = (enum policy_failure)c;
 	} else if (strcmp(key, "min_rsa_bits") == 0) {
-		n = strtol(v, &end, 10);
-		if (!isdigit((unsigned char)*v) || *end != '\0' || n < 1024 || n > 16384)
+		if ((n = policy_number(v, 1024, 16384)) == -1)
 			return "expected a number of bits from 1024 (RFC 8301) to 16384";
 		r->min_rsa_bits = (unsigned int)n;
 	} else if (strcmp(key, "algorithms") == 0) {
 		if (policy_words(v, policy_add_alg, &algs) == -1 || algs == 0)
 			return "expected a list of rsa-sha256, ed25519-sha256, rsa-sha1";
 		r->algorithms = algs;
-	} else if (strcmp(key, "dnssec") == 0) {
-		if (strcmp(v, "ignore") == 0)
-			r->dnssec = PD_IGNORE;
-		else if (strcmp(v, "record") == 0)
-			r->dnssec = PD_RECORD;
-		else if (strcmp(v, "require") == 0)
-			r->dnssec = PD_REQUIRE;
-		else
-			return "expected ignore, record or require";
-	} else if (strcmp(key, "token_ttl") == 0) {
-		if ((n = config_duration(v)) < 60 || n > 365L * 86400)
-			return "expected a duration from 60s to 365d, like 7d or 12h";
-		r->token_ttl = (int)n;
 	} else if (strcmp(key, "max_attempts") == 0) {
-		n = strtol(v, &end, 10);
-		if (!isdigit((unsigned char)*v) || *end != '\0' || n > 1000)
+		if ((n = policy_number(v, 0, 1000)) == -1)
 			return "expected a number from 0 (no limit) to 1000";
 		r->max_attempts = (int)n;
 	} else if (strcmp(key, "accounts_per_address") == 0) {
-		n = strtol(v, &end, 10);
-		if (!isdigit((unsigned char)*v) || *end != '\0' || n > 1000)
+		if ((n = policy_number(v, 0, 1000)) == -1)
 			return "expected a number from 0 (no limit) to 1000";
 		r->accounts_per_address = (int)n;
-	} else if (strcmp(key, "recertify_after") == 0) {
-		if (strcmp(v, "off") == 0)
-			n = 0;
-		else if ((n = config_duration(v)) < 86400)
-			return "expected off or a duration from 1d to 3650d, like 365d";
-		r->recertify_after = n;
-	} else if (strcmp(key, "recertify_notice") == 0) {
-		if ((n = config_duration(v)) < 3600 || n > 365L * 86400)
-			return "expected a duration from 1h to 365d, like 30d";
-		r->recertify_notice = n;
-	} else if (strcmp(key, "on_success") == 0) {
-		if (strcmp(v, "accept") == 0)
-			r->on_success = PS_ACCEPT;
-		else if (strcmp(v, "discard") == 0)
-			r->on_success = PS_DISCARD;
-		else
-			return "expected accept or discard";
-	} else if (strcmp(key, "on_failure") == 0) {
-		if (strcmp(v, "reject") == 0)
-			r->on_failure = PF_REJECT;
-		else if (strcmp(v, "accept") == 0)
-			r->on_failure = PF_ACCEPT;
-		else
-			return "expected reject or accept";
 	}
 	return NULL;
 }

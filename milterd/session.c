@@ -14,6 +14,8 @@
 #include "session.h"
 #include "stats.h"
 
+_Static_assert(STORE_HASH_LEN == TOKEN_HASH_LEN, "the store keeps tokens' SHA-256");
+
 void
 session_msg_begin(struct session *s)
 {

@@ -112,6 +112,38 @@ spf_is_record(const char *txt)
 	return strncasecmp(txt, "v=spf1", 6) == 0 && (txt[6] == '\0' || txt[6] == ' ');
 }
 
+/* One record of an answer into slot n of rr; -1 to skip it. */
+static int
+spf_rr_add(SPF_dns_rr_t *rr, int n, const char *domain, ns_type type, const unsigned char *p,
+    size_t len)
+{
+	switch (type) {
+	case ns_t_a:
+		if (len != 4 || SPF_dns_rr_buf_realloc(rr, n, sizeof(struct in_addr)))
+			return -1;
+		memcpy(&rr->rr[n]->a, p, 4);
+		return 0;
+	case ns_t_aaaa:
+		if (len != 16 || SPF_dns_rr_buf_realloc(rr, n, sizeof(struct in6_addr)))
+			return -1;
+		memcpy(&rr->rr[n]->aaaa, p, 16);
+		return 0;
+	case ns_t_txt:
+		if (spf_rr_text(rr, n, p, len, type) == -1)
+			return -1;
+		if (spf_top_domain != NULL && strcasecmp(domain, spf_top_domain) == 0 &&
+		    spf_is_record(rr->rr[n]->txt))
+			spf_top_records++;
+		return 0;
+	case ns_t_spf:
+	case ns_t_mx:
+	case ns_t_ptr:
+		return spf_rr_text(rr, n, p, len, type);
+	default:
+		return -1;
+	}
+}
+
 static SPF_dns_rr_t *
 spf_dns_lookup(SPF_dns_server_t *srv, const char *domain, ns_type type, int should_cache)
 {
@@ -142,44 +174,11 @@ spf_dns_lookup(SPF_dns_server_t *srv, const char *domain, ns_type type, int shou
 		dns_answer_free(&a);
 		return NULL;
 	}
-	for (int i = 0; i < a.nrdata; i++) {
-		const unsigned char *p = a.rdata[i];
-		size_t len = a.rdlen[i];
-
-		/* libspf2 answers permerror past the 10th name; RFC 7208
-		 * 4.6.4 says those "MUST be ignored". */
-		if (type == ns_t_ptr && n == SPF_MAX_PTR)
-			break;
-
-		switch (type) {
-		case ns_t_a:
-			if (len != 4 || SPF_dns_rr_buf_realloc(rr, n, sizeof(struct in_addr)))
-				continue;
-			memcpy(&rr->rr[n]->a, p, 4);
-			break;
-		case ns_t_aaaa:
-			if (len != 16 || SPF_dns_rr_buf_realloc(rr, n, sizeof(struct in6_addr)))
-				continue;
-			memcpy(&rr->rr[n]->aaaa, p, 16);
-			break;
-		case ns_t_txt:
-			if (spf_rr_text(rr, n, p, len, type) == -1)
-				continue;
-			if (spf_top_domain != NULL && strcasecmp(domain, spf_top_domain) == 0 &&
-			    spf_is_record(rr->rr[n]->txt))
-				spf_top_records++;
-			break;
-		case ns_t_spf:
-		case ns_t_mx:
-		case ns_t_ptr:
-			if (spf_rr_text(rr, n, p, len, type) == -1)
-				continue;
-			break;
-		default:
-			continue;
-		}
-		n++;
-	}
+	/* libspf2 answers permerror past the 10th PTR name; RFC 7208 4.6.4
+	 * says those "MUST be ignored". */
+	for (int i = 0; i < a.nrdata && !(type == ns_t_ptr && n == SPF_MAX_PTR); i++)
+		if (spf_rr_add(rr, n, domain, type, a.rdata[i], a.rdlen[i]) == 0)
+			n++;
 	rr->num_rr = n;
 	dns_answer_free(&a);
 	return rr;
@@ -232,57 +231,10 @@ spf_map(SPF_result_t r)
 	}
 }
 
-void
-spf_check(const char *ip, const char *helo, const char *identity, struct spf_outcome *out)
+/* The result libspf2 gave, corrected where it departs from RFC 7208. */
+static void
+spf_correct(struct spf_outcome *out, SPF_errcode_t err)
 {
-	SPF_request_t *req = NULL;
-	SPF_response_t *resp = NULL;
-	char from[600];
-	const char *at;
-	SPF_errcode_t err;
-	int bad;
-
-	memset(out, 0, sizeof(*out));
-	out->result = SPF_R_NONE;
-	/* A bare domain is the HELO identity: RFC 7208 2.3 "postmaster@". */
-	if (identity == NULL || identity[0] == '\0')
-		identity = helo ? helo : "";
-	if (strchr(identity, '@') == NULL)
-		snprintf(from, sizeof(from), "postmaster@%s", identity);
-	else
-		snprintf(from, sizeof(from), "%s", identity);
-	at = strrchr(from, '@');
-	str_copy(out->domain, at + 1, sizeof(out->domain));
-	if (spf_server == NULL || (req = SPF_request_new(spf_server)) == NULL) {
-		out->result = SPF_R_TEMPERROR;
-		str_copy(out->why, "spf not initialised", sizeof(out->why));
-		return;
-	}
-	bad = strchr(ip, ':') ? SPF_request_set_ipv6_str(req, ip) : SPF_request_set_ipv4_str(req, ip);
-	if (bad) {
-		str_copy(out->why, "client address not usable", sizeof(out->why));
-		goto out;
-	}
-	if (helo != NULL && helo[0] != '\0')
-		SPF_request_set_helo_dom(req, helo);
-	if (at[1] == '\0' || SPF_request_set_env_from(req, from) != 0) {
-		str_copy(out->why, "no usable domain", sizeof(out->why));
-		goto out;
-	}
-	spf_voids = 0;
-	spf_tempfails = 0;
-	spf_top_domain = out->domain;
-	spf_top_records = 0;
-	err = SPF_request_query_mailfrom(req, &resp);
-	spf_top_domain = NULL;
-	if (resp == NULL) {
-		out->result = SPF_R_TEMPERROR;
-		str_copy(out->why, "no answer from libspf2", sizeof(out->why));
-		goto out;
-	}
-	out->result = spf_map(SPF_response_result(resp));
-	if (err == SPF_E_SUCCESS)
-		err = SPF_response_errcode(resp);
 	if (err != SPF_E_SUCCESS)
 		snprintf(out->why, sizeof(out->why), "%s", SPF_strerror(err));
 	/* libspf2 reports a record it cannot compile, or one of several, as
@@ -303,8 +255,76 @@ spf_check(const char *ip, const char *helo, const char *identity, struct spf_out
 		out->result = SPF_R_PERMERROR;
 		snprintf(out->why, sizeof(out->why), "more than %d void lookups", SPF_MAX_VOID);
 	}
-out:
-	if (resp != NULL)
+}
+
+/* The request libspf2 evaluates: client, HELO, MAIL FROM. NULL with out->why set. */
+static SPF_request_t *
+spf_request(const char *ip, const char *helo, const char *from, struct spf_outcome *out)
+{
+	SPF_request_t *req;
+	int bad;
+
+	if (spf_server == NULL || (req = SPF_request_new(spf_server)) == NULL) {
+		out->result = SPF_R_TEMPERROR;
+		str_copy(out->why, "spf not initialised", sizeof(out->why));
+		return NULL;
+	}
+	bad = strchr(ip, ':') ? SPF_request_set_ipv6_str(req, ip) : SPF_request_set_ipv4_str(req, ip);
+	if (bad) {
+		str_copy(out->why, "client address not usable", sizeof(out->why));
+		SPF_request_free(req);
+		return NULL;
+	}
+	if (helo != NULL && helo[0] != '\0')
+		SPF_request_set_helo_dom(req, helo);
+	if (out->domain[0] == '\0' || SPF_request_set_env_from(req, from) != 0) {
+		str_copy(out->why, "no usable domain", sizeof(out->why));
+		SPF_request_free(req);
+		return NULL;
+	}
+	return req;
+}
+
+void
+spf_check(const char *ip, const char *helo, const char *identity, struct spf_outcome *out)
+{
+	SPF_request_t *req;
+	SPF_response_t *resp = NULL;
+	char from[600];
+	SPF_errcode_t err;
+	int n;
+
+	memset(out, 0, sizeof(*out));
+	out->result = SPF_R_NONE;
+	/* A bare domain is the HELO identity: RFC 7208 2.3 "postmaster@". */
+	if (identity == NULL || identity[0] == '\0')
+		identity = helo ? helo : "";
+	n = strchr(identity, '@') == NULL ? snprintf(from, sizeof(from), "postmaster@%s", identity) :
+	    snprintf(from, sizeof(from), "%s", identity);
+	/* An identity too long to be an address or a domain has no policy. */
+	if (n < 0 || (size_t)n >= sizeof(from) ||
+	    str_copy(out->domain, strrchr(from, '@') + 1, sizeof(out->domain)) == -1) {
+		out->domain[0] = '\0';
+		str_copy(out->why, "no usable domain", sizeof(out->why));
+		return;
+	}
+	if ((req = spf_request(ip, helo, from, out)) == NULL)
+		return;
+	spf_voids = 0;
+	spf_tempfails = 0;
+	spf_top_domain = out->domain;
+	spf_top_records = 0;
+	err = SPF_request_query_mailfrom(req, &resp);
+	spf_top_domain = NULL;
+	if (resp == NULL) {
+		out->result = SPF_R_TEMPERROR;
+		str_copy(out->why, "no answer from libspf2", sizeof(out->why));
+	} else {
+		out->result = spf_map(SPF_response_result(resp));
+		if (err == SPF_E_SUCCESS)
+			err = SPF_response_errcode(resp);
+		spf_correct(out, err);
 		SPF_response_free(resp);
+	}
 	SPF_request_free(req);
 }

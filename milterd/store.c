@@ -302,7 +302,7 @@ store_lookup(struct store *st, const unsigned char *hash, struct store_request *
     struct buf *err)
 {
 	const char *values[1] = { (const char *)hash };
-	const int lengths[1] = { TOKEN_HASH_LEN }, formats[1] = { 1 };
+	const int lengths[1] = { STORE_HASH_LEN }, formats[1] = { 1 };
 	PGresult *res;
 	enum store_rc rc = STORE_NOTFOUND;
 
@@ -361,7 +361,7 @@ store_record(struct store *st, const struct store_evidence *ev, const struct sto
 	snprintf(apa, sizeof(apa), "%d", g ? g->accounts_per_address : 0);
 	snprintf(valid, sizeof(valid), "%ld", g ? g->valid_for : 0L);
 	store_evidence_values(ev, values + 8, bits, sizeof(bits));
-	lengths[1] = TOKEN_HASH_LEN;
+	lengths[1] = STORE_HASH_LEN;
 	formats[1] = 1;		/* the hash goes as binary bytea */
 	if ((res = store_exec(st, "record", 21, values, lengths, formats, err)) == NULL)
 		return STORE_TEMPFAIL;

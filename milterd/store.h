@@ -6,7 +6,8 @@
 
 #include "buf.h"
 #include "reason.h"
-#include "token.h"
+
+#define STORE_HASH_LEN	32	/* a token's SHA-256 (token.h: TOKEN_HASH_LEN) */
 
 enum store_rc {
 	STORE_OK,
@@ -45,7 +46,7 @@ enum store_rc	 store_lookup(struct store *, const unsigned char *hash,
 /* What a decision leaves as evidence (NULL fields are stored as NULL). */
 struct store_evidence {
 	long long		 request_id;	/* 0: none */
-	const unsigned char	*token_hash;	/* TOKEN_HASH_LEN bytes, or NULL */
+	const unsigned char	*token_hash;	/* STORE_HASH_LEN bytes, or NULL */
 	const char		*from;		/* header From address */
 	enum reason		 reason;	/* milterd's decision */
 	const char		*stage;		/* "rcpt" or "eom" */

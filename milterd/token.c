@@ -115,60 +115,90 @@ token_find(const char *text, size_t len, const char *token)
 	return 0;
 }
 
-/* Decodes RFC 2047 encoded words (B and Q, any charset: only ASCII matters
- * for a token) into out; other text is copied. White space between two
- * encoded words is dropped, as RFC 2047 6.2 says. */
-static void
-token_decode_words(const char *in, size_t len, char *out, size_t size)
+/* If in[i..len) starts an encoded word "=?charset?E?text?=" (E is B or Q),
+ * its encoding, its text and where it ends (after "?="). */
+static int
+token_encoded_word(const char *in, size_t len, size_t i, char *enc, const char **text,
+    size_t *tlen, size_t *next)
 {
-	size_t o = 0, i = 0, pending_ws = 0, ws_start = 0;
+	const char *q1, *end;
+
+	if (in[i] != '=' || i + 1 >= len || in[i + 1] != '?' ||
+	    (q1 = memchr(in + i + 2, '?', len - i - 2)) == NULL ||
+	    (size_t)(q1 - in) + 3 >= len || q1[2] != '?' ||
+	    (end = strstr(q1 + 3, "?=")) == NULL || (size_t)(end - in) >= len ||
+	    q1[1] == '\0' || strchr("BbQq", q1[1]) == NULL)
+		return 0;
+	*enc = q1[1];
+	*text = q1 + 3;
+	*tlen = (size_t)(end - *text);
+	*next = (size_t)(end - in) + 2;
+	return 1;
+}
+
+/* Base64 (B) text of an encoded word into out; returns the bytes written
+ * (never more than n: decoding shrinks). A malformed one writes nothing. */
+static size_t
+token_decode_b(const char *p, size_t n, char *out)
+{
+	unsigned char dec[1024];
+	int got;
+
+	if (n == 0 || n > 1360 || n % 4 != 0 ||
+	    (got = EVP_DecodeBlock(dec, (const unsigned char *)p, (int)n)) <= 0)
+		return 0;
+	while (n > 0 && p[n - 1] == '=') {	/* EVP counts padding as bytes */
+		n--;
+		got--;
+	}
+	memcpy(out, dec, (size_t)got);
+	return (size_t)got;
+}
+
+/* Quoted-printable-like (Q) text of an encoded word into out; returns the
+ * bytes written (never more than n). */
+static size_t
+token_decode_q(const char *p, size_t n, char *out)
+{
+	size_t o = 0;
+
+	for (const char *c = p, *end = p + n; c < end; c++) {
+		if (*c == '_')
+			out[o++] = ' ';
+		else if (*c == '=' && c + 2 < end && isxdigit((unsigned char)c[1]) &&
+		    isxdigit((unsigned char)c[2])) {
+			char hex[3] = { c[1], c[2], 0 };
+
+			out[o++] = (char)strtol(hex, NULL, 16);
+			c += 2;
+		} else
+			out[o++] = *c;
+	}
+	return o;
+}
+
+/* Decodes RFC 2047 encoded words (B and Q, any charset: only ASCII matters
+ * for a token) into out, which has room for len + 1 bytes: decoding never
+ * makes text longer. Other text is copied; white space between two encoded
+ * words is dropped, as RFC 2047 6.2 says. Returns the decoded length: a
+ * decoded NUL is text like any other, not its end. */
+static size_t
+token_decode_words(const char *in, size_t len, char *out)
+{
+	size_t o = 0, i = 0, pending_ws = 0, ws_start = 0, tlen, next;
 	int last_was_word = 0;
+	const char *text;
+	char enc;
 
-	while (i < len && o + 1 < size) {
-		const char *q1, *q2, *end;
-		char enc;
-
-		if (in[i] == '=' && i + 1 < len && in[i + 1] == '?' &&
-		    (q1 = memchr(in + i + 2, '?', len - i - 2)) != NULL &&
-		    (size_t)(q1 - in) + 3 < len && q1[2] == '?' &&
-		    (end = strstr(q1 + 3, "?=")) != NULL && (size_t)(end - in) < len &&
-		    (enc = q1[1]) != '\0' && strchr("BbQq", enc) != NULL) {
-			q2 = q1 + 3;
+	while (i < len) {
+		if (token_encoded_word(in, len, i, &enc, &text, &tlen, &next)) {
 			if (!last_was_word)
-				for (size_t k = 0; k < pending_ws && o + 1 < size; k++)
+				for (size_t k = 0; k < pending_ws; k++)
 					out[o++] = in[ws_start + k];
 			pending_ws = 0;
-			if (enc == 'B' || enc == 'b') {
-				unsigned char dec[1024];
-				size_t n = (size_t)(end - q2);
-				int got;
-
-				if (n > 0 && n <= 1360 && n % 4 == 0 &&
-				    (got = EVP_DecodeBlock(dec, (const unsigned char *)q2,
-				    (int)n)) > 0) {
-					while (n > 0 && q2[n - 1] == '=') {
-						n--;
-						got--;
-					}
-					for (int k = 0; k < got && o + 1 < size; k++)
-						out[o++] = (char)dec[k];
-				}
-			} else {
-				for (const char *c = q2; c < end && o + 1 < size; c++) {
-					if (*c == '_')
-						out[o++] = ' ';
-					else if (*c == '=' && c + 2 < end &&
-					    isxdigit((unsigned char)c[1]) &&
-					    isxdigit((unsigned char)c[2])) {
-						char hex[3] = { c[1], c[2], 0 };
-
-						out[o++] = (char)strtol(hex, NULL, 16);
-						c += 2;
-					} else
-						out[o++] = *c;
-				}
-			}
-			i = (size_t)(end - in) + 2;
+			o += enc == 'B' || enc == 'b' ? token_decode_b(text, tlen, out + o) :
+			    token_decode_q(text, tlen, out + o);
+			i = next;
 			last_was_word = 1;
 			continue;
 		}
@@ -179,22 +209,30 @@ token_decode_words(const char *in, size_t len, char *out, size_t size)
 			i++;
 			continue;
 		}
-		for (size_t k = 0; k < pending_ws && o + 1 < size; k++)
+		for (size_t k = 0; k < pending_ws; k++)
 			out[o++] = in[ws_start + k];
 		pending_ws = 0;
 		last_was_word = 0;
 		out[o++] = in[i++];
 	}
 	out[o] = '\0';
+	return o;
 }
 
 int
 token_find_header(const char *value, const char *token)
 {
-	char decoded[2048];
+	size_t len = strlen(value);
+	char *decoded;
+	int found;
 
-	if (token_find(value, strlen(value), token))
+	if (token_find(value, len, token))
 		return 1;
-	token_decode_words(value, strlen(value), decoded, sizeof(decoded));
-	return token_find(decoded, strlen(decoded), token);
+	/* Sized to the value, so nothing is ever cut. Out of memory, the token
+	 * is not found: the reply is refused (token_not_signed), never passed. */
+	if ((decoded = malloc(len + 1)) == NULL)
+		return 0;
+	found = token_find(decoded, token_decode_words(value, len, decoded), token);
+	free(decoded);
+	return found;
 }

@@ -3,6 +3,8 @@
 #
 #   make bench          build milterd, milterctl and the load client, run tests/bench/run.sh
 #   make bench-deps     install the milters compared against (Debian: opendkim, pyspf-milter)
+#   make bench-follow   milterctl follow's latency from milterd's 250 to the backend's program
+#                       (tests/bench/follow-latency.sh; needs only what make check needs)
 #
 # bench-deps is separate on purpose: on a machine with systemd, installing these packages
 # also enables and starts their system services. Without them run.sh skips their rows.
@@ -17,6 +19,9 @@ $(BUILD)/bench/milterload: tests/bench/milterload.c
 bench: all $(BUILD)/bench/milterload
 	BUILD=$(abspath $(BUILD)) tests/bench/run.sh
 
+bench-follow: all
+	BUILD=$(abspath $(BUILD)) tests/bench/follow-latency.sh
+
 bench-deps:
 	@missing=""; for p in $(BENCH_DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
@@ -25,4 +30,4 @@ bench-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "bench-deps: all packages present"; fi
 
-.PHONY: bench bench-deps
+.PHONY: bench bench-deps bench-follow

@@ -73,7 +73,7 @@ write_config "$WORK/milterd.conf" "dns_resolver = 127.0.0.1@$port" "dns_trust_an
 milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts with a trust anchor"; exit 1; }
 
 signed() {	# signed FILE DOMAIN TOKEN
-	printf 'From: a@%s\nTo: <verify+%s@certify.test>\nSubject: Re: [%s]\n\nyes\n' "$2" "$3" "$3" |
+	make_reply - "a@$2" "$3" --name "" --subject "Re: [$3]" --body yes |
 		"$TOP/tests/lib/dkim-sign" --domain "$2" --selector rsa2048 \
 		--key "$DNS_KEYS/signed.gouv.fr.rsa2048.key" >"$1"
 }

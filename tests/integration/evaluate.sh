@@ -20,15 +20,7 @@ milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
 # asked NAME: how many queries for NAME (or under it) the DNS server has logged.
 asked() { grep -ci " $1\. " "$DNS_LOG"; }
 reply() {	# reply FILE FROM TOKEN
-	cat >"$1" <<MSG
-From: Alice <$2>
-To: <verify+$3@certify.test>
-Subject: Re: Verification [$3]
-Date: $(date -R)
-Message-ID: <$RANDOM@agri.gouv.fr>
-
-Yes.
-MSG
+	make_reply "$1" "$2" "$3" --name Alice --message-id "<$RANDOM@agri.gouv.fr>" --body "Yes."
 }
 
 evil="evil$RANDOM.example"	# a name nobody asked for before

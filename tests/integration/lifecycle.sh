@@ -24,15 +24,7 @@ CC="$C -c $WORK/milterd.conf"
 # signed FILE FROM TOKEN: an agent's reply carrying the token in its signed
 # Subject, signed by agri.gouv.fr.
 signed() {
-	cat >"$1.txt" <<MSG
-From: Agent <$2>
-To: <verify+$3@certify.test>
-Subject: Re: Verification [$3]
-Date: $(date -R)
-Message-ID: <$RANDOM.$RANDOM@agri.gouv.fr>
-
-Yes.
-MSG
+	make_reply "$1.txt" "$2" "$3" --body "Yes."
 	"$SIGN" --domain agri.gouv.fr --selector rsa2048 --key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" \
 		<"$1.txt" >"$1"
 }

@@ -101,17 +101,9 @@ reply() {
 	local tok
 	tok=$(token_for "$2")
 	[ -n "$tok" ] || { not_ok "$1: no challenge to $2"; return 1; }
-	cat >"$WORK/reply" <<MSG
-From: Agent <$2>
-To: <verify+$tok@certify.test>
-Subject: Re: Verify your account [$tok]
-Date: $(date -R)
-Message-ID: <$RANDOM.$RANDOM@$3>
-MIME-Version: 1.0
-Content-Type: text/plain; charset=us-ascii
-
-Here is my reply.
-MSG
+	make_reply "$WORK/reply" "$2" "$tok" --subject "Re: Verify your account [$tok]" \
+		--message-id "<$RANDOM.$RANDOM@$3>" --header "MIME-Version: 1.0" \
+		--header "Content-Type: text/plain; charset=us-ascii" --body "Here is my reply."
 	"$TOP/tests/lib/dkim-sign" --domain "$3" --selector rsa2048 --key "$DNS_KEYS/$3.rsa2048.key" \
 		<"$WORK/reply" >"$WORK/reply.signed" &&
 	deliver "$1" "$WORK/reply.signed" "$tok" accept verified "mailfrom=<$2>"

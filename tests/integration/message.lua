@@ -8,6 +8,8 @@
 --   rcode, xcode, text          with expect=reply: the exact SMTP reply wanted
 --   ar       with accept: a string the added Authentication-Results must contain
 --   ardelete with accept: number of Authentication-Results headers expected deleted
+--   ardelete_at  with accept: their 1-based indices among the message's
+--            Authentication-Results headers, ascending, comma-separated ("1,3")
 --   pause    seconds to wait between RCPT and the headers
 --   chunk    send the body in chunks of this many bytes (as an MTA may)
 --   barelf   1: send the body's line ends as bare LF, not CRLF
@@ -77,9 +79,22 @@ if expect == "accept" then
 		if h == nil then fail("no Authentication-Results added") end
 		if h:find(ar, 1, true) == nil then fail("Authentication-Results lacks '" .. ar .. "': " .. h) end
 	end
-	if ardelete ~= nil then
-		if not mt.eom_check(conn, MT_HDRDELETE, "Authentication-Results") then
-			fail("forged Authentication-Results not deleted")
+	if ardelete ~= nil or ardelete_at ~= nil then
+		-- A deletion is a header change to an empty value at an index;
+		-- miltertest answers for one index at a time: ask for each.
+		local at = {}
+		for i = 1, 64 do
+			if mt.eom_check(conn, MT_HDRDELETE, "Authentication-Results", i) then
+				at[#at + 1] = tostring(i)
+			end
+		end
+		local got = table.concat(at, ",")
+		if ardelete ~= nil and #at ~= tonumber(ardelete) then
+			fail(string.format("%d Authentication-Results deleted (at '%s'), want %s",
+				#at, got, ardelete))
+		end
+		if ardelete_at ~= nil and got ~= ardelete_at then
+			fail("Authentication-Results deleted at '" .. got .. "', want '" .. ardelete_at .. "'")
 		end
 	end
 elseif expect == "any" then

@@ -8,7 +8,13 @@ trap milterd_stop EXIT
 db_reset || { not_ok "database reset"; exit 1; }
 write_config "$WORK/milterd.conf"
 milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
-ok "milterd starts on a unix socket"
+# Listening on the unix socket the configuration names, and saying so.
+if [ -S "$WORK/milterd.sock" ] && ss -Hxl | awk '{print $5}' | grep -qxF "$WORK/milterd.sock" &&
+	grep -qF "milterd started on unix:$WORK/milterd.sock," "$MILTERD_LOG"; then
+	ok "milterd starts on a unix socket"
+else
+	not_ok "milterd starts on a unix socket: $(ls -l "$WORK/milterd.sock" 2>&1); $(tail -n 2 "$MILTERD_LOG" | tr '\n' ' ')"
+fi
 
 live=$(new_token alice alice@agri.gouv.fr)
 done_tok=$(new_token bob bob@agri.gouv.fr)

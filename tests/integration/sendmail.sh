@@ -24,7 +24,12 @@ db_reset || { not_ok "database reset"; exit 1; }
 write_config "$WORK/milterd.conf"
 milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
 sendmail_start "$WORK" "$WORK" "$line" || { not_ok "Sendmail starts"; exit 1; }
-ok "private Sendmail $SM_VERSION up (MX on 127.0.0.1:$SM_PORT)"
+banner=$(smtp_banner "$SM_PORT")
+if [[ "$banner" == "220 mx.certify.test ESMTP Sendmail ${SM_VERSION%%-*}/"* ]]; then
+	ok "private Sendmail $SM_VERSION answers on 127.0.0.1:$SM_PORT: $banner"
+else
+	not_ok "private Sendmail $SM_VERSION on 127.0.0.1:$SM_PORT said '$banner'"
+fi
 inner=$(sed -n "s/^INPUT_MAIL_FILTER(\`milterd', \`\(.*\)')\$/\1/p" <<<"$line")
 if [ -n "$inner" ] && grep -qxF "Xmilterd, $inner" "$SM_CF"; then
 	ok "Sendmail's .cf holds the README's filter unchanged: Xmilterd, $inner"
@@ -35,11 +40,7 @@ fi
 # signed_reply FILE FROM TOKEN [unsigned|SIGNING-DOMAIN] [BODY-FILE]
 signed_reply() {
 	local d="${4:-agri.gouv.fr}"
-	{
-		printf 'From: Agent <%s>\nTo: <verify+%s@certify.test>\nSubject: Re: Verification [%s]\nDate: %s\nMessage-ID: <%s@agri.gouv.fr>\n\n' \
-			"$2" "$3" "$3" "$(date -R)" "$RANDOM$RANDOM"
-		if [ -n "${5:-}" ]; then cat "$5"; else echo "Yes, it is me."; fi
-	} >"$1.raw"
+	make_reply "$1.raw" "$2" "$3" ${5:+--body-file "$5"}
 	if [ "$d" = unsigned ]; then cp "$1.raw" "$1"; else
 		"$SIGN" --domain "$d" --selector rsa2048 --key "$DNS_KEYS/$d.rsa2048.key" <"$1.raw" >"$1"; fi
 }

@@ -27,20 +27,8 @@ POL
 write_config "$WORK/milterd.conf" "policy = $WORK/policy.conf" "internal_networks = 203.0.113.0/24"
 milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
 
-reply() {	# reply FILE FROM TOKEN
-	cat >"$1" <<MSG
-From: Agent <$2>
-To: <verify+$3@certify.test>
-Subject: Re: Verification [$3]
-Date: $(date -R)
-Message-ID: <$RANDOM.$RANDOM@gouv.fr>
-
-Yes, it is me.
-MSG
-}
-
 t=$(new_token ivan ivan@interieur.gouv.fr)
-reply "$WORK/u1" ivan@interieur.gouv.fr "$t"
+make_reply "$WORK/u1" ivan@interieur.gouv.fr "$t"
 deliver "dkim-or-spf: unsigned mail from an SPF-authorised address verifies" "$WORK/u1" "$t" \
 	accept verified "mailfrom=<ivan@interieur.gouv.fr>" client_ip=198.51.100.7 \
 	"ar=spf=pass reason=\"aligned with From\" smtp.mailfrom=interieur.gouv.fr"
@@ -50,7 +38,7 @@ expect_eq "the SPF verification left evidence with the SPF result" \
 
 # A fresh request (and address: one address, one account) for each refusal:
 # interieur.gouv.fr allows three failed attempts.
-fresh() { t=$(new_token "ivan$1" "ivan$1@interieur.gouv.fr"); reply "$WORK/u1" "ivan$1@interieur.gouv.fr" "$t"; }
+fresh() { t=$(new_token "ivan$1" "ivan$1@interieur.gouv.fr"); make_reply "$WORK/u1" "ivan$1@interieur.gouv.fr" "$t"; }
 fresh 2
 deliver "dkim-or-spf: an address SPF does not authorise is refused" "$WORK/u1" "$t" \
 	reply not_authenticated "mailfrom=<ivan@interieur.gouv.fr>" client_ip=192.0.2.9 \
@@ -80,7 +68,7 @@ expect_eq "the HELO result is in the evidence" "mailfrom=fail(aligned) helo=pass
 # max_attempts: after three failed replies the request is dead, even for a good
 # one: refused at RCPT, before anything else is read.
 tm=$(new_token mia mia@interieur.gouv.fr)
-reply "$WORK/u4" mia@interieur.gouv.fr "$tm"
+make_reply "$WORK/u4" mia@interieur.gouv.fr "$tm"
 for i in 1 2 3; do
 	mt message.lua "file=$WORK/u4" "rcpt=<verify+$tm@certify.test>" expect=reply rcode=550 \
 		xcode=5.7.20 "text=$(reply_text not_authenticated)" \
@@ -92,13 +80,13 @@ expect_eq "the evidence says why" "expired|too many failed attempts" \
 	"$(pg_psql "SELECT reason, detail FROM milterd.evidence ORDER BY id DESC LIMIT 1")"
 
 tb=$(new_token bea bea@broken.gouv.fr)
-reply "$WORK/u2" bea@broken.gouv.fr "$tb"
+make_reply "$WORK/u2" bea@broken.gouv.fr "$tb"
 deliver "dkim-or-spf: SPF temperror gives 451" "$WORK/u2" "$tb" reply temporary \
 	"mailfrom=<bea@broken.gouv.fr>" client_ip=198.51.100.7 rcode=451 xcode=4.7.5
 
 # dkim-and-spf: both, or nothing.
 ta=$(new_token anne anne@agri.gouv.fr)
-reply "$WORK/a1" anne@agri.gouv.fr "$ta"
+make_reply "$WORK/a1" anne@agri.gouv.fr "$ta"
 "$SIGN" --domain agri.gouv.fr --selector rsa2048 --key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" \
 	<"$WORK/a1" >"$WORK/a1.s"
 deliver "dkim-and-spf: signed but from an address SPF refuses: 550 5.7.23" "$WORK/a1.s" "$ta" \
@@ -115,7 +103,7 @@ db_reset
 write_config "$WORK/milterd.conf"
 milterd_start "$WORK/milterd.conf" || { not_ok "milterd restarts with the default policy"; exit 1; }
 t=$(new_token ivan ivan@interieur.gouv.fr)
-reply "$WORK/u3" ivan@interieur.gouv.fr "$t"
+make_reply "$WORK/u3" ivan@interieur.gouv.fr "$t"
 deliver "default policy (dkim): the same SPF-authorised unsigned mail is refused" "$WORK/u3" "$t" \
 	reply not_authenticated "mailfrom=<ivan@interieur.gouv.fr>" client_ip=198.51.100.7 \
 	rcode=550 xcode=5.7.20

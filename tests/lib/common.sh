@@ -17,13 +17,83 @@ expect_grep() {
 	if grep -Eq -- "$2" "$3"; then ok "$1"; else not_ok "$1: no /$2/ in $(basename "$3")"; fi
 }
 
-# A fresh port nobody listens on.
+# free_port: a port no socket uses, TCP nor UDP (a DNS server binds both), in
+# 20000-31999: below Linux's ephemeral range (32768-60999), so no outgoing
+# connection takes it between this check and the caller's bind. Another test
+# may still pick it: callers that can retry on another port.
 free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
+	local p i
+	for i in $(seq 1 100); do
+		p=$((20000 + RANDOM % 12000))
+		ss -Htuan "sport = :$p" | grep -q . || { echo "$p"; return 0; }
 	done
+	echo "free_port: no free port found in 100 tries" >&2
+	return 1
+}
+
+# make_reply FILE FROM TOKEN [OPTION VALUE ...]: an agent's reply to a challenge,
+# written to FILE ("-": standard output) with LF line ends. FROM is the agent's
+# address; TOKEN goes into the default To and Subject. Options (a later one
+# replaces an earlier one, except --prepend and --header, which add):
+#   --name NAME        display name in From (default "Agent"; "" for the bare address)
+#   --from VALUE       the whole From value instead (a group, an encoded word...)
+#   --to VALUE         default <verify+TOKEN@certify.test>
+#   --subject VALUE    default "Re: Verification [TOKEN]"
+#   --date VALUE       default now
+#   --message-id VALUE default <random@FROM's domain>
+#   --prepend LINE     a header line above From, as a relay or a forger adds it
+#   --header LINE      a header line after Message-ID (MIME-Version, ...)
+#   --body TEXT        default "Yes, it is me."; a final newline is added
+#   --body-file FILE   the body: FILE's bytes as they are
+make_reply() {
+	local file="$1" addr="$2" tok="$3" name=Agent from= to= subject= date= msgid=
+	local body="Yes, it is me." bodyfile= pre=() post=() h
+	shift 3 || { echo "make_reply: FILE FROM TOKEN [OPTION VALUE ...]" >&2; return 1; }
+	while [ $# -gt 0 ]; do
+		[ $# -ge 2 ] || { echo "make_reply: $1 needs a value" >&2; return 1; }
+		case "$1" in
+		--name) name="$2" ;;
+		--from) from="$2" ;;
+		--to) to="$2" ;;
+		--subject) subject="$2" ;;
+		--date) date="$2" ;;
+		--message-id) msgid="$2" ;;
+		--prepend) pre+=("$2") ;;
+		--header) post+=("$2") ;;
+		--body) body="$2" ;;
+		--body-file) bodyfile="$2" ;;
+		*) echo "make_reply: unknown option $1" >&2; return 1 ;;
+		esac
+		shift 2
+	done
+	if [ -z "$from" ]; then
+		if [ -n "$name" ]; then from="$name <$addr>"; else from="$addr"; fi
+	fi
+	if [ "$file" = - ]; then _make_reply_print; else _make_reply_print >"$file"; fi
+}
+_make_reply_print() {	# make_reply's locals are visible here (bash scoping)
+	for h in ${pre[@]+"${pre[@]}"}; do printf '%s\n' "$h"; done
+	printf 'From: %s\nTo: %s\nSubject: %s\nDate: %s\nMessage-ID: %s\n' "$from" \
+		"${to:-<verify+$tok@certify.test>}" "${subject:-Re: Verification [$tok]}" \
+		"${date:-$(date -R)}" "${msgid:-<$RANDOM.$RANDOM@${addr##*@}>}"
+	for h in ${post[@]+"${post[@]}"}; do printf '%s\n' "$h"; done
+	if [ -n "$bodyfile" ]; then printf '\n'; cat "$bodyfile"; else printf '\n%s\n' "$body"; fi
+}
+
+# smtp_banner PORT: the first line the SMTP server on 127.0.0.1:PORT says (then QUIT).
+smtp_banner() {
+	timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && head -n 1 <&3 | tr -d "\r" &&
+		printf "QUIT\r\n" >&3' _ "$1" 2>&1
+}
+
+# rcpt_ok RCPT EXPECT: one transaction up to RCPT TO:<RCPT> through miltertest
+# (rcpt.lua); true when milterd answered as EXPECTed (continue | reply).
+rcpt_ok() { mt rcpt.lua "rcpt=$1" expect="$2" >/dev/null 2>&1; }
+
+# metrics PORT: the Prometheus text milterd serves on 127.0.0.1:PORT (or the error).
+metrics() {
+	/usr/bin/python3 -c "import urllib.request, sys; print(urllib.request.urlopen(
+		'http://127.0.0.1:%s/metrics' % sys.argv[1], timeout=5).read().decode())" "$1" 2>&1
 }
 
 # wait_for SECONDS COMMAND...: poll until the command succeeds.

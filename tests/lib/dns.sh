@@ -35,17 +35,8 @@ dns_add_record() {
 }$1"
 }
 
-# _dns_free_port: print a random port in 20000-40000 with nothing listening on it (UDP nor TCP).
-_dns_free_port() {
-    local p i
-    for i in $(seq 1 50); do
-        p=$((20000 + RANDOM % 20001))
-        ss -lnuH "sport = :$p" | grep -q . && continue
-        ss -lntH "sport = :$p" | grep -q . && continue
-        echo "$p"; return 0
-    done
-    return 1
-}
+# free_port (TCP and UDP) is common.sh's, sourced here when the caller has not.
+declare -F free_port >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # _dns_genkey DOMAIN SELECTOR TYPE: write DOMAIN.SELECTOR.{pem,key,txt} into $DNS_KEYS.
 _dns_genkey() {
@@ -116,7 +107,7 @@ dns_start() {
         _dns_genkey "$d" "$s" "$t" || { echo "dns_start: key generation failed ($spec)" >&2; return 1; }
     done
     for try in 1 2 3 4 5; do
-        DNS_PORT=$(_dns_free_port) || return 1
+        DNS_PORT=$(free_port) || return 1
         _dns_write_conf "$w" "$DNS_PORT"
         /usr/sbin/unbound-checkconf "$w/unbound.conf" >/dev/null || { echo "dns_start: bad config $w/unbound.conf" >&2; return 1; }
         /usr/sbin/unbound -d -c "$w/unbound.conf" >>"$w/unbound.stderr" 2>&1 &

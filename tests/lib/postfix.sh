@@ -92,16 +92,8 @@
 PF_USER=postfix
 _PF_INSTANCES=""            # instance directories started by this shell
 
-# _pf_free_port: a random TCP port in 20000-40000 that nothing listens on.
-_pf_free_port() {
-    local p i
-    for i in $(seq 1 100); do
-        p=$((20000 + RANDOM % 20001))
-        ss -lntH "sport = :$p" | grep -q . && continue
-        echo "$p"; return 0
-    done
-    return 1
-}
+# free_port (TCP and UDP) is common.sh's, sourced here when the caller has not.
+declare -F free_port >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 _pf_err() { echo "postfix.sh: $*" >&2; }
 
@@ -233,7 +225,7 @@ postfix_receiver_start() {
     d="$w/postfix-recv"
     _pf_stop "$d"
     rm -rf "$d" && mkdir -p "$d/etc" && chmod 755 "$d" || return 1
-    PF_RECV_PORT=$(_pf_free_port) || return 1
+    PF_RECV_PORT=$(free_port) || return 1
     _pf_write_master "$d" "$PF_RECV_PORT" "\
 bounce    unix  -       -       n       -       0       bounce
 defer     unix  -       -       n       -       0       bounce
@@ -270,7 +262,7 @@ postfix_sender_start() {
     d="$w/postfix-send"
     _pf_stop "$d"
     rm -rf "$d" && mkdir -p "$d/etc" && chmod 755 "$d" || return 1
-    PF_SEND_PORT=$(_pf_free_port) || return 1
+    PF_SEND_PORT=$(free_port) || return 1
     # The sender's own DSNs (made by bounce(8)) go through a second cleanup whose header_checks FILTER
     # them to the local virtual delivery agent; header_checks only run on Postfix-generated mail whose
     # class is in internal_mail_filter_classes (a cleanup -o content_filter would do nothing: the

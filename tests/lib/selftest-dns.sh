@@ -1,13 +1,18 @@
 #!/bin/bash
 # selftest-dns.sh - self-test of the test DNS (dns.sh) and the DKIM helpers (dkim-sign, dkim-verify-check).
+#
+# tests/run runs it ("lib/selftest-dns"); alone: bash tests/lib/selftest-dns.sh. Prints "ok - NAME" or
+# "not ok - NAME" per check. It starts its own unbound, never the runner's (whose DNS_* it forgets).
 set -u
 LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+unset DNS_PID DNS_PORT DNS_SPEC DNS_KEYS DNS_ADDR DNS_EXTRA_RECORDS
+. "$LIB/common.sh"
 . "$LIB/dns.sh"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/selftest-dns.XXXXXX")
+WORK=$(mktemp -d "${WORK:-${TMPDIR:-/tmp}}/selftest-dns.XXXXXX")
 trap 'dns_stop; rm -rf "$WORK"' EXIT
 npass=0 nfail=0
-ok()   { echo "PASS: $*"; npass=$((npass + 1)); }
-bad()  { echo "FAIL: $*"; nfail=$((nfail + 1)); }
+ok()   { echo "ok - $*"; npass=$((npass + 1)); }
+bad()  { echo "not ok - $*"; nfail=$((nfail + 1)); }
 check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
 q()    { dig +time=2 +tries=1 -p "$DNS_PORT" @"$DNS_ADDR" "$@"; }
 txt()  { q +short TXT "$1" | sed 's/" "//g; s/"//g'; }       # TXT strings joined
@@ -16,8 +21,8 @@ ms()   { local t0=$EPOCHREALTIME; "$@" >/dev/null; echo $(( (${EPOCHREALTIME/./}
 dns_add_record 'outside.org. 60 IN TXT "v=spf1 -all"'
 echo 'spf.agri.gouv.fr. 60 IN TXT "v=spf1 ip4:127.0.0.1 -all"' > "$WORK/extra-records"
 t0=$EPOCHREALTIME
-dns_start "$WORK" || { echo "FAIL: dns_start"; exit 1; }
-echo "unbound pid $DNS_PID at $DNS_SPEC, started in $(( (${EPOCHREALTIME/./} - ${t0/./}) / 1000 )) ms"
+dns_start "$WORK" || { echo "not ok - dns_start"; exit 1; }
+echo "# unbound pid $DNS_PID at $DNS_SPEC, started in $(( (${EPOCHREALTIME/./} - ${t0/./}) / 1000 )) ms"
 listening() { ss -lnuH "sport = :$DNS_PORT"; ss -lntH "sport = :$DNS_PORT"; }
 check "listens on 127.0.0.1:$DNS_PORT only (udp+tcp)" eval '[ "$(listening | awk "{print \$4}" | sort -u)" = 127.0.0.1:$DNS_PORT ] && [ $(listening | wc -l) = 2 ]'
 
@@ -53,18 +58,13 @@ if cc -o "$WORK/ubq" "$WORK/ubq.c" -lunbound 2>/dev/null; then
         eval '[ "$("$WORK/ubq" "$DNS_SPEC" rsa2048._domainkey.broken.gouv.fr)" = 2 ] && [ $t -lt 1000 ]'
     check "libunbound forwarding: ed._domainkey.agri.gouv.fr -> NOERROR" eval '[ "$("$WORK/ubq" "$DNS_SPEC" ed._domainkey.agri.gouv.fr)" = 0 ]'
 else
-    echo "SKIP: libunbound client check (no cc or libunbound-dev)"
+    echo "skip - libunbound client check (no cc or libunbound-dev)"
 fi
 
-MSG="From: Alice <alice@agri.gouv.fr>
-To: Bob <bob@example.com>
-Subject: selftest
-Date: Mon, 01 Jan 2024 10:00:00 +0000
-Message-ID: <selftest@agri.gouv.fr>
-
-Hello Bob,
-this is a test.
-"
+MSG=$(make_reply - alice@agri.gouv.fr "" --name Alice --to "Bob <bob@example.com>" --subject selftest \
+    --date "Mon, 01 Jan 2024 10:00:00 +0000" --message-id "<selftest@agri.gouv.fr>" \
+    --body $'Hello Bob,\nthis is a test.')
+MSG+=$'\n'    # $(...) took the final newline
 for spec in $DNS_KEYSPECS; do
     IFS=: read -r d s t <<< "$spec"
     algo=rsa-sha256; [ "$t" = ed25519 ] && algo=ed25519-sha256
@@ -85,5 +85,5 @@ check "verify with SERVFAIL key lookup fails" eval '! printf "%s\n" "$signed" | 
 pid=$DNS_PID
 dns_stop
 check "dns_stop: unbound $pid gone, port closed" eval '! kill -0 $pid 2>/dev/null && [ -z "$(listening)" ]'
-echo "selftest-dns: $npass passed, $nfail failed"
+echo "# selftest-dns: $npass passed, $nfail failed"
 [ "$nfail" = 0 ]

@@ -52,15 +52,8 @@ SM_PID="" SM_INIT="" SM_NS="" SM_DIR=""
 
 _sm_err() { echo "sendmail.sh: $*" >&2; }
 
-_sm_free_port() {
-    local p i
-    for i in $(seq 1 100); do
-        p=$((20000 + RANDOM % 20001))
-        ss -lntH "sport = :$p" | grep -q . && continue
-        echo "$p"; return 0
-    done
-    return 1
-}
+# free_port (TCP and UDP) is common.sh's, sourced here when the caller has not.
+declare -F free_port >/dev/null || . "$_SM_LIB/common.sh"
 
 sendmail_fetch() {
     local tmp f missing
@@ -175,7 +168,7 @@ sendmail_start() {
     d="$w/sendmail"
     rm -rf "$d" && mkdir -p "$d/Maildir/new" "$d/Maildir/tmp" || return 1
     chmod 755 "$w" "$d"
-    SM_PORT=$(_sm_free_port) || return 1
+    SM_PORT=$(free_port) || return 1
     cat >"$d/deliver" <<EOF
 #!/bin/sh
 # deliver RECIPIENT: Sendmail's local mailer for the test MX; stores the message in the Maildir.

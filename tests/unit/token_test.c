@@ -46,6 +46,19 @@ static const struct {
 	{ "Abcdefghijklmnopqrstuvwxy3 abcdefghijklmnopqrstuvwxy", 0 },
 };
 
+/* value: na 'a' in Q encoded words of at most 60, then " TOKEN" split across
+ * two words (never verbatim in the value), then glue. */
+static void
+token_test_long_value(char *value, size_t size, int na, const char *t, const char *glue)
+{
+	size_t o = 0;
+
+	for (; na > 0; na -= 60)
+		o += (size_t)snprintf(value + o, size - o, "=?utf-8?q?%.*s?= ", na < 60 ? na : 60,
+		    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	snprintf(value + o, size - o, "=?utf-8?q?_%.13s?= =?utf-8?q?%s%s?=", t, t + 13, glue);
+}
+
 int
 main(void)
 {
@@ -76,5 +89,25 @@ main(void)
 	    "truncated token in a B encoded word is not found");
 	CHECK(!token_find_header("=?utf-8?Q?abcdefghijklm?= nopqrstuvwxy4", T),
 	    "white space after an encoded word before plain text is kept");
+	/* Found by tests/fuzz/header_fuzz.c: the decoded text was searched as a
+	 * C string, so a decoded NUL hid what follows it. */
+	CHECK(token_find_header("=?utf-8?Q?Re:_=00_[abcdefghijklm?= =?utf-8?Q?nopqrstuvwxy4]?=", T),
+	    "a decoded NUL before the token does not hide it");
+	CHECK(token_find_header("=?utf-8?B?AA==?= =?utf-8?Q?abcdefghijklm?= =?utf-8?Q?nopqrstuvwxy4?=", T),
+	    "a NUL decoded from base64 right before the token does not hide it");
+	/* The decoded text was cut at 2047 bytes: a token past that was not
+	 * found, and one cut right after its last character was found though
+	 * glued to the next. */
+	{
+		char value[4096];
+
+		token_test_long_value(value, sizeof(value), 2100, T, "");
+		CHECK(token_find_header(value, T), "token after 2,100 decoded bytes found");
+		token_test_long_value(value, sizeof(value), 2020, T, "x");
+		CHECK(!token_find_header(value, T),
+		    "token glued to a letter at decoded byte 2,047 is not found");
+		token_test_long_value(value, sizeof(value), 2020, T, "");
+		CHECK(token_find_header(value, T), "token ending at decoded byte 2,047 found");
+	}
 	return CHECK_DONE();
 }

@@ -1,0 +1,390 @@
+# follow.sh — milterctl follow: the backend's program run once per verification, lapse
+# and address change, at once (LISTEN) and after catching up; retried with backoff while
+# it fails, killed past --timeout; through a PostgreSQL restart; with two followers on
+# one database, one action per event; its systemd units. Verifications come through
+# milterd (replies signed by dkimpy, miltertest as the MTA) for the catch-up and the
+# latency; elsewhere, where only the events matter, they are written in SQL as milterd's
+# record() writes them (the same UPDATE, so the same trigger and NOTIFY), so that thirty
+# arrive within a fraction of a second.
+set -u
+. "$TOP/tests/lib/pg.sh"
+. "$TOP/tests/lib/common.sh"
+SIGN="$TOP/tests/lib/dkim-sign"
+CTL="$BUILD/milterctl"
+F="$WORK/follow"	# the program's records and controls
+mkdir -p "$F"
+declare -A FPID=()	# running followers by name
+
+cleanup() {
+	local n
+	for n in "${!FPID[@]}"; do kill -9 "${FPID[$n]}" 2>/dev/null; wait "${FPID[$n]}" 2>/dev/null; done
+	[ -f "$F/hang.pid" ] && kill -9 "$(cat "$F/hang.pid")" 2>/dev/null
+	milterd_stop
+}
+trap cleanup EXIT
+
+# The backend's program: one line per start in runs (start time, then its arguments and
+# their count), one per success in done; controls, per account: fail.ACCOUNT (exit 1
+# that many more times), hang.ACCOUNT (once: hang with a child, as a program that runs
+# another would), slow.ACCOUNT (sleep that long, then succeed).
+PROG="$WORK/prog"
+cat >"$PROG" <<'SH'
+#!/bin/bash
+set -u
+t=$EPOCHREALTIME d=$FOLLOW_DIR
+printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$1" "$2" "${3-}" "$#" >>"$d/runs"
+grep '^SigIgn:' /proc/self/status | cut -f2 >"$d/sigign"
+if [ -f "$d/fail.$2" ] && [ "$(cat "$d/fail.$2")" -gt 0 ]; then
+	echo $(( $(cat "$d/fail.$2") - 1 )) >"$d/fail.$2"
+	exit 1
+fi
+if [ -f "$d/hang.$2" ]; then
+	rm -f "$d/hang.$2"
+	sleep 60 &
+	echo $! >"$d/hang.pid"
+	wait
+fi
+[ -f "$d/slow.$2" ] && sleep "$(cat "$d/slow.$2")"
+printf '%s\t%s\t%s\n' "$EPOCHREALTIME" "$1" "$2" >>"$d/done"
+exit 0
+SH
+chmod +x "$PROG"
+export FOLLOW_DIR="$F"
+: >"$F/runs"
+: >"$F/done"
+
+db_reset || { not_ok "database reset"; exit 1; }
+write_config "$WORK/milterd.conf"
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
+
+# verify ACCOUNT EMAIL: a request, the agent's signed reply through milterd, a 250.
+verify() {
+	local tok msg="$WORK/reply.$1"
+	tok=$(new_token "$1" "$2") || return 1
+	make_reply "$msg" "$2" "$tok" --subject "Re: Verification of your account [$tok]" --body "Confirmed."
+	"$SIGN" --domain agri.gouv.fr --selector rsa2048 --key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" \
+		<"$msg" >"$msg.s" || return 1
+	mt message.lua "file=$msg.s" "rcpt=<verify+$tok@certify.test>" expect=accept >"$WORK/mt.out" 2>&1
+}
+
+# sql_verify ACCOUNT...: requests verified as milterd's record() verifies them, each in
+# its own transaction (its own NOTIFY), back to back on one connection.
+sql_verify() {
+	local a sql=""
+	for a in "$@"; do
+		sql="$sql SELECT milterd.request_verification('$a', '$a@agri.gouv.fr');
+		UPDATE milterd.requests SET state = 'verified', verified_at = now()
+		 WHERE account = '$a' AND state = 'pending';"
+	done
+	psql -v ON_ERROR_STOP=1 -qAt -c "$sql" >/dev/null
+}
+
+# follower NAME [follow options...]: a follower in the background, its log in $WORK/NAME.log.
+follower() {
+	local name="$1"; shift
+	: >"$WORK/$name.log"
+	"$CTL" follow --exec "$PROG" "$@" >>"$WORK/$name.log" 2>&1 &
+	FPID[$name]=$!
+}
+stop_follower() {	# NAME [SIGNAL]
+	kill -"${2:-TERM}" "${FPID[$1]}" 2>/dev/null
+	wait "${FPID[$1]}" 2>/dev/null
+	unset "FPID[$1]"
+}
+
+# wait_eq SECONDS EXPECTED COMMAND...: poll until the command prints EXPECTED.
+wait_eq() {
+	local t=$(( $1 * 10 )) want="$2"; shift 2
+	while [ "$t" -gt 0 ]; do
+		[ "$("$@" 2>/dev/null)" = "$want" ] && return 0
+		sleep 0.1
+		t=$((t - 1))
+	done
+	return 1
+}
+pending() { pg_psql "SELECT count(*) FROM milterd.events"; }
+pending_of() { pg_psql "SELECT count(*) FROM milterd.events WHERE account = '$1'"; }
+runs_of() { awk -F'\t' -v a="$1" '$3 == a' "$F/runs" | wc -l; }
+# The arguments of every start for ACCOUNT, in order: EVENT ACCOUNT EMAIL ARGC.
+calls_of() { awk -F'\t' -v a="$1" '$3 == a { print $2, $3, $4, $5 }' "$F/runs"; }
+actives() { grep -c "follow: active" "$WORK/$1.log"; }
+
+# ---------------------------------------------------------------- catch-up
+# While no follower runs: alice verified; bob verified then lapsed; carol verified then
+# her address changed; an account whose name a shell would split and expand, verified.
+odd='o'\''neil; touch '"$WORK"'/pwned $(id) *'
+ok_all=1
+for a in alice bob carol; do
+	verify "$a" "$a@agri.gouv.fr" || { ok_all=0; not_ok "catch-up: $a verified through milterd: $(tr '\n' ' ' <"$WORK/mt.out")"; }
+done
+[ "$ok_all" = 1 ] && ok "catch-up: three replies verified through milterd while no follower runs"
+pg_psql "SELECT milterd.request_verification(\$\$$odd\$\$, 'oneil@agri.gouv.fr')" >/dev/null
+pg_psql "UPDATE milterd.requests SET state = 'verified', verified_at = now()
+	WHERE account = \$\$$odd\$\$" >/dev/null
+pg_psql "UPDATE milterd.requests SET valid_until = now() - interval '1 second'
+	WHERE account = 'bob' AND state = 'verified'" >/dev/null
+expect_eq "catch-up: milterd.lapse() ends bob's certification" 1 "$(pg_psql "SELECT milterd.lapse()")"
+"$CTL" address --account carol --email carol.new@agri.gouv.fr >"$WORK/address.out" 2>&1
+expect_eq "catch-up: milterctl address ends carol's certification" "carol: certification ended" \
+	"$(cat "$WORK/address.out")"
+expect_eq "catch-up: six events wait" 6 "$(pending)"
+
+follower main
+if wait_eq 10 0 pending; then
+	ok "catch-up: the follower acknowledged every event"
+else
+	not_ok "catch-up: $(pending) events left: $(tail -n 3 "$WORK/main.log" | tr '\n' ' ')"
+fi
+expect_eq "catch-up: each event run once, in order per account, as PROGRAM EVENT ACCOUNT EMAIL" \
+	"verified alice alice@agri.gouv.fr 3|verified bob bob@agri.gouv.fr 3|lapsed bob bob@agri.gouv.fr 3|verified carol carol@agri.gouv.fr 3|address_changed carol carol@agri.gouv.fr 3" \
+	"$(for a in alice bob carol; do calls_of "$a"; done | paste -sd '|')"
+expect_eq "catch-up: an account name with quotes, spaces, \$( ) and * is one argument, verbatim (no shell)" \
+	"verified|$odd|oneil@agri.gouv.fr|3|" \
+	"$(awk -F'\t' -v a="$odd" '$3 == a { printf "%s|%s|%s|%s|", $2, $3, $4, $5 }' "$F/runs")$(ls "$WORK/pwned" 2>/dev/null)"
+expect_eq "catch-up: six successful runs, six events acknowledged, none left" "6|6|0" \
+	"$(wc -l <"$F/done")|$(pg_psql "SELECT count(*) FILTER (WHERE acknowledged_at IS NOT NULL)
+	  + count(*) FILTER (WHERE end_acknowledged_at IS NOT NULL) FROM milterd.requests")|$(pending)"
+# SIGPIPE is ignored in milterctl (a sendmail that exits early); a program must not inherit that.
+ign=$(cat "$F/sigign" 2>/dev/null)
+if [ -n "$ign" ] && [ $(( 0x$ign & (1 << 12) )) = 0 ]; then
+	ok "PROGRAM starts with SIGPIPE at its default (SigIgn $ign)"
+else
+	not_ok "PROGRAM starts with SIGPIPE ignored (SigIgn ${ign:-?})"
+fi
+
+# ------------------------------------------------------------------ at once
+# Five replies through milterd, one after the other: from the request's verified_at
+# (written just before milterd's 250) to the program's start.
+worst=0 all=""
+for i in 1 2 3 4 5; do
+	verify "dave$i" "dave$i@agri.gouv.fr" || { not_ok "at once: dave$i verified: $(tr '\n' ' ' <"$WORK/mt.out")"; continue; }
+	wait_eq 5 1 runs_of "dave$i"
+	lat=$(awk -F'\t' -v a="dave$i" -v v="$(pg_psql "SELECT extract(epoch FROM verified_at)
+		FROM milterd.requests WHERE account = 'dave$i'")" '$3 == a { printf "%.3f", $1 - v; exit }' "$F/runs")
+	all="$all ${lat:-none}"
+	[ -z "$lat" ] && worst=99 && continue
+	awk -v l="$lat" -v w="$worst" 'BEGIN { exit !(l > w) }' && worst=$lat
+done
+if awk -v w="$worst" 'BEGIN { exit !(w < 3) }'; then
+	ok "at once: PROGRAM started within 3 s of each verification (s:$all)"
+else
+	not_ok "at once: verification to PROGRAM start (s):$all"
+fi
+
+# An event that comes while the program runs for another starts as soon as that run is
+# acknowledged: its notification, read with the acknowledgement, is not left waiting.
+echo 1 >"$F/slow.dave6"
+sql_verify dave6
+wait_eq 5 1 runs_of dave6
+sql_verify dave7
+wait_eq 5 1 runs_of dave7
+gap=$(awk -F'\t' -v d="$(awk -F'\t' '$3 == "dave6" { print $1 }' "$F/done")" \
+	'$3 == "dave7" { printf "%.3f", $1 - d }' "$F/runs")
+if [ -n "$gap" ] && awk -v g="$gap" 'BEGIN { exit !(g < 0.5) }'; then
+	ok "at once: an event that came during another's run starts when it ends (${gap} s after)"
+else
+	not_ok "at once: an event that came during another's run started ${gap:-never} s after it ended"
+fi
+
+# ------------------------------------------------------------ failing PROGRAM
+# erin's program fails three times: retried after 1, 2, 4 s, acknowledged only after the
+# fourth run; her next event (an address change) waits for it; frank is not held up.
+echo 3 >"$F/fail.erin"
+sql_verify erin
+"$CTL" address --account erin --email erin.new@agri.gouv.fr >/dev/null
+sql_verify frank
+wait_eq 5 1 runs_of frank
+expect_eq "failing PROGRAM: another account's event runs meanwhile, once" "1|1" \
+	"$(runs_of frank)|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'frank'
+	  AND acknowledged_at IS NOT NULL")"
+expect_eq "failing PROGRAM: not acknowledged while it fails" "0" \
+	"$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'erin' AND acknowledged_at IS NOT NULL")"
+if wait_eq 15 0 pending_of erin; then
+	ok "failing PROGRAM: retried until it succeeded, then acknowledged"
+else
+	not_ok "failing PROGRAM: erin still pending after 15 s: $(calls_of erin | paste -sd '|')"
+fi
+expect_eq "failing PROGRAM: four runs of the verification, then the address change once" \
+	"verified verified verified verified address_changed" \
+	"$(calls_of erin | cut -d' ' -f1 | paste -sd ' ')"
+gaps=$(awk -F'\t' '$3 == "erin" && $2 == "verified" { if (n++) printf "%.2f ", $1 - p; p = $1 }' "$F/runs")
+# Backoff 1, 2, 4 s: each wait at least about its delay and longer than the one before.
+if echo "$gaps" | awk '{ exit !(NF == 3 && $1 >= 0.9 && $2 >= 1.9 && $3 >= 3.9 && $3 < 8) }'; then
+	ok "failing PROGRAM: retried with backoff (waits $gaps s)"
+else
+	not_ok "failing PROGRAM: waits between retries $gaps s, wanted about 1 2 4"
+fi
+first_frank=$(awk -F'\t' '$3 == "frank" { print $1; exit }' "$F/runs")
+erin_ok=$(awk -F'\t' '$3 == "erin" && $2 == "verified" { t = $1 } END { print t }' "$F/runs")
+if awk -v a="$first_frank" -v b="$erin_ok" 'BEGIN { exit !(a < b) }'; then
+	ok "failing PROGRAM: frank ran before erin's retries ended"
+else
+	not_ok "failing PROGRAM: frank ran at $first_frank, after erin's success at $erin_ok"
+fi
+
+# nora's program fails; while she waits for her retry, her event is acknowledged by
+# someone else: no retry, and no pass after pass without pause once it is due.
+ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+echo 100 >"$F/fail.nora"
+sql_verify nora
+wait_eq 5 1 runs_of nora
+pg_psql "SELECT milterd.ack_event(id, 'verified') FROM milterd.requests WHERE account = 'nora'" >/dev/null
+sleep 1.5
+c0=$(ticks "${FPID[main]}")
+sleep 2
+c1=$(ticks "${FPID[main]}")
+if [ "$(runs_of nora)" = 1 ] && [ $(( c1 - c0 )) -le 5 ]; then
+	ok "event acknowledged elsewhere during its backoff: not run again, the follower idle ($(( c1 - c0 )) ticks in 2 s)"
+else
+	not_ok "event acknowledged elsewhere during its backoff: $(runs_of nora) runs, $(( c1 - c0 )) CPU ticks in 2 s"
+fi
+
+# ------------------------------------------------------------ PROGRAM hangs
+# With --timeout 2, a program that hangs (and its child) is killed, then run again.
+stop_follower main
+follower main --timeout 2
+wait_eq 5 1 actives main
+touch "$F/hang.gina"
+sql_verify gina
+if wait_eq 12 0 pending_of gina; then
+	ok "hanging PROGRAM: killed past --timeout, run again, acknowledged"
+else
+	not_ok "hanging PROGRAM: gina still pending: $(tail -n 3 "$WORK/main.log" | tr '\n' ' ')"
+fi
+g=$(awk -F'\t' '$3 == "gina" { if (n++) printf "%.1f", $1 - p; p = $1 }' "$F/runs")
+if [ "$(runs_of gina)" = 2 ] && awk -v g="$g" 'BEGIN { exit !(g >= 2 && g < 6) }' &&
+	grep -q "still running after 2 s" "$WORK/main.log"; then
+	ok "hanging PROGRAM: stopped after 2 s, retried ($g s between the starts)"
+else
+	not_ok "hanging PROGRAM: $(runs_of gina) runs, $g s apart: $(grep gina "$WORK/main.log" | tr '\n' ' ')"
+fi
+# Killed: gone, or a zombie until PID 1 (a container's may be slow) reaps it.
+alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f1)" != Z ]; }
+if [ -f "$F/hang.pid" ] && ! alive "$(cat "$F/hang.pid")"; then
+	ok "hanging PROGRAM: the child it started was killed with it"
+else
+	not_ok "hanging PROGRAM: its child $(cat "$F/hang.pid" 2>/dev/null) outlived it"
+fi
+
+# SIGTERM while a program runs: the program finishes and is acknowledged, then it stops.
+echo 1 >"$F/slow.hank"
+sql_verify hank
+wait_eq 5 1 runs_of hank
+kill -TERM "${FPID[main]}"
+t0=$EPOCHREALTIME
+wait "${FPID[main]}"; rc=$?
+unset "FPID[main]"
+expect_eq "SIGTERM during a run: exit 0 once the program finished, its event acknowledged" "0|1|0" \
+	"$rc|$(awk -F'\t' '$3 == "hank"' "$F/done" | wc -l)|$(pending_of hank)"
+
+# ---------------------------------------------------------- PostgreSQL restart
+# The follower runs; PostgreSQL stops and starts again; events made at once after the
+# start (before the follower is back: it waits 1 s or more before reconnecting) and a
+# moment later are each run once.
+follower main
+wait_eq 5 1 actives main
+t0=$EPOCHREALTIME
+pg_stop
+pg_start "$PG_TOPWORK" || not_ok "PostgreSQL starts again"
+sql_verify ivan
+pg_psql "UPDATE milterd.requests SET valid_until = now() WHERE account = 'alice' AND state = 'verified'" >/dev/null
+pg_psql "SELECT milterd.lapse()" >/dev/null
+wait_eq 20 2 actives main
+sleep 0.5
+sql_verify judy
+if wait_eq 10 0 pending; then
+	ok "PostgreSQL restarted: the follower reconnected and caught up"
+else
+	not_ok "PostgreSQL restarted: $(pending) events left: $(tail -n 4 "$WORK/main.log" | tr '\n' ' ')"
+fi
+expect_eq "PostgreSQL restarted: every event run once, none missed" \
+	"lapsed alice|verified ivan|verified judy" \
+	"$(awk -F'\t' '$1 > '"$t0"' { print $2, $3 }' "$F/runs" | sort | paste -sd '|')"
+kill -0 "${FPID[main]}" 2>/dev/null && ok "PostgreSQL restarted: the follower kept running" ||
+	not_ok "PostgreSQL restarted: the follower exited: $(tail -n 3 "$WORK/main.log" | tr '\n' ' ')"
+stop_follower main
+
+# ------------------------------------------------------------- two followers
+follower one
+wait_eq 5 1 actives one
+follower two
+wait_for 5 grep -q "standing by" "$WORK/two.log" &&
+	ok "two followers: the second stands by" || not_ok "two followers: $(cat "$WORK/two.log" | tr '\n' ' ')"
+accts=(); for i in $(seq 1 30); do accts+=("many$i"); done
+sql_verify "${accts[@]}"
+wait_eq 20 0 pending
+expect_eq "two followers: 30 verifications, each run exactly once, all acknowledged" "30|30|0" \
+	"$(awk -F'\t' '$3 ~ /^many/' "$F/runs" | wc -l)|$(awk -F'\t' '$3 ~ /^many/ { print $3 }' "$F/runs" | sort -u | wc -l)|$(pending)"
+stop_follower one KILL
+accts=(); for i in $(seq 1 5); do accts+=("more$i"); done
+sql_verify "${accts[@]}"
+if wait_eq 10 0 pending && [ "$(actives two)" = 1 ]; then
+	ok "two followers: the active one killed (SIGKILL), the standby took over"
+else
+	not_ok "two followers: after SIGKILL, $(pending) events left: $(tail -n 3 "$WORK/two.log" | tr '\n' ' ')"
+fi
+expect_eq "two followers: the standby ran each new event once" "5|5" \
+	"$(awk -F'\t' '$3 ~ /^more/' "$F/runs" | wc -l)|$(awk -F'\t' '$3 ~ /^more/ { print $3 }' "$F/runs" | sort -u | wc -l)"
+
+# ------------------------------------------------------------ --once, usage
+"$CTL" follow --exec "$PROG" --once >"$WORK/once.out" 2>&1; rc=$?
+expect_eq "--once while another follower is active: runs nothing, says nothing (cron mails any output), exit 0" \
+	"0|" "$rc|$(cat "$WORK/once.out")"
+stop_follower two
+"$CTL" follow --exec "$PROG" --once >"$WORK/once.out" 2>&1; rc=$?
+expect_eq "--once with nothing pending: exit 0" 0 "$rc"
+echo 1 >"$F/fail.kim"
+sql_verify kim lucy
+n0=$(wc -l <"$F/runs")
+"$CTL" follow --exec "$PROG" --once >"$WORK/once.out" 2>&1; rc=$?
+expect_eq "--once, kim's program fails: exit 1, lucy acknowledged, kim pending, each run once" \
+	"1|kim|2" "$rc|$(pg_psql "SELECT string_agg(account, ',') FROM milterd.events")|$(( $(wc -l <"$F/runs") - n0 ))"
+write_config "$WORK/follow.conf" "follow_exec = $PROG"
+"$CTL" -c "$WORK/follow.conf" follow --once >"$WORK/once.out" 2>&1; rc=$?
+expect_eq "--once with follow_exec from the configuration: exit 0, kim acknowledged" "0|0" "$rc|$(pending)"
+
+"$CTL" --database "host=$WORK/nowhere dbname=milterd" follow --exec "$PROG" --once >"$WORK/once.out" 2>&1; rc=$?
+expect_eq "--once with the database unreachable: exit 3" 3 "$rc"
+
+chmod -x "$PROG"
+"$CTL" follow --exec "$PROG" --once >"$WORK/usage.out" 2>&1; rc=$?
+chmod +x "$PROG"
+expect_eq "--exec of a file that is not executable: usage error (exit 2)" 2 "$rc"
+expect_grep "--exec of a file that is not executable: says why" "not an executable file: Permission denied" "$WORK/usage.out"
+"$CTL" follow --exec "$WORK" --once >"$WORK/usage.out" 2>&1; rc=$?
+expect_eq "--exec of a directory: usage error (exit 2), says why" "2|1" \
+	"$rc|$(grep -c "not an executable file: Is a directory" "$WORK/usage.out")"
+"$CTL" -c "$WORK/milterd.conf" follow --once >"$WORK/usage.out" 2>&1; rc=$?
+expect_eq "no --exec and no follow_exec: usage error (exit 2)" 2 "$rc"
+expect_grep "no --exec and no follow_exec: says what is needed" "follow needs --exec PROGRAM" "$WORK/usage.out"
+"$CTL" follow --exec "$PROG" --timeout 0 >"$WORK/usage.out" 2>&1; rc=$?
+expect_eq "--timeout 0: usage error (exit 2)" 2 "$rc"
+
+# ------------------------------------------------------------ systemd units
+# The units as make install writes them (SBINDIR, SYSCONFDIR substituted), checked by
+# systemd-analyze, and their commands run as the units would run them (--once added).
+units="$WORK/units"
+mkdir -p "$units/etc"
+for u in milterd-follow.service milterd-recertify.service milterd-recertify.timer; do
+	sed -e "s|@SBINDIR@|$BUILD|g" -e "s|@SYSCONFDIR@|$units/etc|g" -e "s|@DATADIR@|$TOP|g" \
+		"$TOP/milterd/$u" >"$units/$u"
+done
+if out=$(systemd-analyze verify --man=no "$units"/*.service "$units"/*.timer 2>&1) && [ -z "$out" ]; then
+	ok "systemd-analyze verify accepts milterd-follow.service, milterd-recertify.service and .timer"
+else
+	not_ok "systemd-analyze verify: $(echo "$out" | tr '\n' ' ')"
+fi
+execstart() { sed -n "s/^ExecStart=//p" "$units/$1"; }
+write_config "$units/etc/milterd.conf"
+sql_verify olga
+$(execstart milterd-follow.service) --once >"$WORK/unit.out" 2>&1; rc=$?
+prevent=$(sed -n 's/^RestartPreventExitStatus=//p' "$units/milterd-follow.service")
+expect_eq "the follow unit's command without follow_exec: exit $rc, one the unit does not restart on" \
+	"yes" "$(case " $prevent " in *" $rc "*) echo yes ;; *) echo "no ($rc; $(cat "$WORK/unit.out"))" ;; esac)"
+write_config "$units/etc/milterd.conf" "follow_exec = $PROG"
+$(execstart milterd-follow.service) --once >"$WORK/unit.out" 2>&1; rc=$?
+expect_eq "the follow unit's command with follow_exec: olga's event run and acknowledged" "0|1|0" \
+	"$rc|$(runs_of olga)|$(pending)"
+rc=""
+while read -r cmd; do $cmd >>"$WORK/unit.out" 2>&1; rc="$rc$?"; done < <(execstart milterd-recertify.service)
+expect_eq "the recertify unit's commands (recertify, db prune) succeed" "00" "$rc"

@@ -1,0 +1,45 @@
+# service-reload.sh — SIGHUP re-reads configuration and policy: a valid change
+# applies, a broken policy or a change that needs a restart is refused and the
+# old configuration keeps answering; the pidfile holds milterd's pid.
+. "$TOP/tests/lib/pg.sh"
+. "$TOP/tests/lib/common.sh"
+trap milterd_stop EXIT
+
+db_reset || { not_ok "database reset"; exit 1; }
+write_config "$WORK/milterd.conf" "pidfile = $WORK/milterd.pid"
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
+expect_eq "pidfile holds milterd's pid" "$MILTERD_PID" "$(cat "$WORK/milterd.pid" 2>/dev/null)"
+tok=$(new_token alice alice@agri.gouv.fr)
+
+# A valid change: the verify address moves.
+sed -i 's/^verify_address = .*/verify_address = check@certify.test/' "$WORK/milterd.conf"
+kill -HUP "$MILTERD_PID"
+wait_for 5 grep -q "configuration and policy reloaded" "$MILTERD_LOG"
+if rcpt_ok "<check+$tok@certify.test>" continue && rcpt_ok "<check+abcdefghijklmnopqrstuvwxy4@certify.test>" reply &&
+	rcpt_ok "<verify+abcdefghijklmnopqrstuvwxy4@certify.test>" continue; then
+	ok "SIGHUP applies a valid new configuration (new verify address screened, old one passes)"
+else
+	not_ok "SIGHUP applies a valid new configuration: $(tail -n 3 "$MILTERD_LOG" | tr '\n' ' ')"
+fi
+kill -0 "$MILTERD_PID" 2>/dev/null && ok "milterd survives SIGHUP" || not_ok "milterd survives SIGHUP"
+
+# A broken policy: refused with file, line and key; the old configuration answers on.
+printf '[default]\nallow = gouv.fr\nrequire = dkim-maybe\n' >"$WORK/bad-policy.conf"
+cp "$WORK/milterd.conf" "$WORK/good.conf"
+sed -i "s|^policy = .*|policy = $WORK/bad-policy.conf|" "$WORK/milterd.conf"
+kill -HUP "$MILTERD_PID"
+wait_for 5 grep -q "reload refused" "$MILTERD_LOG"
+expect_grep "a broken policy is refused, naming file, line and key" \
+	"bad-policy.conf:3: require: expected dkim" "$MILTERD_LOG"
+if rcpt_ok "<check+$tok@certify.test>" continue && rcpt_ok "<check+abcdefghijklmnopqrstuvwxy4@certify.test>" reply; then
+	ok "after a refused reload milterd keeps answering with the old configuration"
+else
+	not_ok "after a refused reload milterd keeps answering"
+fi
+# A change that needs a restart is refused too.
+cp "$WORK/good.conf" "$WORK/milterd.conf"
+sed -i "s|^socket = .*|socket = unix:$WORK/other.sock|" "$WORK/milterd.conf"
+kill -HUP "$MILTERD_PID"
+wait_for 5 grep -q "socket: changing it needs a restart" "$MILTERD_LOG" &&
+	ok "a change of socket on reload is refused: it needs a restart" ||
+	not_ok "a change of socket on reload is refused"
