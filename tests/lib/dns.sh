@@ -16,6 +16,8 @@
 # Served: for each DOMAIN/SELECTOR below, SELECTOR._domainkey.DOMAIN TXT "v=DKIM1; k=...; p=..."
 #   agri.gouv.fr: rsa2048 rsa1024 ed(ed25519)  mail.agri.gouv.fr, interieur.gouv.fr, example.com,
 #   fakegouv.fr: rsa2048;  mx.DOMAIN A 127.0.0.x and DOMAIN MX 10 mx.DOMAIN.
+#   With DNS_DEAD_ADDR=IP@PORT set before dns_start, queries under dead.agri.gouv.fr go to a server
+#   there that never answers (the caller runs it): they time out.
 #   Any query under broken.gouv.fr (e.g. rsa2048._domainkey.broken.gouv.fr TXT) gets an immediate SERVFAIL:
 #   it is an unbound auth-zone with no data and no primary (fallback-enabled: no), which unbound answers with
 #   SERVFAIL (no network, no timeout). Every other name: NXDOMAIN (local-zone "." static).
@@ -91,8 +93,17 @@ _dns_write_conf() {
                 case "$line" in ''|'#'*) continue ;; esac
                 echo "  local-data: '$line'"
             done
+        # Names delegated to a server that never answers (DNS_DEAD_ADDR, IP@PORT):
+        # every query under them times out (unbound tries, then SERVFAIL).
+        if [ -n "${DNS_DEAD_ADDR:-}" ]; then
+            echo "  local-zone: \"dead.agri.gouv.fr.\" transparent"
+            echo "  do-not-query-localhost: no"
+        fi
         echo "remote-control:"; echo "  control-enable: no"
         echo "auth-zone:"; echo "  name: \"broken.gouv.fr.\""; echo "  fallback-enabled: no"
+        if [ -n "${DNS_DEAD_ADDR:-}" ]; then
+            echo "stub-zone:"; echo "  name: \"dead.agri.gouv.fr.\""; echo "  stub-addr: $DNS_DEAD_ADDR"
+        fi
     } > "$w/unbound.conf"
 }
 
