@@ -50,6 +50,11 @@ if postfix_mail_wait "$PF_RECV_MAILDIR" 1 10 &&
 else
 	not_ok "delivered with milterd's Authentication-Results"
 fi
+# The exact first line: "Authentication-Results:", one space, our authserv-id
+# (milterd negotiates SMFIP_HDR_LEADSPC: the value brings its own space).
+expect_eq "the delivered copy's Authentication-Results line" \
+	"Authentication-Results: mx.certify.test;" \
+	"$(grep -m 1 '^Authentication-Results:' "$(postfix_mail_last "$PF_RECV_MAILDIR")" | tr -d '\r')"
 
 # 2. A refused reply: the reason is in the SMTP dialogue.
 t=$(new_token bob bob@agri.gouv.fr)
