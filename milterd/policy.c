@@ -877,12 +877,10 @@ policy_not_authenticated(const struct policy_input *in, struct policy_decision *
 }
 
 void
-policy_decide(const struct policy *pol, const struct policy_input *in,
-    struct policy_decision *d)
+policy_decide(const struct policy_input *in, struct policy_decision *d)
 {
 	struct policy_sigcount c = { 0, 0, 0, 0 };
 
-	(void)pol;
 	if (in->failure != NULL) {
 		policy_set(d, R_TEMPORARY, "4.3.0", "%s", in->failure);
 		return;

@@ -171,8 +171,7 @@ struct policy_decision {
 
 /* The decision on a message screened by policy_screen(), settled against
  * in->req (the request as RCPT read it). */
-void	policy_decide(const struct policy *, const struct policy_input *,
-	    struct policy_decision *);
+void	policy_decide(const struct policy_input *, struct policy_decision *);
 /* Settles a decision again against the request as the database left it when
  * the guarded write did not happen (a concurrent reply verified it, it
  * expired, the address was taken meanwhile). */

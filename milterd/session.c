@@ -532,7 +532,7 @@ session_decide(struct session *s, const struct session_eom *out)
 		.failure = m->failure[0] != '\0' ? m->failure : NULL,
 	};
 
-	policy_decide(s->snap->pol, &in, &m->decision);
+	policy_decide(&in, &m->decision);
 }
 
 /* ------------------------------------------------ end of message: record */
