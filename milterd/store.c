@@ -44,10 +44,13 @@ struct store_slot {
 	int	 busy;
 	/* synchronous_commit as the server sets it for milterd's role. When
 	 * it asks standbys to confirm commits ("on", "remote_write",
-	 * "remote_apply"), the connection runs at "local" and a verification
-	 * waits for the standbys in a transaction of its own (store_durable):
-	 * NOTIFY's lock, taken by the verifying transaction, is then not held
-	 * while the standbys answer. */
+	 * "remote_apply"), the connection runs at "off" and a verification
+	 * waits for the disk and the standbys in a transaction of its own, at
+	 * the role's level (store_durable), whose flush covers the verification
+	 * too: NOTIFY's lock, taken by the verifying transaction, is then not
+	 * held while the standbys answer. Until that transaction commits no
+	 * 250 is sent, so a verification lost meanwhile (PostgreSQL crashing
+	 * within wal_writer_delay) is one the MTA sends again. */
 	char	 level[16];
 	int	 durable;
 };
@@ -403,8 +406,8 @@ store_check_server(struct store *st, struct store_slot *s)
 	PQclear(res);
 }
 
-/* The session's settings: statement_timeout, and synchronous_commit lowered
- * to "local" where standbys confirm commits (store_slot). */
+/* The session's settings: statement_timeout, and synchronous_commit turned
+ * off where standbys confirm commits (store_slot). */
 static int
 store_session(struct store *st, struct store_slot *s, struct buf *err)
 {
@@ -425,7 +428,7 @@ store_session(struct store *st, struct store_slot *s, struct buf *err)
 	    strcmp(s->level, "remote_apply") == 0;
 	if (!s->durable)
 		return 0;
-	res = PQexec(s->conn, "SET synchronous_commit = local");
+	res = PQexec(s->conn, "SET synchronous_commit = off");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		store_error(err, "session settings", PQerrorMessage(s->conn));
 		PQclear(res);
