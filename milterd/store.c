@@ -308,7 +308,9 @@ static const char store_replication_sql[] =
 
 struct store_replication {
 	const char	*server, *level, *names;
-	int		 standbys, sync, async, hidden, durable;
+	int		 standbys, sync, async, hidden;
+	int		 confirms;	/* synchronous_commit asks standbys to confirm */
+	int		 may_emit;	/* store_durable's function may run */
 };
 
 static void
@@ -322,7 +324,7 @@ store_replication_say(const struct store *st, const struct store_replication *r)
 		log_warn("database %s: synchronous_commit is local for milterd: standbys do not"
 		    " confirm verifications before their 250, which can be lost on failover;"
 		    " set it to on", r->server);
-	else if (!r->durable)
+	else if (r->confirms && !r->may_emit)
 		log_warn("database %s: milterd's role may not execute pg_logical_emit_message():"
 		    " every verification gets 451 (GRANT EXECUTE ON FUNCTION"
 		    " pg_logical_emit_message(boolean, text, text) to it)", r->server);
@@ -345,15 +347,15 @@ store_replication_say(const struct store *st, const struct store_replication *r)
 		log_warn("database %s: %d synchronous and %d asynchronous standby%s: fail over to"
 		    " a synchronous one only; an asynchronous one can lack verifications"
 		    " answered 250", r->server, r->sync, r->async, r->async == 1 ? "" : "s");
-	else if (r->standbys == 0 && r->names[0] != '\0')
+	else if (r->standbys == 0 && r->names[0] != '\0' && r->confirms)
 		log_warn("database %s: synchronous_standby_names is set but no standby is"
 		    " connected: each verification waits %d s (db_commit_timeout), then gets 451,"
 		    " until one is", r->server, st->commit_timeout);
-	else if (r->sync > 0)
+	else if (r->sync > 0 && r->confirms)
 		log_info("database %s: %d synchronous standby%s confirm%s each verification"
 		    " before its 250", r->server, r->sync, r->sync == 1 ? "" : "s",
 		    r->sync == 1 ? "s" : "");
-	else
+	else if (r->standbys == 0)
 		log_debug("database %s: no standby replicates from it", r->server);
 }
 
@@ -364,7 +366,7 @@ store_replication_say(const struct store *st, const struct store_replication *r)
 static void
 store_check_server(struct store *st, struct store_slot *s)
 {
-	struct store_replication r = { .level = s->level };
+	struct store_replication r = { .level = s->level, .confirms = s->durable };
 	struct store_deadline dl;
 	char server[sizeof(st->server)];
 	PGresult *res;
@@ -396,7 +398,7 @@ store_check_server(struct store *st, struct store_slot *s)
 	r.sync = atoi(PQgetvalue(res, 0, 3));
 	r.async = atoi(PQgetvalue(res, 0, 4));
 	r.hidden = atoi(PQgetvalue(res, 0, 5));
-	r.durable = !s->durable || strcmp(PQgetvalue(res, 0, 6), "t") == 0;
+	r.may_emit = strcmp(PQgetvalue(res, 0, 6), "t") == 0;
 	if (strcmp(PQgetvalue(res, 0, 0), "t") == 0)
 		log_warn("database %s is a standby (in recovery): verifications get 451 until"
 		    " milterd reaches the primary (give every host, with"
