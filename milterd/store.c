@@ -656,8 +656,8 @@ store_lookup(struct store *st, const unsigned char *hash, struct store_request *
 	enum store_rc rc = STORE_NOTFOUND;
 
 	memset(out, 0, sizeof(*out));
-	/* A second past statement_timeout: the server's own error comes first. */
-	store_deadline(&dl, st->timeout + 1, "db_timeout");
+	store_deadline(&dl, st->timeout, "db_timeout");
+	dl.at.tv_sec += 1;	/* past statement_timeout: the server's own error comes first */
 	if ((res = store_exec(st, "lookup", 1, values, lengths, formats, &dl, err)) == NULL)
 		return STORE_TEMPFAIL;
 	if (PQntuples(res) == 1) {

@@ -118,7 +118,7 @@ fo_sign() {
 # 250, 4xx or 5xx (a refusal at RCPT: the code milterd logged under the queue id).
 fo_deliver() {
 	local i="$1" qid="F${ROUND}n${1}${2}" out
-	out=$(miltertest -D "socket=$MILTERD_SOCK" -D "file=$R/msg/$i" -D "qid=$qid" \
+	out=$(timeout 30 miltertest -D "socket=$MILTERD_SOCK" -D "file=$R/msg/$i" -D "qid=$qid" \
 		-D "rcpt=<verify+$(sed -n "${i}p" "$R/tokens")@certify.test>" \
 		-D "mailfrom=<agent$i@agri.gouv.fr>" -s "$TOP/tests/integration/failover.lua" 2>&1 |
 		grep '^verdict ')
