@@ -23,8 +23,11 @@ static const struct {
 	  " extract(epoch FROM expires_at)::float8, lang,"
 	  " milterd.address_holders(email, account)"
 	  " FROM milterd.requests WHERE token_hash = $1", 1 },
+	/* The last column: whether standbys are named to confirm commits now
+	 * (a reload may change it): store_wants_durable. */
 	{ "record",
-	  "SELECT recorded, verified, state, attempts, holders FROM milterd.record($1, $2,"
+	  "SELECT recorded, verified, state, attempts, holders,"
+	  " current_setting('synchronous_standby_names') <> '' FROM milterd.record($1, $2,"
 	  " $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,"
 	  " $20, $21)", 21 },
 	{ "evidence",
@@ -716,24 +719,31 @@ store_outcome(PGresult *res, const struct store_evidence *ev, struct store_outco
 	return STORE_OK;
 }
 
-/* Whether the decision will say the request is verified (a 250): this call
- * verified it, or found it verified (a copy, a retry, a concurrent reply). */
+/* Whether the decision, about to say the request is verified (a 250), must
+ * wait for store_durable first: when this call verified it (committed at
+ * "off"), and when it found it verified (a copy, a retry, a concurrent reply)
+ * while standbys are named to confirm commits: that verification may be on
+ * the primary only, its own wait cancelled. Without standbys a copy does not
+ * wait: a verification not flushed yet is one whose own 250 is not sent. */
 static int
-store_says_verified(const struct store_evidence *ev, const struct store_outcome *out)
+store_wants_durable(const struct store_evidence *ev, const struct store_outcome *out,
+    int standbys_named)
 {
-	return out->verified || (ev->reason == R_ALREADY_VERIFIED && out->recorded) ||
+	return out->verified || (standbys_named &&
+	    ((ev->reason == R_ALREADY_VERIFIED && out->recorded) ||
 	    ((ev->reason == R_VERIFIED || ev->reason == R_ALREADY_VERIFIED) && !out->recorded &&
-	    out->after.state == REQ_VERIFIED);
+	    out->after.state == REQ_VERIFIED)));
 }
 
 /* A verification the decision is about to answer 250 for must survive a
- * failover: a transaction committed after it at the server's own
- * synchronous_commit level ("durable") returns once the standbys hold its WAL,
- * and so the verification's, which precedes it. The verification may be
- * another transaction's, committed locally but not confirmed (its client
- * cancelled the wait, or died): a copy's 250 waits all the same. Run on the
- * connection the decision used, never retried on another, which could reach a
- * promoted standby that lacks the verification. */
+ * crash and a failover: a transaction committed after it at the server's own
+ * synchronous_commit level ("durable") returns once its WAL is flushed and
+ * held by the standbys, and so the verification's, which precedes it. The
+ * verification may be another transaction's, committed on the primary but
+ * not confirmed (its client cancelled the wait, or died): a copy's 250 waits
+ * all the same (store_wants_durable). Run on the connection the decision
+ * used, never retried on another, which could reach a promoted standby that
+ * lacks the verification. */
 static int
 store_durable(struct store *st, struct store_slot *s, const struct store_deadline *dl,
     struct buf *err)
@@ -769,7 +779,7 @@ store_record(struct store *st, const struct store_evidence *ev, const struct sto
 		ev->request_id ? id : NULL, (const char *)ev->token_hash, ev->from,
 		reason_name(ev->reason), ev->stage, attempts, apa, valid,
 	};
-	int lengths[21] = { 0 }, formats[21] = { 0 }, slot;
+	int lengths[21] = { 0 }, formats[21] = { 0 }, slot, named = 0;
 	struct store_deadline dl;
 	enum store_rc rc = STORE_TEMPFAIL;
 	PGresult *res;
@@ -788,10 +798,11 @@ store_record(struct store *st, const struct store_evidence *ev, const struct sto
 	store_deadline(&dl, st->commit_timeout, "db_commit_timeout");
 	if ((res = store_exec_on(st, &st->slots[slot], "record", 21, values, lengths, formats,
 	    &dl, err)) != NULL) {
-		rc = store_outcome(res, ev, out, err);
+		if ((rc = store_outcome(res, ev, out, err)) == STORE_OK)
+			named = strcmp(PQgetvalue(res, 0, 5), "t") == 0;
 		PQclear(res);
 	}
-	if (rc == STORE_OK && store_says_verified(ev, out) &&
+	if (rc == STORE_OK && store_wants_durable(ev, out, named) &&
 	    store_durable(st, &st->slots[slot], &dl, err) == -1)
 		rc = STORE_TEMPFAIL;
 	store_release(st, slot);
