@@ -35,7 +35,7 @@ endif
 
 BUILD     ?= build
 SRC_COMMON := buf.c log.c reason.c dname.c config.c stats.c address.c token.c store.c dns.c dkim.c spf.c \
-	      align.c authres.c render.c replies.c challenge.c policy.c snapshot.c session.c
+	      align.c authres.c render.c replies.c challenge.c policy_file.c policy.c snapshot.c session.c
 SRC_DAEMON := main.c milter.c server.c
 SRC_CTL    := milterctl.c ctl_check.c ctl_follow.c ctl_cycle.c
 OBJ_COMMON := $(SRC_COMMON:%.c=$(BUILD)/%.o)
@@ -53,7 +53,7 @@ DEB_PACKAGES := gcc make pkg-config libopendkim-dev libspf2-dev libpq-dev \
 	build-essential debhelper dpkg-dev lintian adduser systemd \
 	m4 libwrap0 liblockfile1
 
-.PHONY: all check demo deps fuzz install deb clean unit bench FORCE
+.PHONY: all check demo deps fuzz install deb clean unit bench tsan FORCE
 all: $(BUILD)/milterd $(BUILD)/milterctl
 
 # Objects are rebuilt when the flags change (PREFIX is compiled in).
@@ -109,6 +109,18 @@ $(BUILD)/fuzz/milter_fuzz: tests/fuzz/milter_fuzz.c milterd/milter.c milterd/buf
 	@clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-Imilterd -pthread -o $@ tests/fuzz/milter_fuzz.c milterd/milter.c milterd/buf.c
+
+# ThreadSanitizer on the tests that run many workers, connections and database
+# sessions at once (epoll hand-offs, reloads, stopping, races for one request
+# and one address): any report fails them (halt_on_error), tests/tsan.supp
+# says what is suppressed and why.
+TSAN_TESTS ?= service-workers service-stop service-reload dkim lifecycle rcpt follow dnsrecovery
+tsan:
+	$(MAKE) SANITIZER=thread BUILD=$(CURDIR)/build-tsan all unit
+	@for t in $(TSAN_TESTS); do \
+		TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/tests/tsan.supp" \
+		BUILD=$(CURDIR)/build-tsan tests/run $$t | tail -n 1 | sed "s/^/tsan $$t: /"; \
+	done
 
 include tests/bench/bench.mk
 

@@ -59,6 +59,7 @@ static const struct config_key config_keys[] = {
 	{ "database",		CT_CONNINFO,	OFF(database), "dbname=milterd", 0, 0, 0 },
 	{ "db_pool_size",	CT_INT,		OFF(db_pool_size), "8", 0, 1, 256 },
 	{ "db_timeout",		CT_INT,		OFF(db_timeout), "5", 0, 1, 300 },
+	{ "db_commit_timeout",	CT_INT,		OFF(db_commit_timeout), "10", 0, 1, 300 },
 	{ "policy",		CT_FILE,	OFF(policy), SYSCONFDIR "/policies/gouv-fr.conf", 1, 0, 0 },
 	{ "verify_address",	CT_ADDRESS,	OFF(verify_address), "verify@certify.example.org", 1, 0, 0 },
 	{ "authserv_id",	CT_HOSTNAME,	OFF(authserv_id), "", 1, 0, 0 },

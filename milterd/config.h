@@ -30,6 +30,7 @@ struct config {
 	int	 milter_timeout;	/* seconds of MTA silence before closing */
 	int	 db_pool_size;
 	int	 db_timeout;
+	int	 db_commit_timeout;	/* seconds a write may wait, standbys included */
 	char	*policy;
 	char	*verify_address;
 	char	*authserv_id;

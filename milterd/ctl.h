@@ -53,6 +53,13 @@ json_t		*ctl_json_row(const PGresult *, int row);
 int		 ctl_challenge(struct ctl *, const char *kind, const char *account,
 		    const char *email, const char *token, int lang, int send);
 
+/* Creates a request (milterd.request_verification()): EX_DONE with its token
+ * in tok; EX_NOTFOUND (reported) when its address already certifies as many
+ * accounts as the policy allows; EX_DB. */
+int		 ctl_new_request(struct ctl *, const char *account, const char *email,
+		    const char *ttl, const char *lang, const char *accounts_per_address,
+		    char *tok, size_t toksize);
+
 int		 cmd_check(struct ctl *, int, char **);
 int		 cmd_follow(struct ctl *, int, char **);
 int		 cmd_recertify(struct ctl *, int, char **);

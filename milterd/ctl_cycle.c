@@ -51,19 +51,15 @@ recertify_one(struct ctl *c, PGresult *res, int row, const struct policy_rules *
 	const char *lang = PQgetvalue(res, row, RC_LANG);
 	double now = strtod(PQgetvalue(res, row, RC_NOW), NULL), ttl = r->token_ttl;
 	char ttls[32], apa[16], tok[64];
-	const char *params[5] = { account, email, ttls, lang, apa };
-	PGresult *q;
+	int rc;
 
 	/* The new request stays answerable until the certification ends. */
 	if (until - now > ttl)
 		ttl = until - now;
 	snprintf(ttls, sizeof(ttls), "%.0f seconds", ttl);
 	snprintf(apa, sizeof(apa), "%d", r->accounts_per_address);
-	if ((q = ctl_query(c, "SELECT milterd.request_verification($1, $2, $3::interval, $4,"
-	    " $5::integer)", 5, params)) == NULL)
-		return EX_DB;
-	(void)str_copy(tok, PQgetvalue(q, 0, 0), sizeof(tok));
-	PQclear(q);
+	if ((rc = ctl_new_request(c, account, email, ttls, lang, apa, tok, sizeof(tok))) != EX_DONE)
+		return rc;
 	return ctl_challenge(c, "recertify", account, email, tok, replies_lang(lang), 1);
 }
 
@@ -116,6 +112,12 @@ recertify_due(struct ctl *c, struct recertify_counts *n)
 		case EX_DB:
 			rc = EX_DB;
 			break;
+		case EX_NOTFOUND:
+			/* The address certifies other accounts too (from before one
+			 * address, one account, or a lowered accounts_per_address):
+			 * said, and the others are still challenged. */
+			n->refused++;
+			break;
 		default:
 			n->failed++;
 			if (rc == EX_DONE)
@@ -160,10 +162,10 @@ cmd_recertify(struct ctl *c, int argc, char **argv)
 	if (c->json)
 		ctl_json_print(json_pack("{s:i, s:i, s:i, s:i, s:i}", "lapsed", n.lapsed,
 		    "dated", n.dated, "challenged", n.challenged, "failed", n.failed,
-		    "not_allowed", n.refused));
+		    "refused", n.refused));
 	else
 		printf("recertify: %d lapsed, %d given an end date, %d challenged, %d not sent,"
-		    " %d no longer allowed\n", n.lapsed, n.dated, n.challenged, n.failed,
+		    " %d refused by the policy\n", n.lapsed, n.dated, n.challenged, n.failed,
 		    n.refused);
 	return rc;
 }

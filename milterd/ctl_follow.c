@@ -28,7 +28,7 @@
 #define FOLLOW_RECONNECT_MAX 30	/* seconds: the longest wait between reconnections */
 
 static const char *const follow_channels[] = {
-	"milterd_verified", "milterd_lapsed", "milterd_address_changed",
+	"milterd_verified", "milterd_lapsed", "milterd_address_changed", "milterd_revoked",
 };
 
 /* An account whose program failed: its events wait until next (follow_now()),

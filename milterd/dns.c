@@ -1,9 +1,11 @@
 /* dns.c — libunbound behind a blocking, time-bounded query call. One context
- * (and so one cache) for the whole daemon; a service thread runs ub_process()
- * and hands answers to the waiting message threads. In front of it, a small
- * answer cache: asking libunbound, even for an answer in its cache, costs a
- * round trip through its pipes and threads (two dozen system calls and two
- * thread switches); the same few keys and SPF records are asked for all day. */
+ * (and so one cache) for the whole daemon at a time, replaced by a fresh one
+ * when the resolver has stopped answering (see DNS_FRESH_AFTER_MS); a service
+ * thread per context runs ub_process() and hands answers to the waiting
+ * message threads. In front of it, a small answer cache: asking libunbound,
+ * even for an answer in its cache, costs a round trip through its pipes and
+ * threads (two dozen system calls and two thread switches); the same few keys
+ * and SPF records are asked for all day. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -33,12 +35,59 @@ struct dns_cached {
 	struct dns_answer  answer;
 };
 
-struct dns {
+/* After this long with every query on the current context failing (timeouts,
+ * SERVFAIL), it is replaced by a fresh one; at most one fresh context per
+ * period. Why: a context remembers a forwarder that stopped answering, and
+ * nothing of it is undone when the forwarder is back, since it is not asked:
+ * each lost packet doubles the retransmit timeout, and a query for a name
+ * already asked waits for the packet in flight (lost, up to that timeout:
+ * 12 s, 24 s, 48 s ... as the outage goes on); the SERVFAIL is then kept 5 s
+ * for the name; past a timeout of 120 s the forwarder is "down" until its
+ * host cache entry expires (infra-host-ttl, 900 s). A fresh context knows
+ * none of it and asks at once. Measured (tests/integration/dnsrecovery.sh,
+ * libunbound 1.17.1, seconds until a reply verified once DNS was back, after
+ * an outage of 30 / 45 / 90 s): one context 8.6 / 25.3 / 33.7;
+ * infra-keep-probing 11.1 / 25.5 / 33.2 (it only acts past 120 s);
+ * infra-host-ttl 5 1.8 / 3.0 / 5.4 (up to 5.3 when DNS came back just after
+ * a SERVFAIL was kept: libunbound 1.17 cannot shorten that); fresh contexts
+ * 0.0 / 0.0 / 1.1-1.3. After 240 s: one context 666 s, fresh contexts 0.0. */
+#define DNS_FRESH_AFTER_MS	2000
+#define DNS_FRESH_FAILS		3	/* ... and at least this many failures */
+
+/* Held while libunbound sets up a context (creation, and its first query,
+ * which finalizes it) or deletes one: both write process-wide state of
+ * libunbound (listen_setup_locks() initializes global mutexes that
+ * ub_ctx_delete() destroys), harmless with one context for ever, a race with
+ * several. */
+static pthread_mutex_t dns_ub_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* One libunbound context and the thread that runs ub_process() for it. The
+ * current one serves new queries; a replaced one is retired: it serves the
+ * queries still in flight on it, then its thread deletes it and ends. */
+struct dns_res {
+	struct dns	*d;
 	struct ub_ctx	*ctx;
+	pthread_t	 thread;
+	int		 users;		/* queries in flight + callbacks to come; d->lock */
+	int		 retired;	/* d->lock */
+	int		 finished;	/* its thread deleted ctx; d->lock */
+	int		 ready;		/* asked once: finalized (atomic) */
+	struct dns_res	*next;		/* in d->retired */
+};
+
+struct dns {
+	char		*resolver;	/* dns_open's arguments, for fresh contexts */
+	char		*trust_anchor;
 	int		 timeout;	/* seconds */
 	int		 validating;
-	pthread_t	 thread;
-	int		 stop;		/* set to end the service thread */
+	pthread_mutex_t	 lock;		/* what follows, and users/retired above */
+	struct dns_res	*cur;
+	struct dns_res	*retired;	/* freed once their threads ended */
+	int		 nfail;		/* failures in a row on cur */
+	long long	 fail_since;	/* ms, the first of them */
+	long long	 fresh_at;	/* ms, the last fresh context */
+	int		 nfresh;	/* fresh contexts since the last answer */
+	int		 renewing;	/* a thread is making a fresh context */
 	pthread_mutex_t	 cache_lock;
 	struct dns_cached *cache[DNS_CACHE_BUCKETS];
 	int		 ncached;
@@ -46,6 +95,53 @@ struct dns {
 };
 
 static void	dns_cache_free(struct dns *);
+static void	dns_ctx_delete(struct ub_ctx *);
+
+/* A deadline for every query of the calling thread (CLOCK_REALTIME; tv_sec 0:
+ * none): a lookup that is only recorded (SPF of HELO) must not hold the
+ * decision for the whole dns_timeout of each of its queries. */
+static __thread struct timespec dns_deadline;
+
+void
+dns_set_deadline(int ms)
+{
+	if (ms <= 0) {
+		dns_deadline.tv_sec = 0;
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &dns_deadline);
+	dns_deadline.tv_sec += ms / 1000;
+	dns_deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (dns_deadline.tv_nsec >= 1000000000L) {
+		dns_deadline.tv_sec++;
+		dns_deadline.tv_nsec -= 1000000000L;
+	}
+}
+
+static int
+dns_ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* The end of a query starting now: dns_timeout, or the thread's deadline if
+ * sooner. 0, or -1 when that deadline has passed already. */
+static int
+dns_query_end(const struct dns *d, struct timespec *end)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	*end = now;
+	end->tv_sec += d->timeout;
+	if (dns_deadline.tv_sec == 0)
+		return 0;
+	if (!dns_ts_before(&now, &dns_deadline))
+		return -1;
+	if (dns_ts_before(&dns_deadline, end))
+		*end = dns_deadline;
+	return 0;
+}
 
 /* One query in flight. Two references: the waiter's and the callback's;
  * the last one out frees it, so a query that timed out can still complete
@@ -57,7 +153,17 @@ struct dns_wait {
 	int		 done;
 	int		 err;		/* libunbound error code */
 	struct ub_result *result;
+	struct dns_res	*res;		/* the context it was asked on */
 };
+
+static long long
+dns_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void
 dns_wait_unref(struct dns_wait *w)
@@ -77,9 +183,19 @@ dns_wait_unref(struct dns_wait *w)
 }
 
 static void
+dns_res_release(struct dns_res *r, int n)
+{
+	pthread_mutex_lock(&r->d->lock);
+	r->users -= n;
+	pthread_mutex_unlock(&r->d->lock);
+}
+
+/* Runs in r's service thread, from ub_process(). */
+static void
 dns_callback(void *arg, int err, struct ub_result *result)
 {
 	struct dns_wait *w = arg;
+	struct dns_res *r = w->res;
 
 	pthread_mutex_lock(&w->lock);
 	w->err = err;
@@ -88,82 +204,229 @@ dns_callback(void *arg, int err, struct ub_result *result)
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 	dns_wait_unref(w);
+	dns_res_release(r, 1);
 }
 
 static void *
 dns_service(void *arg)
 {
-	struct dns *d = arg;
-	struct pollfd pfd = { .fd = ub_fd(d->ctx), .events = POLLIN };
+	struct dns_res *r = arg;
+	struct pollfd pfd = { .fd = ub_fd(r->ctx), .events = POLLIN };
+	int done;
 
-	while (!__atomic_load_n(&d->stop, __ATOMIC_ACQUIRE)) {
+	for (;;) {
+		pthread_mutex_lock(&r->d->lock);
+		done = r->retired && r->users == 0;
+		pthread_mutex_unlock(&r->d->lock);
+		if (done)
+			break;
 		if (poll(&pfd, 1, 200) > 0)
-			ub_process(d->ctx);
+			ub_process(r->ctx);
 	}
+	/* No query and no callback left: nobody else uses the context. */
+	dns_ctx_delete(r->ctx);
+	pthread_mutex_lock(&r->d->lock);
+	r->finished = 1;
+	pthread_mutex_unlock(&r->d->lock);
 	return NULL;
+}
+
+/* A libunbound context as dns_open's arguments say; NULL with err set. */
+static struct ub_ctx *
+dns_ctx_new(const struct dns *d, struct buf *err)
+{
+	struct ub_ctx *ctx;
+	int rc;
+
+	pthread_mutex_lock(&dns_ub_lock);
+	if ((ctx = ub_ctx_create()) == NULL) {
+		pthread_mutex_unlock(&dns_ub_lock);
+		buf_puts(err, "dns: cannot create a libunbound context");
+		return NULL;
+	}
+	/* Threads, not a forked process: the answers come back to us. Records
+	 * in the order the server gave them, not shuffled by libunbound's cache:
+	 * where order matters (SPF's limit of 10 PTR names) the same mail gets
+	 * the same answer from milterd and from milterctl check. */
+	if ((rc = ub_ctx_async(ctx, 1)) != 0 ||
+	    (rc = ub_ctx_set_option(ctx, "rrset-roundrobin:", "no")) != 0)
+		goto out;
+	if (strcmp(d->resolver, "system") == 0) {
+		if ((rc = ub_ctx_resolvconf(ctx, NULL)) != 0 ||
+		    (rc = ub_ctx_hosts(ctx, NULL)) != 0)
+			goto out;
+	} else {
+		/* A forwarder on loopback (a local validating resolver) is
+		 * the common production set-up: allow it. */
+		if ((rc = ub_ctx_set_option(ctx, "do-not-query-localhost:", "no")) != 0 ||
+		    (rc = ub_ctx_set_fwd(ctx, d->resolver)) != 0)
+			goto out;
+	}
+	if (d->trust_anchor[0] != '\0')
+		rc = ub_ctx_add_ta_file(ctx, d->trust_anchor);
+out:
+	if (rc != 0) {
+		buf_printf(err, "dns: %s", ub_strerror(rc));
+		ub_ctx_delete(ctx);
+		ctx = NULL;
+	}
+	pthread_mutex_unlock(&dns_ub_lock);
+	return ctx;
+}
+
+static void
+dns_ctx_delete(struct ub_ctx *ctx)
+{
+	pthread_mutex_lock(&dns_ub_lock);
+	ub_ctx_delete(ctx);
+	pthread_mutex_unlock(&dns_ub_lock);
+}
+
+/* A context and its service thread. */
+static struct dns_res *
+dns_res_open(struct dns *d, struct buf *err)
+{
+	struct dns_res *r;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		buf_puts(err, "dns: out of memory");
+		return NULL;
+	}
+	r->d = d;
+	if ((r->ctx = dns_ctx_new(d, err)) == NULL) {
+		free(r);
+		return NULL;
+	}
+	if (pthread_create(&r->thread, NULL, dns_service, r) != 0) {
+		buf_puts(err, "dns: cannot start the resolver thread");
+		dns_ctx_delete(r->ctx);
+		free(r);
+		return NULL;
+	}
+	return r;
 }
 
 struct dns *
 dns_open(const char *resolver, const char *trust_anchor, int timeout, struct buf *err)
 {
 	struct dns *d;
-	int rc = 0;
 
-	if ((d = calloc(1, sizeof(*d))) == NULL || (d->ctx = ub_ctx_create()) == NULL) {
-		buf_puts(err, "dns: cannot create a libunbound context");
+	if (trust_anchor == NULL)
+		trust_anchor = "";
+	if ((d = calloc(1, sizeof(*d))) == NULL || (d->resolver = strdup(resolver)) == NULL ||
+	    (d->trust_anchor = strdup(trust_anchor)) == NULL) {
+		buf_puts(err, "dns: out of memory");
+		if (d != NULL)
+			free(d->resolver);
 		free(d);
 		return NULL;
 	}
 	d->timeout = timeout;
+	d->validating = trust_anchor[0] != '\0';
+	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->cache_lock, NULL);
-	/* Threads, not a forked process: the answers come back to us. Records
-	 * in the order the server gave them, not shuffled by libunbound's cache:
-	 * where order matters (SPF's limit of 10 PTR names) the same mail gets
-	 * the same answer from milterd and from milterctl check. */
-	if ((rc = ub_ctx_async(d->ctx, 1)) != 0 ||
-	    (rc = ub_ctx_set_option(d->ctx, "rrset-roundrobin:", "no")) != 0)
-		goto fail;
-	if (strcmp(resolver, "system") == 0) {
-		if ((rc = ub_ctx_resolvconf(d->ctx, NULL)) != 0 ||
-		    (rc = ub_ctx_hosts(d->ctx, NULL)) != 0)
-			goto fail;
-	} else {
-		/* A forwarder on loopback (a local validating resolver) is
-		 * the common production set-up: allow it. */
-		if ((rc = ub_ctx_set_option(d->ctx, "do-not-query-localhost:", "no")) != 0 ||
-		    (rc = ub_ctx_set_fwd(d->ctx, resolver)) != 0)
-			goto fail;
-	}
-	if (trust_anchor != NULL && trust_anchor[0] != '\0') {
-		if ((rc = ub_ctx_add_ta_file(d->ctx, trust_anchor)) != 0)
-			goto fail;
-		d->validating = 1;
-	}
-	if (pthread_create(&d->thread, NULL, dns_service, d) != 0) {
-		buf_puts(err, "dns: cannot start the resolver thread");
-		ub_ctx_delete(d->ctx);
+	if ((d->cur = dns_res_open(d, err)) == NULL) {
+		pthread_mutex_destroy(&d->lock);
+		pthread_mutex_destroy(&d->cache_lock);
+		free(d->resolver);
+		free(d->trust_anchor);
 		free(d);
 		return NULL;
 	}
+	d->fresh_at = dns_now_ms();
 	return d;
-fail:
-	buf_printf(err, "dns: %s", ub_strerror(rc));
-	ub_ctx_delete(d->ctx);
-	free(d);
-	return NULL;
 }
 
+/* After the message threads are done: each context ends once the callbacks
+ * still due on it have run. */
 void
 dns_close(struct dns *d)
 {
+	struct dns_res *r;
+
 	if (d == NULL)
 		return;
-	__atomic_store_n(&d->stop, 1, __ATOMIC_RELEASE);
-	pthread_join(d->thread, NULL);
-	ub_ctx_delete(d->ctx);
+	pthread_mutex_lock(&d->lock);
+	d->cur->retired = 1;
+	d->cur->next = d->retired;
+	d->retired = d->cur;
+	d->cur = NULL;
+	pthread_mutex_unlock(&d->lock);
+	while ((r = d->retired) != NULL) {
+		d->retired = r->next;
+		pthread_join(r->thread, NULL);
+		free(r);
+	}
 	dns_cache_free(d);
 	pthread_mutex_destroy(&d->cache_lock);
+	pthread_mutex_destroy(&d->lock);
+	free(d->resolver);
+	free(d->trust_anchor);
 	free(d);
+}
+
+/* The current context, for one query: a user for the waiter, one for the
+ * callback. */
+static struct dns_res *
+dns_res_hold(struct dns *d)
+{
+	struct dns_res *r;
+
+	pthread_mutex_lock(&d->lock);
+	r = d->cur;
+	r->users += 2;
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+/* Replace the current context by a fresh one; the old one retires. Contexts
+ * retired earlier whose threads have ended are freed. */
+static void
+dns_renew(struct dns *d)
+{
+	struct dns_res *r, *old, **pp, *done = NULL;
+	struct buf err;
+	int nfresh = 0;
+
+	buf_init(&err);
+	r = dns_res_open(d, &err);
+	pthread_mutex_lock(&d->lock);
+	d->renewing = 0;
+	d->nfail = 0;
+	d->fresh_at = dns_now_ms();
+	if (r != NULL) {
+		old = d->cur;
+		old->retired = 1;
+		old->next = d->retired;
+		d->retired = old;
+		d->cur = r;
+		nfresh = ++d->nfresh;
+	}
+	for (pp = &d->retired; *pp != NULL; )
+		if ((*pp)->finished) {
+			struct dns_res *x = *pp;
+
+			*pp = x->next;
+			x->next = done;
+			done = x;
+		} else
+			pp = &(*pp)->next;
+	pthread_mutex_unlock(&d->lock);
+	if (r == NULL)
+		log_err("%s (no fresh resolver context: the current one stays)", err.s);
+	else if (nfresh == 1)
+		log_warn("dns: every query to %s failed for %d ms: asking it with a fresh "
+		    "resolver context (then another at most every %d ms until it answers)",
+		    d->resolver, DNS_FRESH_AFTER_MS, DNS_FRESH_AFTER_MS);
+	else
+		log_debug("dns: still no answer from %s: fresh resolver context %d", d->resolver,
+		    nfresh);
+	buf_free(&err);
+	while ((r = done) != NULL) {
+		done = r->next;
+		pthread_join(r->thread, NULL);
+		free(r);
+	}
 }
 
 void
@@ -442,6 +705,39 @@ dns_cache_free(struct dns *d)
 	d->ncached = 0;
 }
 
+/* The end of a query asked on r: answered by the resolver (1: an answer,
+ * even NXDOMAIN, REFUSED or bogus), failed (0: timeout, SERVFAIL, libunbound
+ * error) or neither (-1: not a name, or cut short by the thread's deadline).
+ * Failures in a row on the current context for DNS_FRESH_AFTER_MS make this
+ * thread replace it. */
+static void
+dns_res_done(struct dns *d, struct dns_res *r, int answered)
+{
+	long long now = dns_now_ms();
+	int renew = 0, back = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if (r == d->cur && answered == 1) {
+		back = d->nfresh;
+		d->nfresh = 0;
+		d->nfail = 0;
+	} else if (r == d->cur && answered == 0) {
+		if (d->nfail++ == 0)
+			d->fail_since = now;
+		if (!d->renewing && d->nfail >= DNS_FRESH_FAILS &&
+		    now - d->fail_since >= DNS_FRESH_AFTER_MS &&
+		    now - d->fresh_at >= DNS_FRESH_AFTER_MS)
+			renew = d->renewing = 1;
+	}
+	r->users--;
+	pthread_mutex_unlock(&d->lock);
+	if (back > 0)
+		log_info("dns: %s answers again, after %d fresh resolver context%s", d->resolver,
+		    back, back > 1 ? "s" : "");
+	if (renew)
+		dns_renew(d);
+}
+
 static enum dns_status dns_resolve(struct dns *, const char *, int, struct dns_answer *);
 
 enum dns_status
@@ -460,14 +756,92 @@ dns_query(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
 	return out->status;
 }
 
+/* ub_resolve_async() on r; the first query finalizes the context: see
+ * dns_ub_lock. */
+static int
+dns_submit(struct dns_res *r, const char *name, int rrtype, struct dns_wait *w, int *id)
+{
+	int rc;
+
+	if (__atomic_load_n(&r->ready, __ATOMIC_ACQUIRE))
+		return ub_resolve_async(r->ctx, name, rrtype, 1, w, dns_callback, id);
+	pthread_mutex_lock(&dns_ub_lock);
+	rc = ub_resolve_async(r->ctx, name, rrtype, 1, w, dns_callback, id);
+	if (rc == 0 || rc == UB_SYNTAX)
+		__atomic_store_n(&r->ready, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&dns_ub_lock);
+	return rc;
+}
+
+/* Asks the current context and waits until end (dns_query_end): libunbound's
+ * result, or NULL with out->status and out->why set. */
+static struct ub_result *
+dns_ask(struct dns *d, const char *name, int rrtype, const struct timespec *end,
+    struct dns_answer *out)
+{
+	struct dns_wait *w;
+	struct dns_res *res;
+	struct ub_result *r;
+	int id, rc, done, cut, timedout = 0;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		str_copy(out->why, "out of memory", sizeof(out->why));
+		return NULL;
+	}
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	w->refs = 2;
+	w->res = res = dns_res_hold(d);
+	if ((rc = dns_submit(res, name, rrtype, w, &id)) != 0) {
+		snprintf(out->why, sizeof(out->why), "%s", ub_strerror(rc));
+		if (rc == UB_SYNTAX) {
+			out->status = DNS_BADNAME;
+			out->rcode = 3;
+		}
+		w->refs = 1;
+		dns_wait_unref(w);
+		dns_res_release(res, 1);
+		dns_res_done(d, res, rc == UB_SYNTAX ? -1 : 0);
+		return NULL;
+	}
+	pthread_mutex_lock(&w->lock);
+	while (!w->done && !timedout)
+		timedout = pthread_cond_timedwait(&w->cond, &w->lock, end) == ETIMEDOUT;
+	done = w->done;
+	r = w->result;
+	w->result = NULL;
+	rc = w->err;
+	pthread_mutex_unlock(&w->lock);
+	/* Not done: if the cancel wins, the callback will never run, so its
+	 * references go too; otherwise it runs and drops them itself. */
+	if (!done && ub_cancel(res->ctx, id) == 0) {
+		dns_wait_unref(w);
+		dns_res_release(res, 1);
+	}
+	dns_wait_unref(w);
+	/* Cut short by the thread's deadline, not by dns_timeout: that says
+	 * nothing about the resolver. */
+	cut = dns_deadline.tv_sec != 0 && !dns_ts_before(end, &dns_deadline);
+	if (!done && cut)
+		str_copy(out->why, "time allowed for this lookup is over", sizeof(out->why));
+	else if (!done)
+		snprintf(out->why, sizeof(out->why), "timeout after %d s", d->timeout);
+	else if (rc != 0 || r == NULL)
+		snprintf(out->why, sizeof(out->why), "%s", ub_strerror(rc));
+	if (r != NULL && rc != 0) {
+		ub_resolve_free(r);
+		r = NULL;
+	}
+	dns_res_done(d, res, r != NULL ? r->bogus || r->rcode != 2 : !done && cut ? -1 : 0);
+	return r;
+}
+
 /* The query itself, through libunbound. */
 static enum dns_status
 dns_resolve(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
 {
-	struct dns_wait *w;
-	struct timespec deadline;
+	struct timespec end;
 	struct ub_result *r;
-	int id, rc, done, timedout = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (!dns_name_ok(name)) {
@@ -477,50 +851,12 @@ dns_resolve(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
 		return out->status;
 	}
 	out->status = DNS_TEMPFAIL;
-	if ((w = calloc(1, sizeof(*w))) == NULL) {
-		str_copy(out->why, "out of memory", sizeof(out->why));
+	if (dns_query_end(d, &end) == -1) {
+		str_copy(out->why, "time allowed for this lookup is over", sizeof(out->why));
 		return out->status;
 	}
-	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->cond, NULL);
-	w->refs = 2;
-	if ((rc = ub_resolve_async(d->ctx, name, rrtype, 1, w, dns_callback, &id)) != 0) {
-		snprintf(out->why, sizeof(out->why), "%s", ub_strerror(rc));
-		if (rc == UB_SYNTAX) {
-			out->status = DNS_BADNAME;
-			out->rcode = 3;
-		}
-		w->refs = 1;
-		dns_wait_unref(w);
+	if ((r = dns_ask(d, name, rrtype, &end, out)) == NULL)
 		return out->status;
-	}
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += d->timeout;
-	pthread_mutex_lock(&w->lock);
-	while (!w->done && !timedout)
-		timedout = pthread_cond_timedwait(&w->cond, &w->lock, &deadline) == ETIMEDOUT;
-	done = w->done;
-	r = done ? w->result : NULL;
-	if (done)
-		w->result = NULL;
-	rc = w->err;
-	pthread_mutex_unlock(&w->lock);
-	if (!done) {
-		/* If the cancel wins, the callback will never run: drop its
-		 * reference too. Otherwise it runs and drops it itself. */
-		if (ub_cancel(d->ctx, id) == 0)
-			dns_wait_unref(w);
-		dns_wait_unref(w);
-		snprintf(out->why, sizeof(out->why), "timeout after %d s", d->timeout);
-		return out->status;
-	}
-	dns_wait_unref(w);
-	if (rc != 0 || r == NULL) {
-		snprintf(out->why, sizeof(out->why), "%s", ub_strerror(rc));
-		if (r != NULL)
-			ub_resolve_free(r);
-		return out->status;
-	}
 	out->rcode = r->rcode;
 	out->havedata = r->havedata;
 	if (d->validating)

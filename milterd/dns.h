@@ -49,5 +49,8 @@ void		 dns_close(struct dns *);
 enum dns_status	 dns_query(struct dns *, const char *name, int rrtype,
 		    struct dns_answer *out);
 void		 dns_answer_free(struct dns_answer *);
+/* Every query of the calling thread from now on ends within ms milliseconds
+ * (each still within the timeout); 0 lifts the deadline. */
+void		 dns_set_deadline(int ms);
 
 #endif

@@ -219,6 +219,24 @@ signal_thread(void *arg)
 	}
 }
 
+/* At start, one database connection: its server's replication is checked
+ * (store.c: a risk is logged) and an unreachable database is said at once. A
+ * thread of its own: milterd serves meanwhile, and answers 451 to what needs
+ * the database until it comes. */
+static void *
+connect_thread(void *arg)
+{
+	struct store *st = arg;
+	struct buf err;
+
+	buf_init(&err);
+	if (store_connect_now(st, &err) == -1)
+		log_warn("database not reachable at start: %s; verification replies get 451"
+		    " until it is", err.s);
+	buf_free(&err);
+	return NULL;
+}
+
 static void
 usage(void)
 {
@@ -325,13 +343,13 @@ main(int argc, char **argv)
 	const char *path = CONFIG_DEFAULT_PATH;
 	struct snapshot *snap;
 	struct config *cfg;
-	pthread_t reloader;
+	pthread_t reloader, connector;
 	struct store *st;
 	struct dns *dns;
 	struct buf errors;
 	rlim_t nofile;
 	sigset_t sigs;
-	int ch, check = 0, foreground = 0, rc, active;
+	int ch, check = 0, foreground = 0, rc, active, connecting;
 
 	while ((ch = getopt(argc, argv, "c:fn")) != -1) {
 		switch (ch) {
@@ -384,6 +402,8 @@ main(int argc, char **argv)
 		log_err("out of memory");
 		return 1;
 	}
+	store_set_commit_timeout(st, cfg->db_commit_timeout);
+	store_watch_replication(st);
 	buf_init(&errors);
 	if (session_init_libs(cfg, &dns, &errors) == -1) {
 		log_err("%s", errors.s);
@@ -422,10 +442,13 @@ main(int argc, char **argv)
 	active = active_workers(cfg);
 	log_info("milterd started on %s, verify address %s; %d workers, %d serving at once",
 	    cfg->socket, cfg->verify_address, cfg->workers, active);
+	connecting = pthread_create(&connector, NULL, connect_thread, st) == 0;
 	if (nofile > 0 && nofile < NOFILE_WANT)
 		log_warn("only %lu descriptors (RLIMIT_NOFILE): about as many MTA connections at most",
 		    (unsigned long)nofile);
 	rc = server_run(cfg->workers, active);
+	if (connecting)	/* bounded by connect_timeout */
+		pthread_join(connector, NULL);
 	server_close();
 	if (rc == 0)	/* it stopped the server: let it finish its last words */
 		pthread_join(reloader, NULL);

@@ -58,7 +58,8 @@ ctl_usage(void)
 	    "                                      decide on a message as the daemon would\n"
 	    "  status ACCOUNT                      the account's certification\n"
 	    "  list [--state S]                    requests, newest first\n"
-	    "  revoke ACCOUNT                      revoke the account's pending request\n"
+	    "  revoke ACCOUNT                      revoke the account's pending request and end\n"
+	    "                                      its certification\n"
 	    "  stats                               the daemon's counters\n");
 	exit(EX_USAGE);
 }
@@ -302,17 +303,20 @@ ctl_challenge(struct ctl *c, const char *kind, const char *account, const char *
 	else if (challenge_send(c->snap->cfg, msg.s, &err) == -1) {
 		fprintf(stderr, "milterctl: challenge not sent: %s\n", err.s);
 		rc = EX_SEND;
-		/* Nobody knows its token: revoked, so that the next run asks again. */
-		PQclear(res);
-		if ((res = ctl_query(c, "UPDATE milterd.requests SET state = 'revoked',"
-		    " revoked_at = now() WHERE token_hash = sha256(convert_to($1, 'UTF8'))", 1,
-		    params)) == NULL)
-			rc = EX_DB;
-	} else
+	} else if (c->json)
+		ctl_json_print(json_pack("{s:s, s:s, s:s, s:b}", "account", account, "email", email,
+		    "challenge", kind, "sent", 1));
+	else
 		printf("%s sent to %s\n", kind, email);
 	PQclear(res);
 	buf_free(&msg);
 	buf_free(&err);
+	/* A request whose challenge nobody got: nobody knows its token. Revoked,
+	 * so that the next run (cron, recertify) asks again. */
+	if (rc != EX_DONE && (res = ctl_query(c, "UPDATE milterd.requests SET state = 'revoked',"
+	    " revoked_at = now() WHERE token_hash = sha256(convert_to($1, 'UTF8'))", 1,
+	    params)) != NULL)
+		PQclear(res);
 	return rc;
 }
 
@@ -343,8 +347,7 @@ ctl_policy_for(struct ctl *c, const char *email, char *ttl, size_t ttlsize, char
 	return EX_DONE;
 }
 
-/* Creates a request: EX_DONE with its token in tok, or an exit code (reported). */
-static int
+int
 ctl_new_request(struct ctl *c, const char *account, const char *email, const char *ttl,
     const char *lang, const char *apa, char *tok, size_t toksize)
 {
@@ -480,11 +483,13 @@ cmd_address(struct ctl *c, int argc, char **argv)
 	pending = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 	(void)str_copy(lang, o.lang ? o.lang : PQgetvalue(res, 0, 2), sizeof(lang));
 	if (c->json) {
-		j = json_pack("{s:s, s:s, s:s}", "account", o.account, "email", o.email,
+		j = json_pack("{s:s, s:s, s:s}", "account", o.account, "email", o.addr,
 		    "certification", PQgetvalue(res, 0, 0));
 		ctl_json_print(j);
 	} else
-		printf("%s: certification %s\n", o.account, PQgetvalue(res, 0, 0));
+		/* On stderr with --print: stdout is the mail. */
+		fprintf(o.print ? stderr : stdout, "%s: certification %s\n", o.account,
+		    PQgetvalue(res, 0, 0));
 	PQclear(res);
 	if (!(o.send || o.print) || pending)
 		return EX_DONE;
@@ -599,7 +604,8 @@ cmd_revoke(struct ctl *c, int argc, char **argv)
 	n = atoi(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	if (n == 0) {
-		fprintf(stderr, "milterctl: no pending request for account %s\n", argv[1]);
+		fprintf(stderr, "milterctl: nothing to revoke for account %s (no pending request,"
+		    " no certification)\n", argv[1]);
 		return EX_NOTFOUND;
 	}
 	printf("revoked %s\n", argv[1]);

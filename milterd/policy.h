@@ -65,6 +65,8 @@ void		 policy_dump(const struct policy *, FILE *);
 const struct policy_rules *policy_rules_for(const struct policy *, const char *domain);
 /* The same for the domain of an address (defaults without '@'). */
 const struct policy_rules *policy_rules_for_address(const struct policy *, const char *addr);
+/* PALG_* of an algorithm name ("rsa-sha256"), 0 if none. */
+unsigned int	 policy_alg_bit(const char *);
 /* The domain rule: not denied, and allowed when an allow list exists. */
 int		 policy_domain_allowed(const struct policy *, const char *domain);
 
@@ -171,8 +173,7 @@ struct policy_decision {
 
 /* The decision on a message screened by policy_screen(), settled against
  * in->req (the request as RCPT read it). */
-void	policy_decide(const struct policy *, const struct policy_input *,
-	    struct policy_decision *);
+void	policy_decide(const struct policy_input *, struct policy_decision *);
 /* Settles a decision again against the request as the database left it when
  * the guarded write did not happen (a concurrent reply verified it, it
  * expired, the address was taken meanwhile). */

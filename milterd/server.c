@@ -47,7 +47,11 @@ struct server_conn {
 	unsigned char		*in;	/* bytes read, not yet a whole command */
 	size_t			 inlen, incap;
 	size_t			 outoff;	/* of m.out, already written */
-	long			 idle_since;	/* server_ms() when parked, 0 while served */
+	long			 idle_since;	/* server_ms() when parked, 0 while served;
+					 * stored with release when parked and loaded
+					 * with acquire when served: the hand-off from
+					 * one worker to the next through epoll, in a
+					 * form ThreadSanitizer can see */
 	int			 expired;	/* shut down by server_sweep() */
 	struct server_conn	*prev, *next;
 };
@@ -293,8 +297,8 @@ server_accept(void)
 			continue;
 		}
 		c->fd = fd;
-		c->idle_since = server_ms();
 		milter_conn_init(&c->m);
+		__atomic_store_n(&c->idle_since, server_ms(), __ATOMIC_RELEASE);
 		pthread_mutex_lock(&server_lock);
 		c->next = server_conns;
 		if (server_conns != NULL)
@@ -360,7 +364,11 @@ server_serve(struct server_conn *c)
 {
 	ssize_t r;
 	size_t used;
+	uint32_t events;
+	int fd;
 
+	/* What the last worker on this connection wrote is ours to read now. */
+	(void)__atomic_load_n(&c->idle_since, __ATOMIC_ACQUIRE);
 	__atomic_store_n(&c->idle_since, 0, __ATOMIC_RELAXED);
 	if (server_flush(c) == -1 || (c->m.closing && c->m.out.len == 0)) {
 		server_conn_close(c);	/* broken, or told to close and all said */
@@ -400,10 +408,13 @@ server_serve(struct server_conn *c)
 		c->in = NULL;
 		c->incap = 0;
 	}
-	/* Parked before it is armed: once armed, another worker may have it. */
-	__atomic_store_n(&c->idle_since, server_ms(), __ATOMIC_RELAXED);
-	if (server_arm(c->fd, c, c->outoff < c->m.out.len ? EPOLLOUT : EPOLLIN,
-	    EPOLL_CTL_MOD) == -1) {
+	/* Parked before it is armed: once armed, another worker may have it,
+	 * so nothing of it is read after the release but what was saved. */
+	fd = c->fd;
+	events = c->outoff < c->m.out.len ? EPOLLOUT : EPOLLIN;
+	__atomic_store_n(&c->idle_since, server_ms(), __ATOMIC_RELEASE);
+	if (server_arm(fd, c, events, EPOLL_CTL_MOD) == -1) {
+		/* Not armed: no other worker can have it. */
 		log_err("epoll_ctl: %s", strerror(errno));
 		server_conn_close(c);
 	}
@@ -535,9 +546,11 @@ server_run(int workers, int active)
 	/* Workers are gone: what is left open is closed here. */
 	while (server_conns != NULL)
 		server_conn_close(server_conns);
+	pthread_mutex_lock(&server_lock);	/* server_stop() may still write to it */
 	close(server_wake);
 	close(server_ep);
 	server_wake = server_ep = -1;
+	pthread_mutex_unlock(&server_lock);
 	return started == workers ? 0 : -1;
 }
 
@@ -573,6 +586,9 @@ server_stop(void)
 	pthread_mutex_lock(&server_gate);	/* standby workers stop too */
 	pthread_cond_broadcast(&server_gate_cv);
 	pthread_mutex_unlock(&server_gate);
+	/* Under the lock: server_run() closes the eventfd under it once done. */
+	pthread_mutex_lock(&server_lock);
 	if (server_wake != -1 && write(server_wake, &one, sizeof(one)) == -1)
 		log_err("cannot wake the workers: %s", strerror(errno));
+	pthread_mutex_unlock(&server_lock);
 }

@@ -16,6 +16,11 @@
 
 _Static_assert(STORE_HASH_LEN == TOKEN_HASH_LEN, "the store keeps tokens' SHA-256");
 
+/* SPF of HELO is recorded, never a pass: its lookups, all of them, get this
+ * long (a dead nameserver for the HELO name would otherwise hold the
+ * decision dns_timeout per query). */
+#define SESSION_HELO_MS	1000
+
 void
 session_msg_begin(struct session *s)
 {
@@ -481,9 +486,11 @@ session_spf(const struct session *s, const struct policy_decision *d, struct ses
 	out->has_helo = address_valid_domain(s->helo);
 	if (out->has_helo) {
 		(void)str_copy(out->spf_helo.domain, s->helo, sizeof(out->spf_helo.domain));
-		if ((skip = policy_spf_skip(d, s->helo, out->internal_client)) == NULL)
+		if ((skip = policy_spf_skip(d, s->helo, out->internal_client)) == NULL) {
+			dns_set_deadline(SESSION_HELO_MS);
 			spf_check(s->client_addr, s->helo, s->helo, &out->spf_helo);
-		else {
+			dns_set_deadline(0);
+		} else {
 			out->spf_helo.result = SPF_R_SKIPPED;
 			(void)str_copy(out->spf_helo.why, skip, sizeof(out->spf_helo.why));
 		}
@@ -525,7 +532,7 @@ session_decide(struct session *s, const struct session_eom *out)
 		.failure = m->failure[0] != '\0' ? m->failure : NULL,
 	};
 
-	policy_decide(s->snap->pol, &in, &m->decision);
+	policy_decide(&in, &m->decision);
 }
 
 /* ------------------------------------------------ end of message: record */

@@ -37,6 +37,18 @@ void		 store_close(struct store *);
 /* From now on every write runs in a transaction that is rolled back: the
  * same statements, guards and answers, nothing kept (milterctl check). */
 void		 store_set_dry_run(struct store *, int on);
+/* Seconds a write may take, the standbys' confirmation of a verification
+ * included (db_commit_timeout; default: the timeout of store_open). Past
+ * them the statement is cancelled and the call fails (the decision: 451). */
+void		 store_set_commit_timeout(struct store *, int seconds);
+/* The daemon's: the first connection to each server (at start, and after a
+ * failover to another) checks what its replication guarantees, and logs a
+ * risk once (asynchronous standbys: a verification answered 250 can be lost
+ * on failover). */
+void		 store_watch_replication(struct store *);
+/* Opens one pooled connection now; -1 with err set if the database cannot
+ * be reached (later uses try again). */
+int		 store_connect_now(struct store *, struct buf *err);
 
 /* Looks a request up by token hash. STORE_NOTFOUND also for a row too long to
  * be a request milterd could verify; on STORE_TEMPFAIL, err says why. */
@@ -74,7 +86,10 @@ struct store_outcome {
 /* Records a decision: for R_VERIFIED the guarded state change with its
  * evidence in one transaction, or, when a guard did not hold, nothing and
  * the request's state in out->after (settle the reason, then
- * store_record_evidence()); any other reason, its evidence row. */
+ * store_record_evidence()); any other reason, its evidence row. When the
+ * request is (or already was) verified, returns only once the synchronous
+ * standbys hold the verification, within db_commit_timeout: a 250 survives
+ * a failover. */
 enum store_rc	 store_record(struct store *, const struct store_evidence *,
 		    const struct store_guard *, struct store_outcome *out, struct buf *err);
 /* The evidence of a decision whose write did not happen. */

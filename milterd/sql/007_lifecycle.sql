@@ -224,6 +224,17 @@ BEGIN
 	RETURN CASE WHEN n > 0 THEN 'ended' ELSE 'unchanged' END;
 END $$;
 
+-- An administrator (or a backend whose account is gone) ends what an account
+-- has: its pending request is revoked and its live certification ends
+-- (revoked, NOTIFY milterd_revoked). Returns how many requests changed.
+CREATE OR REPLACE FUNCTION milterd.revoke(p_account text) RETURNS integer
+LANGUAGE sql VOLATILE AS $$
+	WITH r AS (UPDATE milterd.requests SET state = 'revoked', revoked_at = now(),
+			  ended_at = CASE WHEN state = 'verified' THEN now() END
+		    WHERE account = p_account AND state IN ('pending', 'verified') RETURNING 1)
+	SELECT count(*)::integer FROM r
+$$;
+
 -- Certifications past their end become lapsed (NOTIFY milterd_lapsed, once
 -- each). Returns how many.
 CREATE FUNCTION milterd.lapse() RETURNS integer
@@ -233,8 +244,9 @@ LANGUAGE sql VOLATILE AS $$
 	SELECT count(*)::integer FROM l
 $$;
 
--- Backends LISTEN milterd_verified, milterd_lapsed, milterd_address_changed;
--- the payload is the account.
+-- Backends LISTEN milterd_verified, milterd_lapsed, milterd_address_changed,
+-- milterd_revoked (a certification an administrator ended); the payload is
+-- the account.
 CREATE OR REPLACE FUNCTION milterd.notify_verified() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -243,12 +255,13 @@ BEGIN
 END $$;
 DROP TRIGGER requests_verified ON milterd.requests;
 CREATE TRIGGER requests_changed AFTER UPDATE OF state ON milterd.requests
-	FOR EACH ROW WHEN (NEW.state IN ('verified', 'lapsed', 'address_changed')
+	FOR EACH ROW WHEN ((NEW.state IN ('verified', 'lapsed', 'address_changed')
+			    OR (NEW.state = 'revoked' AND OLD.state = 'verified'))
 			   AND OLD.state <> NEW.state)
 	EXECUTE FUNCTION milterd.notify_verified();
 
 -- What a backend has yet to act on, oldest first: a verification, and the end
--- of one (lapsed, address_changed). `milterctl follow` runs the backend's
+-- of one (lapsed, address_changed, revoked). `milterctl follow` runs the backend's
 -- program on each and acknowledges it with ack_event().
 CREATE VIEW milterd.events AS
 	SELECT id AS request_id, 'verified'::text AS event, account, email, verified_at AS at
@@ -257,7 +270,7 @@ CREATE VIEW milterd.events AS
 	UNION ALL
 	SELECT id, state, account, email, ended_at
 	  FROM milterd.requests
-	 WHERE state IN ('lapsed', 'address_changed') AND ended_at IS NOT NULL
+	 WHERE state IN ('lapsed', 'address_changed', 'revoked') AND ended_at IS NOT NULL
 	   AND end_acknowledged_at IS NULL;
 
 CREATE FUNCTION milterd.ack_event(p_request_id bigint, p_event text) RETURNS boolean

@@ -9,7 +9,7 @@ LAYERS="
 Face main milterctl ctl ctl_check ctl_cycle ctl_follow
 Wire server milter
 Session session snapshot
-Decide policy
+Decide policy policy_file
 Checks dkim spf align address token authres
 Mail render replies challenge
 Store store

@@ -29,6 +29,17 @@ signed() {
 		<"$1.txt" >"$1"
 }
 state() { pg_psql "SELECT state FROM milterd.verification_status('$1')"; }
+# listen CHANNEL: a session LISTENing on CHANNEL until heard; heard prints, into
+# $WORK/listen.out, the notifications it got meanwhile.
+listen() {
+	rm -f "$WORK/listen.fifo"; mkfifo "$WORK/listen.fifo"
+	psql -Atq <"$WORK/listen.fifo" >"$WORK/listen.out" 2>&1 &
+	lp=$!
+	exec 7>"$WORK/listen.fifo"
+	echo "LISTEN $1; SELECT 'listening';" >&7
+	wait_for 10 grep -q listening "$WORK/listen.out"
+}
+heard() { echo "SELECT 'done';" >&7; exec 7>&-; wait "$lp"; }
 # verify NAME ACCOUNT EMAIL: a request and its genuine reply through milterd.
 verify() {
 	local t
@@ -130,11 +141,9 @@ wait $p1
 expect_eq "record(): the second verification of an address waits for the first, then finds it taken" 	"t|verified|0 -- f|pending|1 -- yes" 	"$(head -n 1 "$WORK/dana1.out") -- $(cat "$WORK/dana2.out") -- $([ "$waited" -ge 1000 ] && echo yes || echo "no ($waited ms)")"
 
 # ---- An address change ends the certification.
-psql -Atq -c "LISTEN milterd_address_changed" -c "SELECT pg_sleep(3)" >"$WORK/listen.out" 2>&1 &
-lp=$!
-sleep 0.5
+listen milterd_address_changed
 out=$($CC address --account bob --email Bob.New@agri.gouv.fr --send 2>&1); rc=$?
-wait $lp
+heard
 expect_eq "milterctl address: the certification of the old address ended, the new one challenged" \
 	"0/yes/yes" "$rc/$(grep -q 'bob: certification ended' <<<"$out" && echo yes)/$(grep -q 'challenge sent to bob.new@agri.gouv.fr' <<<"$out" && echo yes)"
 expect_grep "NOTIFY milterd_address_changed carries the account" \
@@ -162,10 +171,10 @@ pg_psql "UPDATE milterd.requests SET valid_until = now() + interval '10 days' WH
 rm -f "$WORK"/mail/*
 out=$($CC recertify 2>&1); rc=$?
 expect_eq "recertify: the two certifications within their notice are challenged" \
-	"0/recertify: 0 lapsed, 0 given an end date, 2 challenged, 0 not sent, 0 no longer allowed" \
+	"0/recertify: 0 lapsed, 0 given an end date, 2 challenged, 0 not sent, 0 refused by the policy" \
 	"$rc/$(tail -n 1 <<<"$out")"
 out=$($CC recertify 2>&1)
-expect_eq "run twice: no second challenge" "recertify: 0 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 no longer allowed|2" \
+expect_eq "run twice: no second challenge" "recertify: 0 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 refused by the policy|2" \
 	"$(tail -n 1 <<<"$out")|$(ls "$WORK/mail" | wc -l)"
 mail=$(grep -l 'rita@agri.gouv.fr' "$WORK"/mail/*)
 expect_grep "the re-certification challenge comes from templates/recertify.fr.eml" \
@@ -182,12 +191,10 @@ expect_eq "rita: the old certification renewed, the new one live for 365 days" "
 pg_psql "UPDATE milterd.requests SET valid_until = now() - interval '1 second' WHERE account = 'rene' AND state = 'verified'" >/dev/null
 expect_eq "past its end, the certification already reads lapsed (at read time)" lapsed \
 	"$(pg_psql "SELECT state FROM milterd.verifications WHERE account = 'rene' AND verified_at IS NOT NULL")"
-psql -Atq -c "LISTEN milterd_lapsed" -c "SELECT pg_sleep(2)" >"$WORK/listen.out" 2>&1 &
-lp=$!
-sleep 0.5
+listen milterd_lapsed
 out=$($CC recertify 2>&1)
-wait $lp
-expect_eq "recertify lapses it" "recertify: 1 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 no longer allowed" \
+heard
+expect_eq "recertify lapses it" "recertify: 1 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 refused by the policy" \
 	"$(tail -n 1 <<<"$out")"
 expect_grep "NOTIFY milterd_lapsed carries the account" \
 	'notification "milterd_lapsed" with payload "rene"' "$WORK/listen.out"
@@ -195,7 +202,7 @@ expect_eq "rene is not verified; his re-certification request still awaits a rep
 	"pending|lapsed" "$(state rene)|$(pg_psql "SELECT state FROM milterd.requests WHERE account = 'rene' AND verified_at IS NOT NULL")"
 out=$($CC recertify 2>&1)
 expect_eq "run again: nothing lapses twice, nothing is challenged" \
-	"recertify: 0 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 no longer allowed" "$(tail -n 1 <<<"$out")"
+	"recertify: 0 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 refused by the policy" "$(tail -n 1 <<<"$out")"
 trene=$(mail_token "$(grep -l 'rene@agri.gouv.fr' "$WORK"/mail/*)")
 signed "$WORK/rene2" rene@agri.gouv.fr "$trene"
 deliver "rene's late reply verifies him again" "$WORK/rene2" "$trene" accept verified
@@ -207,7 +214,7 @@ pg_psql "UPDATE milterd.requests SET valid_until = NULL, verified_at = now() - i
 rm -f "$WORK"/mail/*
 out=$($CC recertify 2>&1)
 expect_eq "an old certification without end date: dated and challenged, ending 30 days from now" \
-	"recertify: 0 lapsed, 1 given an end date, 1 challenged, 0 not sent, 0 no longer allowed|30" \
+	"recertify: 0 lapsed, 1 given an end date, 1 challenged, 0 not sent, 0 refused by the policy|30" \
 	"$(tail -n 1 <<<"$out")|$(pg_psql "SELECT round(extract(epoch FROM valid_until - now()) / 86400) FROM milterd.requests WHERE account = 'olga' AND state = 'verified'")"
 
 # A challenge that cannot be sent is revoked, to be sent on the next run.
@@ -219,8 +226,50 @@ out=$("$C" -c "$WORK/fail.conf" recertify 2>&1); rc=$?
 expect_eq "sendmail failing: exit 5, the request revoked" "5|revoked" \
 	"$rc|$(pg_psql "SELECT state FROM milterd.requests WHERE account = 'sam' ORDER BY id DESC LIMIT 1")"
 out=$($CC recertify 2>&1)
-expect_eq "the next run sends it" "recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 0 no longer allowed" \
+expect_eq "the next run sends it" "recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 0 refused by the policy" \
 	"$(tail -n 1 <<<"$out")"
+
+# Two accounts certified by one address (from before schema 007): neither can be
+# challenged again, both are said and counted, and the run goes on with the others.
+pg_psql "INSERT INTO milterd.requests (account, email, token_hash, state, expires_at, verified_at, valid_until)
+	SELECT a, 'zed@agri.gouv.fr', sha256(convert_to(a, 'UTF8')), 'verified', now(), now() - interval '360 days',
+	       now() + interval '2 days' FROM unnest(ARRAY['zed1', 'zed2']) AS a" >/dev/null
+verify "yan verifies" yan yan@agri.gouv.fr
+pg_psql "UPDATE milterd.requests SET valid_until = now() + interval '3 days' WHERE account = 'yan' AND state = 'verified'" >/dev/null
+out=$($CC recertify 2>&1); rc=$?
+expect_eq "an address certifying two accounts: both refused and said, yan still challenged, exit 0" \
+	"0|recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 2 refused by the policy|2" \
+	"$rc|$(tail -n 1 <<<"$out")|$(grep -c 'zed@agri.gouv.fr already certifies another account' <<<"$out")"
+
+# A template that cannot be rendered: the request is revoked, asked again once it can be.
+verify "ugo verifies" ugo ugo@agri.gouv.fr
+pg_psql "UPDATE milterd.requests SET valid_until = now() + interval '3 days' WHERE account = 'ugo' AND state = 'verified'" >/dev/null
+mkdir -p "$WORK/tpl"; cp "$TOP"/templates/* "$WORK/tpl/"
+sed -i 's/{{ends}}/{{no_such_placeholder}}/' "$WORK/tpl/recertify.fr.eml"
+write_config "$WORK/tpl.conf" "sendmail_path = $WORK/sendmail" "templates = $WORK/tpl"
+out=$("$C" -c "$WORK/tpl.conf" recertify 2>&1); rc=$?
+expect_eq "a broken template: exit 5, ugo's new request revoked" "5|revoked" \
+	"$rc|$(pg_psql "SELECT state FROM milterd.requests WHERE account = 'ugo' ORDER BY id DESC LIMIT 1")"
+out=$($CC recertify 2>&1)
+expect_eq "the template mended, the next run asks ugo" \
+	"recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 2 refused by the policy" \
+	"$(tail -n 1 <<<"$out")"
+
+# ---- An administrator revokes a certification: it ends, with NOTIFY, and frees the address.
+listen milterd_revoked
+out=$($CC revoke rita 2>&1); rc=$?
+heard
+expect_eq "milterctl revoke ends a live certification" "0|revoked rita|revoked" \
+	"$rc|$out|$(state rita)"
+expect_grep "NOTIFY milterd_revoked carries the account" \
+	'notification "milterd_revoked" with payload "rita"' "$WORK/listen.out"
+expect_eq "the end is an event for the backend" 1 \
+	"$(pg_psql "SELECT count(*) FROM milterd.events WHERE account = 'rita' AND event = 'revoked'")"
+out=$($CC request --account rita2 --email rita@agri.gouv.fr 2>&1)
+expect_eq "the revoked address can certify another account" 0 "$?"
+out=$($CC revoke nobody 2>&1); rc=$?
+expect_eq "revoke with nothing to revoke: exit 1, said so" "1|yes" \
+	"$rc|$(grep -q 'nothing to revoke for account nobody' <<<"$out" && echo yes)"
 
 # ---- Retention: old evidence and finished requests go; live ones and their latest evidence stay.
 t=$(new_token pia pia@agri.gouv.fr)		# live, with old evidence

@@ -272,3 +272,11 @@ expect_grep "cron mode prints the action" "mastodon-event: Grace: disabled: cert
 	"$WORK/run13"
 expect_eq "users nobody asked about were never touched (Dave, Erin, carol: no tootctl)" 0 \
 	"$(grep -cE 'Dave|Erin|carol' "$WORK/tootctl.log")"
+
+# 7. A user deleted in Mastodon (its users and accounts rows gone): the kit ends
+# the certification, so that it no longer holds the address; once.
+pg_psql "DELETE FROM accounts WHERE username = 'Alice' AND domain IS NULL" >/dev/null
+"$KIT" >"$WORK/run15" 2>&1; rc=$?
+"$KIT" >"$WORK/run16" 2>&1
+expect_eq "deleted user: certification revoked by the kit, said once" \
+	"0|revoked|1|0" "$rc|$(pg_psql "SELECT state FROM milterd.verification_status('Alice')")|$(grep -c 'Alice: no longer a user' "$WORK/run15")|$(grep -c 'Alice' "$WORK/run16")"

@@ -50,6 +50,11 @@ if postfix_mail_wait "$PF_RECV_MAILDIR" 1 10 &&
 else
 	not_ok "delivered with milterd's Authentication-Results"
 fi
+# The exact first line: "Authentication-Results:", one space, our authserv-id
+# (milterd negotiates SMFIP_HDR_LEADSPC: the value brings its own space).
+expect_eq "the delivered copy's Authentication-Results line" \
+	"Authentication-Results: mx.certify.test;" \
+	"$(grep -m 1 '^Authentication-Results:' "$(postfix_mail_last "$PF_RECV_MAILDIR")" | tr -d '\r')"
 
 # 2. A refused reply: the reason is in the SMTP dialogue.
 t=$(new_token bob bob@agri.gouv.fr)
@@ -109,9 +114,12 @@ fi
 #    Postfix is told 421 4.3.2 at RCPT (Postfix does not wait for milterd's reply to MAIL).
 t=$(new_token dave dave@agri.gouv.fr)
 signed_reply "$WORK/m4" dave@agri.gouv.fr "$t"
+before=$(grep -c "rcpt accepted" "$MILTERD_LOG")
 mt message.lua "file=$WORK/m4" "rcpt=<verify+$t@certify.test>" expect=accept pause=3 >"$WORK/late.out" 2>&1 &
 late=$!
-sleep 1
+# The transaction is under way once milterd took its RCPT (not after a fixed
+# sleep: on a loaded machine miltertest may not have reached MAIL yet).
+wait_for 10 sh -c "[ \$(grep -c 'rcpt accepted' '$MILTERD_LOG') -gt $before ]"
 kill -TERM "$MILTERD_PID"
 sleep 0.2
 t=$(new_token erin erin@agri.gouv.fr)

@@ -14,9 +14,11 @@ reply="$WORK/reply"
 make_reply - alice@agri.gouv.fr "$tok" --name "" --subject "Re: [$tok]" --body yes |
 	"$TOP/tests/lib/dkim-sign" --domain agri.gouv.fr --selector rsa2048 \
 	--key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" >"$reply"
+before=$(grep -c "rcpt accepted" "$MILTERD_LOG")
 mt message.lua "file=$reply" "rcpt=<verify+$tok@certify.test>" expect=accept pause=2 >"$WORK/late.out" 2>&1 &
 late=$!
-sleep 1
+# Under way once milterd took its RCPT (a fixed sleep races on a loaded machine).
+wait_for 10 sh -c "[ \$(grep -c 'rcpt accepted' '$MILTERD_LOG') -gt $before ]"
 kill -TERM "$MILTERD_PID"
 # Meanwhile a new transaction is told to come back later: miltertest does not
 # wait for a reply to MAIL, so milterd's 421 comes at RCPT, even for a live token.

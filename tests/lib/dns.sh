@@ -3,8 +3,9 @@
 # Usage (bash):
 #   . tests/lib/dns.sh
 #   dns_add_record 'spf.example.com. 60 IN TXT "v=spf1 -all"'   # optional, BEFORE dns_start
-#   dns_start "$WORKDIR"      # exports DNS_PORT DNS_ADDR DNS_SPEC DNS_KEYS DNS_PID DNS_LOG
+#   dns_start "$WORKDIR"      # exports DNS_PORT DNS_ADDR DNS_SPEC DNS_KEYS DNS_PID DNS_LOG DNS_DIR
 #   trap dns_stop EXIT        # dns_stop kills unbound and waits for it
+#   dns_restart               # after dns_stop: the same server again (same port, keys, records)
 #
 # Extra records (added as unbound `local-data:`, one 'NAME TTL IN TYPE DATA' per line), before dns_start:
 #   - dns_add_record 'LINE'  (appends to $DNS_EXTRA_RECORDS, a newline-separated list; may also be set
@@ -16,12 +17,16 @@
 # Served: for each DOMAIN/SELECTOR below, SELECTOR._domainkey.DOMAIN TXT "v=DKIM1; k=...; p=..."
 #   agri.gouv.fr: rsa2048 rsa1024 ed(ed25519)  mail.agri.gouv.fr, interieur.gouv.fr, example.com,
 #   fakegouv.fr: rsa2048;  mx.DOMAIN A 127.0.0.x and DOMAIN MX 10 mx.DOMAIN.
+#   With DNS_DEAD_ADDR=IP@PORT set before dns_start, queries under dead.agri.gouv.fr go to a server
+#   there that never answers (the caller runs it): they time out.
 #   Any query under broken.gouv.fr (e.g. rsa2048._domainkey.broken.gouv.fr TXT) gets an immediate SERVFAIL:
 #   it is an unbound auth-zone with no data and no primary (fallback-enabled: no), which unbound answers with
 #   SERVFAIL (no network, no timeout). Every other name: NXDOMAIN (local-zone "." static).
 # Keys in $DNS_KEYS: DOMAIN.SELECTOR.key (dkimpy format: PEM for RSA, base64 32-byte seed for
 #   Ed25519), DOMAIN.SELECTOR.pem (PEM private key, for OpenSSL users), DOMAIN.SELECTOR.txt (TXT content).
 #   $DNS_KEYSPECS lists them as DOMAIN:SELECTOR:TYPE (TYPE rsa2048|rsa1024|ed25519), handy for loops.
+# Sourcing this file again in a test (for a private server in another WORKDIR) is fine; unset DNS_PID
+#   first, which tests/run exports for its shared server, so that dns_stop cannot stop that one.
 # WORKDIR also gets unbound.conf, unbound.log, unbound.stderr. Needs Debian packages unbound,
 #   bind9-dnsutils (dig), openssl, iproute2 (ss). Works as root and non-root (no setuid, no chroot).
 
@@ -91,8 +96,17 @@ _dns_write_conf() {
                 case "$line" in ''|'#'*) continue ;; esac
                 echo "  local-data: '$line'"
             done
+        # Names delegated to a server that never answers (DNS_DEAD_ADDR, IP@PORT):
+        # every query under them times out (unbound tries, then SERVFAIL).
+        if [ -n "${DNS_DEAD_ADDR:-}" ]; then
+            echo "  local-zone: \"dead.agri.gouv.fr.\" transparent"
+            echo "  do-not-query-localhost: no"
+        fi
         echo "remote-control:"; echo "  control-enable: no"
         echo "auth-zone:"; echo "  name: \"broken.gouv.fr.\""; echo "  fallback-enabled: no"
+        if [ -n "${DNS_DEAD_ADDR:-}" ]; then
+            echo "stub-zone:"; echo "  name: \"dead.agri.gouv.fr.\""; echo "  stub-addr: $DNS_DEAD_ADDR"
+        fi
     } > "$w/unbound.conf"
 }
 
@@ -100,7 +114,7 @@ _dns_write_conf() {
 dns_start() {
     local w try i spec d s t
     w=$(cd "$1" && pwd) || { echo "dns_start: no such dir: $1" >&2; return 1; }
-    export DNS_ADDR=127.0.0.1 DNS_KEYS="$w/keys" DNS_LOG="$w/unbound.log"
+    export DNS_ADDR=127.0.0.1 DNS_KEYS="$w/keys" DNS_LOG="$w/unbound.log" DNS_DIR="$w"
     rm -rf "$DNS_KEYS"; mkdir -p "$DNS_KEYS"; chmod 700 "$DNS_KEYS"
     for spec in $DNS_KEYSPECS; do
         IFS=: read -r d s t <<< "$spec"
@@ -123,6 +137,26 @@ dns_start() {
         dns_stop
     done
     echo "dns_start: unbound did not come up, see $w/unbound.log $w/unbound.stderr" >&2
+    return 1
+}
+
+# dns_restart: start again the server of the last dns_start after dns_stop (a DNS outage ends):
+# same WORKDIR, port, keys and records; wait until it answers.
+dns_restart() {
+    local w="${DNS_DIR:?dns_restart: no dns_start}" i
+    [ -z "${DNS_PID:-}" ] || { echo "dns_restart: unbound $DNS_PID still running" >&2; return 1; }
+    /usr/sbin/unbound -d -c "$w/unbound.conf" >>"$w/unbound.stderr" 2>&1 &
+    DNS_PID=$!
+    for i in $(seq 1 50); do
+        kill -0 "$DNS_PID" 2>/dev/null || break   # died: port taken meanwhile?
+        if dig +time=1 +tries=1 -p "$DNS_PORT" @127.0.0.1 SOA agri.gouv.fr 2>/dev/null | grep -q 'status: NOERROR'; then
+            export DNS_PID
+            return 0
+        fi
+        sleep 0.1
+    done
+    dns_stop
+    echo "dns_restart: unbound did not come back on port $DNS_PORT, see $w/unbound.log $w/unbound.stderr" >&2
     return 1
 }
 

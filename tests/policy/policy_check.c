@@ -177,7 +177,7 @@ decide(struct state *st, const char *name)
 	in.req = &st->req;
 	in.spf_mailfrom = st->has_spf ? &st->spf : NULL;
 	in.internal_client = st->internal;
-	policy_decide(st->pol, &in, &d);
+	policy_decide(&in, &d);
 	if (st->has_after) {
 		st->after.email = st->email;
 		st->after.created_at = st->req.created_at;
