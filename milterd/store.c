@@ -869,10 +869,11 @@ store_record_one(struct store *st, const struct store_evidence *ev,
  * durable transaction after it (store_durable): one round trip, one commit
  * and one flush for the group instead of two of each per verification. The
  * first worker to queue while no group is being written leads: it takes what
- * is queued (itself included, up to STORE_GROUP_MAX), writes it and hands
- * each its result; those that queue meanwhile form the next group, led by the
- * first of them to wake. A group of one is written as any other decision
- * ("record"). Refusals and copies do not come here: they wait for no flush
+ * is queued (itself included, up to STORE_GROUP_MAX) and writes it; once
+ * written, the next group may start (led by the first of those queued
+ * meanwhile) while this one waits for its flush and its standbys, so that
+ * groups wait side by side there, as single decisions would. Then each gets
+ * its result. Refusals and copies do not come here: they wait for no flush
  * (store_wants_durable), so a group would only make them wait for others'.
  */
 
@@ -885,6 +886,7 @@ struct store_group_item {
 	struct buf			*err;
 	struct store_deadline		 dl;	/* from when it queued */
 	int				 durable;	/* needs store_durable */
+	int				 taken;	/* in a group being written */
 	enum store_rc			 rc;
 	int				 done;	/* rc, out and err are set */
 	struct store_group_item		*next;
@@ -897,7 +899,8 @@ store_group_take(struct store *st, struct store_group_item **group)
 	int n = 0;
 
 	while (n < STORE_GROUP_MAX && st->group_head != NULL) {
-		group[n++] = st->group_head;
+		group[n] = st->group_head;
+		group[n++]->taken = 1;
 		st->group_head = st->group_head->next;
 	}
 	if (st->group_head == NULL)
@@ -906,8 +909,9 @@ store_group_take(struct store *st, struct store_group_item **group)
 }
 
 /* Rows in address order, then request order: two groups written at once (two
- * MX hosts) take the address locks and the request rows in the same order,
- * so that neither waits for the other in a deadlock. */
+ * MX hosts, or two groups of one milterd) take the address locks and the
+ * request rows in the same order, so that neither waits for the other in a
+ * deadlock. */
 static int
 store_group_cmp(const void *a, const void *b)
 {
@@ -948,107 +952,120 @@ store_group_array(struct buf *b, struct store_record_args *a, int n, int col)
 	}
 }
 
-/* Sets each row's result from a "record_group" result; 1 if one of them
- * needs store_durable. */
-static int
-store_group_outcomes(PGresult *res, struct store_group_item **group, int n)
-{
-	int durable = 0;
-
-	for (int i = 0; i < n; i++) {
-		int named = store_outcome(res, i, group[i]->ev, group[i]->out);
-
-		group[i]->rc = STORE_OK;
-		group[i]->durable = store_wants_durable(group[i]->ev, group[i]->out, named);
-		durable |= group[i]->durable;
-	}
-	return durable;
-}
-
-/* Writes group (n > 1) with one "record_group" call on one connection, then
- * one store_durable on it if a row needs it, within dl (the earliest of the
- * rows'); -1 with err set if the call failed. A failed store_durable fails
- * the rows that needed it (451), as for a single decision. */
-static int
-store_group_call(struct store *st, struct store_group_item **group, int n,
-    const struct store_deadline *dl, struct buf *err)
+/* record() for every row: "record" for one, "record_group" for more. The
+ * result (NULL with err set on failure) and, on success, the slot it used
+ * (*slot), still taken. */
+static PGresult *
+store_group_exec(struct store *st, struct store_group_item **group, int n,
+    const struct store_deadline *dl, int *slot, struct buf *err)
 {
 	struct store_record_args a[STORE_GROUP_MAX];
 	struct buf cols[STORE_RECORD_ARGS];
 	const char *values[STORE_RECORD_ARGS];
-	int lengths[STORE_RECORD_ARGS], formats[STORE_RECORD_ARGS], slot, rc = -1, oom = 0;
+	int lengths[STORE_RECORD_ARGS] = { 0 }, formats[STORE_RECORD_ARGS] = { 0 }, oom = 0;
 	PGresult *res = NULL;
 
 	for (int i = 0; i < n; i++)
 		store_record_args(&a[i], group[i]->ev, group[i]->g);
 	for (int c = 0; c < STORE_RECORD_ARGS; c++) {
 		buf_init(&cols[c]);
+		if (n == 1) {
+			values[c] = a[0].v[c];
+			continue;
+		}
 		store_group_array(&cols[c], a, n, c);
 		oom |= buf_failed(&cols[c]);
 		values[c] = cols[c].s;
 		lengths[c] = (int)cols[c].len;
 		formats[c] = 1;
 	}
+	if (n == 1) {
+		lengths[1] = STORE_HASH_LEN;
+		formats[1] = 1;		/* the hash goes as binary bytea */
+	}
 	if (oom)
 		buf_puts(err, "record_group: out of memory");
-	else if ((slot = store_acquire(st, err)) != -1) {
-		res = store_exec_on(st, &st->slots[slot], "record_group", STORE_RECORD_ARGS, values,
-		    lengths, formats, dl, err);
-		if (res != NULL && PQntuples(res) != n)
+	else if ((*slot = store_acquire(st, err)) != -1) {
+		res = store_exec_on(st, &st->slots[*slot], n == 1 ? "record" : "record_group",
+		    STORE_RECORD_ARGS, values, lengths, formats, dl, err);
+		if (res != NULL && PQntuples(res) != n) {
 			buf_printf(err, "record_group: %d result rows for %d", PQntuples(res), n);
-		else if (res != NULL) {
-			rc = 0;
-			if (store_group_outcomes(res, group, n) &&
-			    store_durable(st, &st->slots[slot], dl, err) == -1)
-				for (int i = 0; i < n; i++)
-					if (group[i]->durable) {
-						group[i]->rc = STORE_TEMPFAIL;
-						buf_puts(group[i]->err, err->s);
-					}
+			PQclear(res);
+			res = NULL;
 		}
-		store_release(st, slot);
+		if (res == NULL)
+			store_release(st, *slot);
 	}
-	PQclear(res);
 	for (int c = 0; c < STORE_RECORD_ARGS; c++)
 		buf_free(&cols[c]);
-	return rc;
+	return res;
 }
 
-/* Writes a group and sets each item's result. If the group's call failed
- * before its time limit (an SQL error one row caused, a deadlock, a lost
- * connection), each row is written again on its own within its own limit,
- * so that only a bad row fails (a row the group did commit is then found
+/* Writes a group, within dl (the earliest of its rows'), and sets each row's
+ * result. Returns the slot it used, still taken, if a row needs
+ * store_durable; else -1. If a group of several failed before its time limit
+ * (an SQL error one row caused, a deadlock, a lost connection), each row is
+ * written again on its own within its own limit, durable wait included, so
+ * that only a bad row fails (a row the group did commit is then found
  * verified: record()'s guard verifies once); past the limit, all get 451. */
-static void
-store_group_write(struct store *st, struct store_group_item **group, int n)
+static int
+store_group_write(struct store *st, struct store_group_item **group, int n,
+    struct store_deadline *dl)
 {
-	struct store_deadline dl;
+	struct buf err;
+	PGresult *res;
+	int slot = -1, durable = 0;
+
+	qsort(group, (size_t)n, sizeof(*group), store_group_cmp);
+	*dl = group[0]->dl;
+	for (int i = 1; i < n; i++)
+		if (store_left(&group[i]->dl) < store_left(dl))
+			*dl = group[i]->dl;
+	buf_init(&err);
+	if ((res = store_group_exec(st, group, n, dl, &slot, &err)) != NULL) {
+		for (int i = 0; i < n; i++) {
+			int named = store_outcome(res, i, group[i]->ev, group[i]->out);
+
+			group[i]->rc = STORE_OK;
+			group[i]->durable = store_wants_durable(group[i]->ev, group[i]->out, named);
+			durable |= group[i]->durable;
+		}
+		PQclear(res);
+		buf_free(&err);
+		if (!durable)
+			store_release(st, slot);
+		return durable ? slot : -1;
+	}
+	if (n > 1)
+		log_msg(LOG_NOTICE, NULL, "database: a group of %d verifications failed%s: %s", n,
+		    store_left(dl) > 0 ? ", each written again on its own" : "", err.s);
+	for (int i = 0; i < n; i++)
+		if (n > 1 && store_left(dl) > 0)
+			group[i]->rc = store_record_one(st, group[i]->ev, group[i]->g,
+			    group[i]->out, &group[i]->dl, group[i]->err);
+		else
+			buf_puts(group[i]->err, err.s);	/* rc stays STORE_TEMPFAIL */
+	buf_free(&err);
+	return -1;
+}
+
+/* The group's flush and its standbys' confirmation, on the connection that
+ * wrote it; a failure fails the rows that needed it (451). */
+static void
+store_group_durable(struct store *st, struct store_group_item **group, int n, int slot,
+    const struct store_deadline *dl)
+{
 	struct buf err;
 
-	if (n > 1) {
-		qsort(group, (size_t)n, sizeof(*group), store_group_cmp);
-		dl = group[0]->dl;
-		for (int i = 1; i < n; i++)
-			if (store_left(&group[i]->dl) < store_left(&dl))
-				dl = group[i]->dl;
-		buf_init(&err);
-		if (store_group_call(st, group, n, &dl, &err) == 0) {
-			buf_free(&err);
-			return;
-		}
-		log_msg(LOG_NOTICE, NULL, "database: a group of %d verifications failed%s: %s",
-		    n, store_left(&dl) > 0 ? ", each written again on its own" : "", err.s);
-		for (int i = 0; store_left(&dl) == 0 && i < n; i++) {
-			group[i]->rc = STORE_TEMPFAIL;
-			buf_puts(group[i]->err, err.s);
-		}
-		buf_free(&err);
-		if (store_left(&dl) == 0)
-			return;
-	}
-	for (int i = 0; i < n; i++)
-		group[i]->rc = store_record_one(st, group[i]->ev, group[i]->g, group[i]->out,
-		    &group[i]->dl, group[i]->err);
+	buf_init(&err);
+	if (store_durable(st, &st->slots[slot], dl, &err) == -1)
+		for (int i = 0; i < n; i++)
+			if (group[i]->durable) {
+				group[i]->rc = STORE_TEMPFAIL;
+				buf_puts(group[i]->err, err.s);
+			}
+	buf_free(&err);
+	store_release(st, slot);
 }
 
 /* A verification: queued, written with those of other workers. */
@@ -1059,7 +1076,8 @@ store_group_record(struct store *st, const struct store_evidence *ev,
 	struct store_group_item me = { .ev = ev, .g = g, .out = out, .err = err,
 	    .rc = STORE_TEMPFAIL };
 	struct store_group_item *group[STORE_GROUP_MAX];
-	int n;
+	struct store_deadline dl;
+	int n, slot;
 
 	memset(out, 0, sizeof(*out));
 	/* One bound for the write and its confirmation by the standbys. */
@@ -1068,18 +1086,24 @@ store_group_record(struct store *st, const struct store_evidence *ev,
 	*st->group_tail = &me;
 	st->group_tail = &me.next;
 	while (!me.done) {
-		if (st->group_leading) {
+		if (st->group_leading || me.taken) {
 			pthread_cond_wait(&st->group_done, &st->group_lock);
 			continue;
 		}
 		st->group_leading = 1;
 		n = store_group_take(st, group);
 		pthread_mutex_unlock(&st->group_lock);
-		store_group_write(st, group, n);
+		slot = store_group_write(st, group, n, &dl);
 		pthread_mutex_lock(&st->group_lock);
+		st->group_leading = 0;		/* the next group may be written */
+		pthread_cond_broadcast(&st->group_done);
+		if (slot != -1) {
+			pthread_mutex_unlock(&st->group_lock);
+			store_group_durable(st, group, n, slot, &dl);
+			pthread_mutex_lock(&st->group_lock);
+		}
 		for (int i = 0; i < n; i++)
 			group[i]->done = 1;
-		st->group_leading = 0;
 		pthread_cond_broadcast(&st->group_done);
 	}
 	pthread_mutex_unlock(&st->group_lock);
