@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,6 +34,26 @@ static const struct {
 	{ "evidence",
 	  "SELECT milterd.record_evidence($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
 	  " $13, $14, $15, $16, $17)", 17 },
+	/* record() for each row of a group, in order, in one transaction
+	 * (store_group_call): each array holds one of record()'s arguments.
+	 * record() is a VOLATILE function, so each of its statements sees what
+	 * the rows before it wrote (an address taken, a request verified). The
+	 * last column as in "record". */
+	{ "record_group",
+	  "SELECT r.recorded, r.verified, r.state, r.attempts, r.holders,"
+	  " current_setting('synchronous_standby_names') <> '' FROM unnest($1::text[],"
+	  " $2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],"
+	  " $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
+	  " $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],"
+	  " $21::text[]) WITH ORDINALITY AS b(id, hash, hfrom, reason, stage, max_attempts, apa,"
+	  " valid_for, client_addr, helo, mail_from, message_id, queue_id, dkim_domain,"
+	  " dkim_selector, dkim_algorithm, dkim_key_bits, dnssec, spf_result, detail,"
+	  " token_prefix, n)"
+	  " CROSS JOIN LATERAL milterd.record(b.id::bigint, b.hash, b.hfrom, b.reason, b.stage,"
+	  " b.max_attempts::integer, b.apa::integer, b.valid_for::integer, b.client_addr, b.helo,"
+	  " b.mail_from, b.message_id, b.queue_id, b.dkim_domain, b.dkim_selector,"
+	  " b.dkim_algorithm, b.dkim_key_bits::integer, b.dnssec, b.spf_result, b.detail,"
+	  " b.token_prefix) r ORDER BY b.n", 21 },
 	/* A write of its own (a transactional WAL message: no table, no row
 	 * lock), committed at the server's synchronous_commit ($1): store_durable. */
 	{ "durable",
@@ -78,6 +99,11 @@ struct store {
 	time_t		 retry_after;	/* after a failed connect, fail fast until then */
 	char		 appname[64];	/* instance_name: evidence rows name the milterd */
 	int		 dry_run;	/* writes rolled back (set before any use) */
+	/* Group commit of verifications (store_group_record). */
+	pthread_mutex_t	 group_lock;
+	pthread_cond_t	 group_done;
+	struct store_group_item *group_head, **group_tail;	/* queued, not taken */
+	int		 group_leading;	/* a group is being written */
 };
 
 void
@@ -120,6 +146,9 @@ store_open(const char *conninfo, const char *appname, int size, int timeout)
 	(void)str_copy(st->appname, appname, sizeof(st->appname));
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->freed, NULL);
+	pthread_mutex_init(&st->group_lock, NULL);
+	pthread_cond_init(&st->group_done, NULL);
+	st->group_tail = &st->group_head;
 	return st;
 }
 
@@ -133,6 +162,8 @@ store_close(struct store *st)
 			PQfinish(st->slots[i].conn);
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->freed);
+	pthread_mutex_destroy(&st->group_lock);
+	pthread_cond_destroy(&st->group_done);
 	free(st->slots);
 	free(st->conninfo);
 	free(st);
@@ -697,26 +728,23 @@ store_evidence_values(const struct store_evidence *ev, const char **v, char *bit
 	v[12] = ev->token_prefix;
 }
 
-/* What record() returned. */
-static enum store_rc
-store_outcome(PGresult *res, const struct store_evidence *ev, struct store_outcome *out,
-    struct buf *err)
+/* What record() returned, in row `row` of a "record" or "record_group"
+ * result; returns whether standbys are named (its last column). */
+static int
+store_outcome(PGresult *res, int row, const struct store_evidence *ev,
+    struct store_outcome *out)
 {
-	if (PQntuples(res) != 1) {
-		buf_puts(err, "record: no result row");
-		return STORE_TEMPFAIL;
-	}
-	out->recorded = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	out->verified = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	out->recorded = strcmp(PQgetvalue(res, row, 0), "t") == 0;
+	out->verified = strcmp(PQgetvalue(res, row, 1), "t") == 0;
 	out->after.id = ev->request_id;
 	/* No row: the request is gone (pruned, or its token hash changed). */
-	out->after.state = PQgetisnull(res, 0, 2) ? REQ_REVOKED :
-	    request_state_parse(PQgetvalue(res, 0, 2));
+	out->after.state = PQgetisnull(res, row, 2) ? REQ_REVOKED :
+	    request_state_parse(PQgetvalue(res, row, 2));
 	if (out->after.state == REQ_NSTATES)
 		out->after.state = REQ_REVOKED;
-	out->after.attempts = atoi(PQgetvalue(res, 0, 3));
-	out->after.holders = atoi(PQgetvalue(res, 0, 4));
-	return STORE_OK;
+	out->after.attempts = atoi(PQgetvalue(res, row, 3));
+	out->after.holders = atoi(PQgetvalue(res, row, 4));
+	return strcmp(PQgetvalue(res, row, 5), "t") == 0;
 }
 
 /* Whether the decision, about to say the request is verified (a 250), must
@@ -770,43 +798,329 @@ store_durable(struct store *st, struct store_slot *s, const struct store_deadlin
 	return rc;
 }
 
-enum store_rc
-store_record(struct store *st, const struct store_evidence *ev, const struct store_guard *g,
-    struct store_outcome *out, struct buf *err)
+/* record()'s arguments as text, the token hash (binary) aside. */
+#define STORE_RECORD_ARGS 21
+
+struct store_record_args {
+	const char	*v[STORE_RECORD_ARGS];
+	char		 id[24], attempts[16], apa[16], valid[24], bits[16];
+};
+
+static void
+store_record_args(struct store_record_args *a, const struct store_evidence *ev,
+    const struct store_guard *g)
 {
-	char id[24], attempts[16], apa[16], valid[24], bits[16];
-	const char *values[21] = {
-		ev->request_id ? id : NULL, (const char *)ev->token_hash, ev->from,
-		reason_name(ev->reason), ev->stage, attempts, apa, valid,
-	};
-	int lengths[21] = { 0 }, formats[21] = { 0 }, slot, named = 0;
-	struct store_deadline dl;
+	memset(a->v, 0, sizeof(a->v));
+	snprintf(a->id, sizeof(a->id), "%lld", ev->request_id);
+	snprintf(a->attempts, sizeof(a->attempts), "%d", g ? g->max_attempts : 0);
+	snprintf(a->apa, sizeof(a->apa), "%d", g ? g->accounts_per_address : 0);
+	snprintf(a->valid, sizeof(a->valid), "%ld", g ? g->valid_for : 0L);
+	a->v[0] = ev->request_id ? a->id : NULL;
+	a->v[1] = (const char *)ev->token_hash;
+	a->v[2] = ev->from;
+	a->v[3] = reason_name(ev->reason);
+	a->v[4] = ev->stage;
+	a->v[5] = a->attempts;
+	a->v[6] = a->apa;
+	a->v[7] = a->valid;
+	store_evidence_values(ev, a->v + 8, a->bits, sizeof(a->bits));
+}
+
+/* One decision, one call of record(), one transaction, then store_durable
+ * if the decision needs it, all within dl. */
+static enum store_rc
+store_record_one(struct store *st, const struct store_evidence *ev,
+    const struct store_guard *g, struct store_outcome *out, const struct store_deadline *dl,
+    struct buf *err)
+{
+	struct store_record_args a;
+	int lengths[STORE_RECORD_ARGS] = { 0 }, formats[STORE_RECORD_ARGS] = { 0 }, slot;
+	int named = 0;
 	enum store_rc rc = STORE_TEMPFAIL;
 	PGresult *res;
 
 	memset(out, 0, sizeof(*out));
-	snprintf(id, sizeof(id), "%lld", ev->request_id);
-	snprintf(attempts, sizeof(attempts), "%d", g ? g->max_attempts : 0);
-	snprintf(apa, sizeof(apa), "%d", g ? g->accounts_per_address : 0);
-	snprintf(valid, sizeof(valid), "%ld", g ? g->valid_for : 0L);
-	store_evidence_values(ev, values + 8, bits, sizeof(bits));
+	store_record_args(&a, ev, g);
 	lengths[1] = STORE_HASH_LEN;
 	formats[1] = 1;		/* the hash goes as binary bytea */
 	if ((slot = store_acquire(st, err)) == -1)
 		return STORE_TEMPFAIL;
-	/* One bound for the write and its confirmation by the standbys. */
-	store_deadline(&dl, st->commit_timeout, "db_commit_timeout");
-	if ((res = store_exec_on(st, &st->slots[slot], "record", 21, values, lengths, formats,
-	    &dl, err)) != NULL) {
-		if ((rc = store_outcome(res, ev, out, err)) == STORE_OK)
-			named = strcmp(PQgetvalue(res, 0, 5), "t") == 0;
+	if ((res = store_exec_on(st, &st->slots[slot], "record", STORE_RECORD_ARGS, a.v, lengths,
+	    formats, dl, err)) != NULL) {
+		if (PQntuples(res) != 1)
+			buf_puts(err, "record: no result row");
+		else {
+			named = store_outcome(res, 0, ev, out);
+			rc = STORE_OK;
+		}
 		PQclear(res);
 	}
 	if (rc == STORE_OK && store_wants_durable(ev, out, named) &&
-	    store_durable(st, &st->slots[slot], &dl, err) == -1)
+	    store_durable(st, &st->slots[slot], dl, err) == -1)
 		rc = STORE_TEMPFAIL;
 	store_release(st, slot);
 	return rc;
+}
+
+/* ------------------------------------------------------- group commit */
+
+/*
+ * Verifications of concurrent workers share one transaction, and the
+ * durable transaction after it (store_durable): one round trip, one commit
+ * and one flush for the group instead of two of each per verification. The
+ * first worker to queue while no group is being written leads: it takes what
+ * is queued (itself included, up to STORE_GROUP_MAX) and writes it; once
+ * written, the next group may start (led by the first of those queued
+ * meanwhile) while this one waits for its flush and its standbys, so that
+ * groups wait side by side there, as single decisions would. Then each gets
+ * its result. Refusals and copies do not come here: they wait for no flush
+ * (store_wants_durable), so a group would only make them wait for others'.
+ */
+
+#define STORE_GROUP_MAX	32
+
+struct store_group_item {
+	const struct store_evidence	*ev;
+	const struct store_guard	*g;
+	struct store_outcome		*out;
+	struct buf			*err;
+	struct store_deadline		 dl;	/* from when it queued */
+	int				 durable;	/* needs store_durable */
+	int				 taken;	/* in a group being written */
+	enum store_rc			 rc;
+	int				 done;	/* rc, out and err are set */
+	struct store_group_item		*next;
+};
+
+/* Takes up to STORE_GROUP_MAX queued items; called with group_lock held. */
+static int
+store_group_take(struct store *st, struct store_group_item **group)
+{
+	int n = 0;
+
+	while (n < STORE_GROUP_MAX && st->group_head != NULL) {
+		group[n] = st->group_head;
+		group[n++]->taken = 1;
+		st->group_head = st->group_head->next;
+	}
+	if (st->group_head == NULL)
+		st->group_tail = &st->group_head;
+	return n;
+}
+
+/* Rows in address order, then request order: two groups written at once (two
+ * MX hosts, or two groups of one milterd) take the address locks and the
+ * request rows in the same order, so that neither waits for the other in a
+ * deadlock. */
+static int
+store_group_cmp(const void *a, const void *b)
+{
+	const struct store_evidence *x = (*(struct store_group_item *const *)a)->ev;
+	const struct store_evidence *y = (*(struct store_group_item *const *)b)->ev;
+	int c = strcmp(x->from ? x->from : "", y->from ? y->from : "");
+
+	if (c != 0)
+		return c;
+	return x->request_id < y->request_id ? -1 : x->request_id > y->request_id;
+}
+
+static void
+store_put32(struct buf *b, uint32_t v)
+{
+	const char x[4] = { (char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v };
+
+	(void)buf_append(b, x, sizeof(x));
+}
+
+/* Argument `col` of every row as a one-dimensional array in PostgreSQL's
+ * binary format: text, or bytea for the token hash. */
+static void
+store_group_array(struct buf *b, struct store_record_args *a, int n, int col)
+{
+	store_put32(b, 1);			/* dimensions */
+	store_put32(b, 0);			/* flags: the server finds NULLs itself */
+	store_put32(b, col == 1 ? 17 : 25);	/* element type: bytea or text */
+	store_put32(b, (uint32_t)n);
+	store_put32(b, 1);			/* lower bound */
+	for (int i = 0; i < n; i++) {
+		const char *v = a[i].v[col];
+		size_t len = v == NULL ? 0 : col == 1 ? STORE_HASH_LEN : strlen(v);
+
+		store_put32(b, v == NULL ? UINT32_MAX : (uint32_t)len);	/* -1: NULL */
+		if (v != NULL)
+			(void)buf_append(b, v, len);
+	}
+}
+
+/* record() for every row: "record" for one, "record_group" for more. The
+ * result (NULL with err set on failure) and, on success, the slot it used
+ * (*slot), still taken. */
+static PGresult *
+store_group_exec(struct store *st, struct store_group_item **group, int n,
+    const struct store_deadline *dl, int *slot, struct buf *err)
+{
+	struct store_record_args a[STORE_GROUP_MAX];
+	struct buf cols[STORE_RECORD_ARGS];
+	const char *values[STORE_RECORD_ARGS];
+	int lengths[STORE_RECORD_ARGS] = { 0 }, formats[STORE_RECORD_ARGS] = { 0 }, oom = 0;
+	PGresult *res = NULL;
+
+	for (int i = 0; i < n; i++)
+		store_record_args(&a[i], group[i]->ev, group[i]->g);
+	for (int c = 0; c < STORE_RECORD_ARGS; c++) {
+		buf_init(&cols[c]);
+		if (n == 1) {
+			values[c] = a[0].v[c];
+			continue;
+		}
+		store_group_array(&cols[c], a, n, c);
+		oom |= buf_failed(&cols[c]);
+		values[c] = cols[c].s;
+		lengths[c] = (int)cols[c].len;
+		formats[c] = 1;
+	}
+	if (n == 1) {
+		lengths[1] = STORE_HASH_LEN;
+		formats[1] = 1;		/* the hash goes as binary bytea */
+	}
+	if (oom)
+		buf_puts(err, "record_group: out of memory");
+	else if ((*slot = store_acquire(st, err)) != -1) {
+		res = store_exec_on(st, &st->slots[*slot], n == 1 ? "record" : "record_group",
+		    STORE_RECORD_ARGS, values, lengths, formats, dl, err);
+		if (res != NULL && PQntuples(res) != n) {
+			buf_printf(err, "record_group: %d result rows for %d", PQntuples(res), n);
+			PQclear(res);
+			res = NULL;
+		}
+		if (res == NULL)
+			store_release(st, *slot);
+	}
+	for (int c = 0; c < STORE_RECORD_ARGS; c++)
+		buf_free(&cols[c]);
+	return res;
+}
+
+/* Writes a group, within dl (the earliest of its rows'), and sets each row's
+ * result. Returns the slot it used, still taken, if a row needs
+ * store_durable; else -1. If a group of several failed before its time limit
+ * (an SQL error one row caused, a deadlock, a lost connection), each row is
+ * written again on its own within its own limit, durable wait included, so
+ * that only a bad row fails (a row the group did commit is then found
+ * verified: record()'s guard verifies once); past the limit, all get 451. */
+static int
+store_group_write(struct store *st, struct store_group_item **group, int n,
+    struct store_deadline *dl)
+{
+	struct buf err;
+	PGresult *res;
+	int slot = -1, durable = 0;
+
+	qsort(group, (size_t)n, sizeof(*group), store_group_cmp);
+	*dl = group[0]->dl;
+	for (int i = 1; i < n; i++)
+		if (store_left(&group[i]->dl) < store_left(dl))
+			*dl = group[i]->dl;
+	buf_init(&err);
+	if ((res = store_group_exec(st, group, n, dl, &slot, &err)) != NULL) {
+		for (int i = 0; i < n; i++) {
+			int named = store_outcome(res, i, group[i]->ev, group[i]->out);
+
+			group[i]->rc = STORE_OK;
+			group[i]->durable = store_wants_durable(group[i]->ev, group[i]->out, named);
+			durable |= group[i]->durable;
+		}
+		PQclear(res);
+		buf_free(&err);
+		if (!durable)
+			store_release(st, slot);
+		return durable ? slot : -1;
+	}
+	if (n > 1)
+		log_msg(LOG_NOTICE, NULL, "database: a group of %d verifications failed%s: %s", n,
+		    store_left(dl) > 0 ? ", each written again on its own" : "", err.s);
+	for (int i = 0; i < n; i++)
+		if (n > 1 && store_left(dl) > 0)
+			group[i]->rc = store_record_one(st, group[i]->ev, group[i]->g,
+			    group[i]->out, &group[i]->dl, group[i]->err);
+		else
+			buf_puts(group[i]->err, err.s);	/* rc stays STORE_TEMPFAIL */
+	buf_free(&err);
+	return -1;
+}
+
+/* The group's flush and its standbys' confirmation, on the connection that
+ * wrote it; a failure fails the rows that needed it (451). */
+static void
+store_group_durable(struct store *st, struct store_group_item **group, int n, int slot,
+    const struct store_deadline *dl)
+{
+	struct buf err;
+
+	buf_init(&err);
+	if (store_durable(st, &st->slots[slot], dl, &err) == -1)
+		for (int i = 0; i < n; i++)
+			if (group[i]->durable) {
+				group[i]->rc = STORE_TEMPFAIL;
+				buf_puts(group[i]->err, err.s);
+			}
+	buf_free(&err);
+	store_release(st, slot);
+}
+
+/* A verification: queued, written with those of other workers. */
+static enum store_rc
+store_group_record(struct store *st, const struct store_evidence *ev,
+    const struct store_guard *g, struct store_outcome *out, struct buf *err)
+{
+	struct store_group_item me = { .ev = ev, .g = g, .out = out, .err = err,
+	    .rc = STORE_TEMPFAIL };
+	struct store_group_item *group[STORE_GROUP_MAX];
+	struct store_deadline dl;
+	int n, slot;
+
+	memset(out, 0, sizeof(*out));
+	/* One bound for the write and its confirmation by the standbys. */
+	store_deadline(&me.dl, st->commit_timeout, "db_commit_timeout");
+	pthread_mutex_lock(&st->group_lock);
+	*st->group_tail = &me;
+	st->group_tail = &me.next;
+	while (!me.done) {
+		if (st->group_leading || me.taken) {
+			pthread_cond_wait(&st->group_done, &st->group_lock);
+			continue;
+		}
+		st->group_leading = 1;
+		n = store_group_take(st, group);
+		pthread_mutex_unlock(&st->group_lock);
+		slot = store_group_write(st, group, n, &dl);
+		pthread_mutex_lock(&st->group_lock);
+		st->group_leading = 0;		/* the next group may be written */
+		pthread_cond_broadcast(&st->group_done);
+		if (slot != -1) {
+			pthread_mutex_unlock(&st->group_lock);
+			store_group_durable(st, group, n, slot, &dl);
+			pthread_mutex_lock(&st->group_lock);
+		}
+		for (int i = 0; i < n; i++)
+			group[i]->done = 1;
+		pthread_cond_broadcast(&st->group_done);
+	}
+	pthread_mutex_unlock(&st->group_lock);
+	return me.rc;
+}
+
+/* Records a decision: a verification in a group (above), any other alone. */
+enum store_rc
+store_record(struct store *st, const struct store_evidence *ev, const struct store_guard *g,
+    struct store_outcome *out, struct buf *err)
+{
+	struct store_deadline dl;
+
+	if (ev->reason == R_VERIFIED && !st->dry_run)
+		return store_group_record(st, ev, g, out, err);
+	store_deadline(&dl, st->commit_timeout, "db_commit_timeout");
+	return store_record_one(st, ev, g, out, &dl, err);
 }
 
 enum store_rc

@@ -3,13 +3,14 @@
 #
 #   make bench          build milterd, milterctl and the load client, run tests/bench/run.sh
 #   make bench-deps     install the milters compared against (Debian: opendkim, pyspf-milter)
+#                       and python3-cryptography (the corpus is signed through OpenSSL)
 #   make bench-follow   milterctl follow's latency from milterd's 250 to the backend's program
 #                       (tests/bench/follow-latency.sh; needs only what make check needs)
 #
 # bench-deps is separate on purpose: on a machine with systemd, installing these packages
 # also enables and starts their system services. Without them run.sh skips their rows.
 
-BENCH_DEB_PACKAGES := opendkim pyspf-milter
+BENCH_DEB_PACKAGES := opendkim pyspf-milter python3-cryptography
 
 $(BUILD)/bench/milterload: tests/bench/milterload.c
 	@mkdir -p $(BUILD)/bench
