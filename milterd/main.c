@@ -403,6 +403,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	store_set_commit_timeout(st, cfg->db_commit_timeout);
+	store_set_wait_hook(st, server_lend_place);
 	store_watch_replication(st);
 	buf_init(&errors);
 	if (session_init_libs(cfg, &dns, &errors) == -1) {

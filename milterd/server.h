@@ -24,6 +24,11 @@ int	server_sweep(int timeout);
  * give their place to standby workers. Returns how many did. Called a few
  * times a second (main.c); safe from any thread. */
 int	server_unstick(void);
+/* The calling worker is about to wait for something that uses no CPU of this
+ * process (a verification's commit, flush and standbys): its place goes to a
+ * standby worker now, as server_unstick() would give it after a second. No
+ * effect outside a worker. */
+void	server_lend_place(void);
 /* Closes the socket and removes a unix socket if it is still the one this
  * process created. */
 void	server_close(void);

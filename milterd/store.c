@@ -104,6 +104,7 @@ struct store {
 	pthread_cond_t	 group_done;
 	struct store_group_item *group_head, **group_tail;	/* queued, not taken */
 	int		 group_leading;	/* a group is being written */
+	void		(*before_wait)(void);	/* store_set_wait_hook */
 };
 
 void
@@ -116,6 +117,12 @@ void
 store_set_commit_timeout(struct store *st, int seconds)
 {
 	st->commit_timeout = seconds;
+}
+
+void
+store_set_wait_hook(struct store *st, void (*before_wait)(void))
+{
+	st->before_wait = before_wait;
 }
 
 void
@@ -1082,6 +1089,8 @@ store_group_record(struct store *st, const struct store_evidence *ev,
 	memset(out, 0, sizeof(*out));
 	/* One bound for the write and its confirmation by the standbys. */
 	store_deadline(&me.dl, st->commit_timeout, "db_commit_timeout");
+	if (st->before_wait != NULL)
+		st->before_wait();
 	pthread_mutex_lock(&st->group_lock);
 	*st->group_tail = &me;
 	st->group_tail = &me.next;

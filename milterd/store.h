@@ -41,6 +41,9 @@ void		 store_set_dry_run(struct store *, int on);
  * included (db_commit_timeout; default: the timeout of store_open). Past
  * them the statement is cancelled and the call fails (the decision: 451). */
 void		 store_set_commit_timeout(struct store *, int seconds);
+/* Called before a verification waits for its group's commit, flush and
+ * standbys (the daemon's: its worker lends its place, server.c). */
+void		 store_set_wait_hook(struct store *, void (*before_wait)(void));
 /* The daemon's: the first connection to each server (at start, and after a
  * failover to another) checks what its replication guarantees, and logs a
  * risk once (asynchronous standbys: a verification answered 250 can be lost

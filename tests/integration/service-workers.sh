@@ -74,3 +74,39 @@ else
 fi
 kill "${stuck[@]}" "$silent" 2>/dev/null; wait "${stuck[@]}" "$silent" 2>/dev/null
 milterd_stop
+
+# A verification waiting for its commit lends its place to a standby worker at
+# once (store.c's group commit calls server_lend_place): here another transaction
+# holds the address's lock, as a slow disk or a stalled standby would hold the
+# commit. One worker serves at once: a RCPT is answered while the verification
+# waits, and no worker is "held up" (that hand-off comes only after a second).
+write_config "$WORK/milterd.conf" "workers = 2" "active_workers = 1" "db_commit_timeout = 10"
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts, one of two workers serving"; exit 0; }
+t=$(new_token erin erin@agri.gouv.fr)
+make_reply - erin@agri.gouv.fr "$t" --name "" --subject "Re: [$t]" --body yes |
+	"$TOP/tests/lib/dkim-sign" --domain agri.gouv.fr --selector rsa2048 --key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" >"$WORK/lend.eml"
+psql -Atq -c "BEGIN" -c "SELECT pg_advisory_xact_lock(hashtext('milterd.address'), hashtext('erin@agri.gouv.fr'))" \
+	-c "SELECT pg_sleep(2)" -c "COMMIT" >/dev/null 2>&1 &
+holder=$!
+sleep 0.3
+mt message.lua "file=$WORK/lend.eml" "rcpt=<verify+$t@certify.test>" expect=accept >"$WORK/lend.out" 2>&1 &
+lend=$!
+waiting() { [ "$(psql -Atq -c "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'milterd%' AND wait_event_type = 'Lock'")" = 1 ]; }
+if wait_for 5 waiting; then
+	t0=$(date +%s%N)
+	rcpt_ok "<verify+abcdefghijklmnopqrstuvwxy4@certify.test>" reply; rc=$?
+	ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+	still=$(kill -0 "$lend" 2>/dev/null && echo waiting || echo answered)
+	if [ "$rc" = 0 ] && [ "$still" = waiting ] && ! grep -q "held up for 1 s" "$MILTERD_LOG"; then
+		ok "a verification waiting for its commit lends its place: a RCPT answered in $ms ms meanwhile, no worker held up"
+	else
+		not_ok "verification waiting for its commit: RCPT rc=$rc in $ms ms, verification $still, $(grep -c 'held up for 1 s' "$MILTERD_LOG") held-up lines"
+	fi
+else
+	not_ok "the verification did not wait on the address lock"
+fi
+wait "$holder"
+wait "$lend"; rc=$?
+expect_eq "... and it verifies once the lock is released (250)" "0 verified" \
+	"$rc $(psql -Atq -c "SELECT state FROM milterd.requests WHERE account = 'erin'")"
+milterd_stop
