@@ -137,20 +137,26 @@ token_encoded_word(const char *in, size_t len, size_t i, char *enc, const char *
 }
 
 /* Base64 (B) text of an encoded word into out; returns the bytes written
- * (never more than n: decoding shrinks). A malformed one writes nothing. */
+ * (never more than n: decoding shrinks). A malformed one writes nothing:
+ * '=' anywhere but in the last two places (EVP_DecodeBlock takes "====...",
+ * and counting each '=' off its length once went below zero: header_fuzz). */
 static size_t
 token_decode_b(const char *p, size_t n, char *out)
 {
 	unsigned char dec[1024];
-	int got;
+	size_t data = n;
+	int got, pad = 0;
 
-	if (n == 0 || n > 1360 || n % 4 != 0 ||
-	    (got = EVP_DecodeBlock(dec, (const unsigned char *)p, (int)n)) <= 0)
+	if (n == 0 || n > 1360 || n % 4 != 0)
 		return 0;
-	while (n > 0 && p[n - 1] == '=') {	/* EVP counts padding as bytes */
-		n--;
-		got--;
+	while (pad < 2 && data > 0 && p[data - 1] == '=') {
+		data--;
+		pad++;
 	}
+	if (memchr(p, '=', data) != NULL ||
+	    (got = EVP_DecodeBlock(dec, (const unsigned char *)p, (int)n)) < pad + 1)
+		return 0;
+	got -= pad;		/* EVP counts padding as bytes */
 	memcpy(out, dec, (size_t)got);
 	return (size_t)got;
 }

@@ -95,6 +95,13 @@ main(void)
 	    "a decoded NUL before the token does not hide it");
 	CHECK(token_find_header("=?utf-8?B?AA==?= =?utf-8?Q?abcdefghijklm?= =?utf-8?Q?nopqrstuvwxy4?=", T),
 	    "a NUL decoded from base64 right before the token does not hide it");
+	/* '=' other than the final padding: malformed, decoded to nothing (a
+	 * run of them once took the decoded length below zero: header_fuzz). */
+	CHECK(!token_find_header("=?ut?b?" "================================?= x", T),
+	    "base64 of '=' alone is malformed, not a negative length");
+	CHECK(token_find_header("=?ut?b?====?=" T, T), "a malformed base64 word before the token");
+	CHECK(token_find_header("=?utf-8?B?W2FiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHk0XQ==?=", T),
+	    "base64 with two padding characters");
 	/* The decoded text was cut at 2047 bytes: a token past that was not
 	 * found, and one cut right after its last character was found though
 	 * glued to the next. */
