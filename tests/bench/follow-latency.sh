@@ -48,18 +48,8 @@ die() { echo "follow-latency: $*" >&2; exit 1; }
 [ -x "$BUILD/milterd" ] && [ -x "$BUILD/milterctl" ] || die "build milterd first (make)"
 command -v miltertest >/dev/null || die "miltertest missing (make deps)"
 
-# PostgreSQL as pg_start starts it (private, unix socket only), but durable: no fsync=off.
-PG_DIR="$WORK/pg"
-mkdir -p "$PG_DIR"
-[ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR"
-pg_as "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
-	>"$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
-pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
-	-o "-c listen_addresses='' -c unix_socket_directories='$PG_DIR'" start >/dev/null ||
-	{ cat "$PG_DIR/server.log" >&2; die "PostgreSQL did not start"; }
-export PGHOST="$PG_DIR" PGUSER=postgres PGDATABASE=milterd
-export MILTERD_DATABASE="host=$PG_DIR user=postgres dbname=milterd"
-psql -d postgres -qc "CREATE DATABASE milterd" >/dev/null || die "CREATE DATABASE failed"
+# PostgreSQL as the tests start it (private, unix socket only), but durable: no fsync=off.
+PG_DURABLE=1 pg_start "$WORK" || die "PostgreSQL did not start"
 db_reset || die "database reset failed"
 PG_SETTINGS=$(psql -d postgres -Atc "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name)
 	FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'server_version')")

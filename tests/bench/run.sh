@@ -134,19 +134,9 @@ T_START=$(date +%s)
 
 # ------------------------------------------------------------ PostgreSQL
 say "PostgreSQL (default durability) and DNS ($WORK)"
-# As pg_start starts it (private, unix socket only), without fsync=off: the server's own
-# defaults for everything that makes a commit durable.
-PG_DIR="$WORK/pg"
-mkdir -p "$PG_DIR"
-[ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR"
-pg_as "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
-	>"$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
-pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
-	-o "-c listen_addresses='' -c unix_socket_directories='$PG_DIR' -c max_connections=200" \
-	start >/dev/null || { cat "$PG_DIR/server.log" >&2; die "PostgreSQL did not start"; }
-export PGHOST="$PG_DIR" PGUSER=postgres PGDATABASE=milterd
-export MILTERD_DATABASE="host=$PG_DIR user=postgres dbname=milterd"
-psql -d postgres -qc "CREATE DATABASE milterd" >/dev/null || die "CREATE DATABASE failed"
+# As the tests start it (private, unix socket only), without their fsync=off: the
+# server's own defaults for everything that makes a commit durable.
+PG_DURABLE=1 pg_start "$WORK" || die "PostgreSQL did not start"
 db_reset || die "database reset failed"
 # Slow statements and lock waits go to PostgreSQL's log, counted at the end.
 psql -d postgres -q -c "ALTER SYSTEM SET log_min_duration_statement = 100" \
