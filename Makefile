@@ -114,7 +114,7 @@ $(BUILD)/fuzz/milter_fuzz: tests/fuzz/milter_fuzz.c milterd/milter.c milterd/buf
 # sessions at once (epoll hand-offs, reloads, stopping, races for one request
 # and one address): any report fails them (halt_on_error), tests/tsan.supp
 # says what is suppressed and why.
-TSAN_TESTS ?= service-workers service-stop service-reload dkim lifecycle rcpt follow dnsrecovery
+TSAN_TESTS ?= service-workers service-stop service-reload dkim lifecycle rcpt follow dnsrecovery group
 tsan:
 	$(MAKE) SANITIZER=thread BUILD=$(CURDIR)/build-tsan all unit
 	@for t in $(TSAN_TESTS); do \

@@ -1,0 +1,123 @@
+# group.sh — the group commit (store.c): verifications of concurrent workers are
+# written in one transaction, each row seeing what the rows before it wrote (two
+# accounts replying from one address: one verified, the other address_in_use),
+# and a group that fails (its statement cancelled) is written again row by row:
+# every reply verified exactly once.
+#
+# A group forms when verifications queue while another group is being written:
+# here the first is held on its address's lock (a transaction of the test's
+# holds pg_advisory_xact_lock as record() takes it) while the others arrive.
+. "$TOP/tests/lib/pg.sh"
+. "$TOP/tests/lib/common.sh"
+trap 'kill $(jobs -p) 2>/dev/null; milterd_stop' EXIT
+
+db_reset || { not_ok "database reset"; exit 1; }
+write_config "$WORK/milterd.conf" "workers = 24" "db_timeout = 8" "db_commit_timeout = 10"
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
+
+# sign ACCOUNT ADDRESS: a pending request and its signed reply in $WORK/ACCOUNT.eml;
+# its envelope recipient in $WORK/ACCOUNT.rcpt.
+sign() {
+	local t
+	t=$(new_token "$1" "$2") || return 1
+	make_reply - "$2" "$t" --name "" --subject "Re: [$t]" --body yes |
+		"$TOP/tests/lib/dkim-sign" --domain agri.gouv.fr --selector rsa2048 \
+			--key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" >"$WORK/$1.eml"
+	echo "<verify+$t@certify.test>" >"$WORK/$1.rcpt"
+}
+send() {	# send ACCOUNT: deliver its reply (background it)
+	mt message.lua "file=$WORK/$1.eml" "rcpt=$(cat "$WORK/$1.rcpt")" expect=any qid="G$1" \
+		>"$WORK/$1.out" 2>&1
+}
+# hold ADDRESS SECONDS: a transaction holding the address's lock, as record() takes it.
+hold() {
+	psql -Atq -c "BEGIN" \
+		-c "SELECT pg_advisory_xact_lock(hashtext('milterd.address'), hashtext('$1'))" \
+		-c "SELECT pg_sleep($2)" -c "COMMIT" >/dev/null 2>&1
+}
+lock_waits() {	# lock_waits N: N of milterd's backends wait on a lock
+	[ "$(psql -Atq -c "SELECT count(*) FROM pg_stat_activity
+		WHERE application_name LIKE 'milterd%' AND wait_event_type = 'Lock'")" = "$1" ]
+}
+group_waits() {	# a group's statement (record_group) of milterd's waits on a lock
+	[ "$(psql -Atq -c "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE
+		'milterd%' AND wait_event_type = 'Lock' AND query LIKE '%unnest%'")" = 1 ]
+}
+replied() {	# replied ACCOUNT: milterd's SMTP code for its reply
+	grep -F "account=$1 " "$MILTERD_LOG" | grep -o 'reply=[0-9]*' | tail -n 1 | cut -d= -f2
+}
+verified_rows() {	# verified_rows ACCOUNT: its evidence rows 'verified'
+	psql -Atq -c "SELECT count(*) FROM milterd.evidence e JOIN milterd.requests r
+		ON r.id = e.request_id WHERE r.account = '$1' AND e.reason = 'verified'"
+}
+
+# ---- One group: eight accounts and two replying from one address.
+for i in 1 2 3 4 5 6 7 8; do sign "p$i" "p$i@agri.gouv.fr" || not_ok "request p$i"; done
+sign q1 shared@agri.gouv.fr && sign q2 shared@agri.gouv.fr || not_ok "requests q1, q2"
+hold p1@agri.gouv.fr 3 &
+holder=$!
+sleep 0.3
+send p1 &
+pids=($!)
+if wait_for 5 lock_waits 1; then
+	# The group of p1 is being written (held): these queue behind it.
+	for a in p2 p3 p4 p5 p6 p7 p8 q1 q2; do send "$a" & pids+=($!); done
+else
+	not_ok "p1's verification did not wait on its address's lock"
+fi
+wait "$holder" "${pids[@]}"
+codes=""
+for i in 1 2 3 4 5 6 7 8; do codes="$codes $(replied "p$i")/$(verified_rows "p$i")"; done
+expect_eq "one group: each of 8 replies answered 250 and verified once (code/verified rows)" \
+	" 250/1 250/1 250/1 250/1 250/1 250/1 250/1 250/1" "$codes"
+expect_eq "two accounts, one address, in one group: one 250 verified, the other 550 address_in_use" \
+	"250 550 1 1" \
+	"$(printf '%s\n' "$(replied q1)" "$(replied q2)" | sort | xargs) $(psql -Atq -c "SELECT
+		count(*) FILTER (WHERE reason = 'verified'), count(*) FILTER (WHERE reason = 'address_in_use')
+		FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id
+		WHERE r.account IN ('q1', 'q2')" | tr '|' ' ')"
+# decided_at is the transaction's start: rows that share it were written together.
+most=$(psql -Atq -c "SELECT max(n) FROM (SELECT count(*) n FROM milterd.evidence
+	WHERE reason = 'verified' GROUP BY decided_at) x")
+if [ "${most:-0}" -ge 5 ]; then
+	ok "the verifications that queued were written in one transaction ($most rows together)"
+else
+	not_ok "no group: at most ${most:-0} verifications per transaction"
+fi
+
+# ---- A group that fails is written again row by row. r1 is held on its address's
+# lock; r2..r6 queue, and r6's address is held too, so that the group r2..r6 waits
+# on it; its statement is then cancelled (pg_cancel_backend: an error, as one row's
+# could be; a lost connection is run once more on a new one, store_exec_on). Each
+# row is written again on its own: r2..r5 verify at once, r6 once its address is free.
+for i in 1 2 3 4 5 6; do sign "r$i" "r$i@agri.gouv.fr" || not_ok "request r$i"; done
+hold r1@agri.gouv.fr 2 &
+h1=$!
+hold r6@agri.gouv.fr 5 &
+h6=$!
+sleep 0.3
+send r1 &
+pids=($!)
+if wait_for 5 lock_waits 1; then
+	for a in r2 r3 r4 r5 r6; do send "$a" & pids+=($!); done
+	# r1 committed at 2 s; then the group r2..r6 (one record_group statement)
+	# waits on r6's address.
+	wait "$h1"
+	if wait_for 5 group_waits; then
+		psql -Atq -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+			WHERE application_name LIKE 'milterd%' AND wait_event_type = 'Lock'
+			  AND query LIKE '%unnest%'" >/dev/null
+	else
+		not_ok "the group r2..r6 did not wait on r6's address"
+	fi
+else
+	not_ok "r1's verification did not wait on its address's lock"
+fi
+wait "$h6" "${pids[@]}"
+expect_grep "the lost group is logged, and written again row by row" \
+	"database: a group of [2-5] verifications failed, each written again on its own" "$MILTERD_LOG"
+codes=""
+for i in 1 2 3 4 5 6; do codes="$codes $(replied "r$i")/$(verified_rows "r$i")"; done
+expect_eq "after the lost group: each of 6 replies answered 250 and verified once (code/verified rows)" \
+	" 250/1 250/1 250/1 250/1 250/1 250/1" "$codes"
+milterd_stop
