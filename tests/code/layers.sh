@@ -12,7 +12,7 @@ Session session snapshot
 Decide policy policy_file
 Checks dkim spf align address token authres
 Mail render replies challenge
-Store store
+Store store store_record store_pool
 DNS dns
 Base config log buf stats reason dname
 "

@@ -6,7 +6,7 @@
 MAX=60
 # The files a message goes through, from the socket to the database.
 FILES="server.c milter.c session.c policy.c dkim.c spf.c align.c address.c dname.c token.c authres.c
-replies.c store.c dns.c stats.c buf.c log.c"
+replies.c store.c store_record.c dns.c stats.c buf.c log.c"
 long=
 for f in $FILES; do
 	long="$long $(awk -v F="$f" -v max="$MAX" '
