@@ -39,6 +39,24 @@ lock_waits() {	# lock_waits N: N of milterd's backends wait on a lock
 	[ "$(psql -Atq -c "SELECT count(*) FROM pg_stat_activity
 		WHERE application_name LIKE 'milterd%' AND wait_event_type = 'Lock'")" = "$1" ]
 }
+# queue_behind FIRST ACCOUNT...: FIRST's verification, held on its address's lock
+# (hold), then the others, which queue behind its group. Their miltertests' pids
+# in QUEUED.
+queue_behind() {
+	local first="$1" a; shift
+	sleep 0.3
+	send "$first" &
+	QUEUED=($!)
+	if ! wait_for 5 lock_waits 1; then
+		not_ok "$first's verification did not wait on its address's lock"; return 1
+	fi
+	for a in "$@"; do send "$a" & QUEUED+=($!); done
+}
+# codes ACCOUNT...: each one's SMTP code and verified evidence rows, as " CODE/ROWS".
+codes() {
+	local a
+	for a in "$@"; do printf ' %s/%s' "$(replied "$a")" "$(verified_rows "$a")"; done
+}
 group_waits() {	# a group's statement (record_group) of milterd's waits on a lock
 	[ "$(psql -Atq -c "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE
 		'milterd%' AND wait_event_type = 'Lock' AND query LIKE '%unnest%'")" = 1 ]
@@ -56,20 +74,10 @@ for i in 1 2 3 4 5 6 7 8; do sign "p$i" "p$i@agri.gouv.fr" || not_ok "request p$
 sign q1 shared@agri.gouv.fr && sign q2 shared@agri.gouv.fr || not_ok "requests q1, q2"
 hold p1@agri.gouv.fr 3 &
 holder=$!
-sleep 0.3
-send p1 &
-pids=($!)
-if wait_for 5 lock_waits 1; then
-	# The group of p1 is being written (held): these queue behind it.
-	for a in p2 p3 p4 p5 p6 p7 p8 q1 q2; do send "$a" & pids+=($!); done
-else
-	not_ok "p1's verification did not wait on its address's lock"
-fi
-wait "$holder" "${pids[@]}"
-codes=""
-for i in 1 2 3 4 5 6 7 8; do codes="$codes $(replied "p$i")/$(verified_rows "p$i")"; done
+queue_behind p1 p2 p3 p4 p5 p6 p7 p8 q1 q2
+wait "$holder" "${QUEUED[@]}"
 expect_eq "one group: each of 8 replies answered 250 and verified once (code/verified rows)" \
-	" 250/1 250/1 250/1 250/1 250/1 250/1 250/1 250/1" "$codes"
+	" 250/1 250/1 250/1 250/1 250/1 250/1 250/1 250/1" "$(codes p1 p2 p3 p4 p5 p6 p7 p8)"
 expect_eq "two accounts, one address, in one group: one 250 verified, the other 550 address_in_use" \
 	"250 550 1 1" \
 	"$(printf '%s\n' "$(replied q1)" "$(replied q2)" | sort | xargs) $(psql -Atq -c "SELECT
@@ -95,11 +103,7 @@ hold r1@agri.gouv.fr 2 &
 h1=$!
 hold r6@agri.gouv.fr 5 &
 h6=$!
-sleep 0.3
-send r1 &
-pids=($!)
-if wait_for 5 lock_waits 1; then
-	for a in r2 r3 r4 r5 r6; do send "$a" & pids+=($!); done
+if queue_behind r1 r2 r3 r4 r5 r6; then
 	# r1 committed at 2 s; then the group r2..r6 (one record_group statement)
 	# waits on r6's address.
 	wait "$h1"
@@ -110,14 +114,10 @@ if wait_for 5 lock_waits 1; then
 	else
 		not_ok "the group r2..r6 did not wait on r6's address"
 	fi
-else
-	not_ok "r1's verification did not wait on its address's lock"
 fi
-wait "$h6" "${pids[@]}"
+wait "$h6" "${QUEUED[@]}"
 expect_grep "the lost group is logged, and written again row by row" \
 	"database: a group of [2-5] verifications failed, each written again on its own" "$MILTERD_LOG"
-codes=""
-for i in 1 2 3 4 5 6; do codes="$codes $(replied "r$i")/$(verified_rows "r$i")"; done
 expect_eq "after the lost group: each of 6 replies answered 250 and verified once (code/verified rows)" \
-	" 250/1 250/1 250/1 250/1 250/1 250/1" "$codes"
+	" 250/1 250/1 250/1 250/1 250/1 250/1" "$(codes r1 r2 r3 r4 r5 r6)"
 milterd_stop
