@@ -120,7 +120,8 @@ fo_deliver() {
 	local i="$1" qid="F${ROUND}n${1}${2}" out
 	out=$(timeout 30 miltertest -D "socket=$MILTERD_SOCK" -D "file=$R/msg/$i" -D "qid=$qid" \
 		-D "rcpt=<verify+$(sed -n "${i}p" "$R/tokens")@certify.test>" \
-		-D "mailfrom=<agent$i@agri.gouv.fr>" -s "$TOP/tests/integration/failover.lua" 2>&1 |
+		-D "mailfrom=<agent$i@agri.gouv.fr>" -D client_ip=192.0.2.1 -D expect=verdict \
+		-s "$TOP/tests/integration/message.lua" 2>&1 |
 		grep '^verdict ')
 	case "$out" in
 	"verdict accept" | "verdict discard") echo 250 ;;

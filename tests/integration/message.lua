@@ -3,8 +3,12 @@
 --   socket, file, rcpt          where, what, to whom
 --   mailfrom, client_ip, helo   envelope (defaults below)
 --   qid                         queue id macro
---   expect   accept | discard | reply | rcpt-reply | any   (rcpt-reply: refused at RCPT;
---            any: whatever milterd answers at end of message, for races)
+--   expect   accept | discard | reply | rcpt-reply | any | verdict   (rcpt-reply: refused
+--            at RCPT; any: whatever milterd answers at end of message, for races; verdict:
+--            whatever it answers, at RCPT or end of message, printed as "verdict WHAT"
+--            for a caller that acts as an MTA would (failover.sh): accept | discard |
+--            rcpt (refused at RCPT: the code is in milterd's log) | eom CODE | tempfail |
+--            reject | other N)
 --   rcode, xcode, text          with expect=reply: the exact SMTP reply wanted
 --   ar       with accept: a string the added Authentication-Results must contain
 --   ardelete with accept: number of Authentication-Results headers expected deleted
@@ -39,7 +43,18 @@ if expect == "rcpt-reply" then
 	mt.disconnect(conn)
 	return
 end
-if mt.getreply(conn) ~= SMFIR_CONTINUE then fail("RCPT refused") end
+local function say(what)
+	print("verdict " .. what)
+end
+local got = mt.getreply(conn)
+if expect == "verdict" and got ~= SMFIR_CONTINUE then
+	local at_rcpt = { [SMFIR_REPLYCODE] = "rcpt", [SMFIR_TEMPFAIL] = "tempfail",
+	    [SMFIR_REJECT] = "reject" }
+	say(at_rcpt[got] or ("other " .. tostring(got)))
+	mt.disconnect(conn)
+	return
+end
+if got ~= SMFIR_CONTINUE then fail("RCPT refused") end
 if pause then mt.sleep(tonumber(pause)) end
 
 -- Headers: "Name: value" with folded lines kept as CRLF + white space.
@@ -71,7 +86,7 @@ while at <= #body do
 end
 if mt.eom(conn) ~= nil then fail("eom") end
 
-local got = mt.getreply(conn)
+got = mt.getreply(conn)
 if expect == "accept" then
 	if got ~= SMFIR_ACCEPT then fail("not accepted (reply " .. tostring(got) .. ")") end
 	if ar ~= nil then
@@ -96,6 +111,18 @@ if expect == "accept" then
 		if ardelete_at ~= nil and got ~= ardelete_at then
 			fail("Authentication-Results deleted at '" .. got .. "', want '" .. ardelete_at .. "'")
 		end
+	end
+elseif expect == "verdict" then
+	local at_eom = { [SMFIR_ACCEPT] = "accept", [SMFIR_DISCARD] = "discard",
+	    [SMFIR_TEMPFAIL] = "tempfail", [SMFIR_REJECT] = "reject" }
+	if got == SMFIR_REPLYCODE then
+		local code = "?"
+		for _, c in ipairs({ "451", "452", "421", "550", "554", "553" }) do
+			if mt.eom_check(conn, MT_SMTPREPLY, c) then code = c break end
+		end
+		say("eom " .. code)
+	else
+		say(at_eom[got] or ("other " .. tostring(got)))
 	end
 elseif expect == "any" then
 	if got ~= SMFIR_ACCEPT and got ~= SMFIR_REPLYCODE then fail("no verdict (reply " .. tostring(got) .. ")") end
