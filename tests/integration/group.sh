@@ -2,7 +2,9 @@
 # written in one transaction, each row seeing what the rows before it wrote (two
 # accounts replying from one address: one verified, the other address_in_use),
 # and a group that fails (its statement cancelled) is written again row by row:
-# every reply verified exactly once.
+# every reply verified exactly once. record_group (009) writes a group of
+# distinct addresses, requests and accounts with set statements: the same rows
+# and writes as record() row by row.
 #
 # A group forms when verifications queue while another group is being written:
 # here the first is held on its address's lock (a transaction of the test's
@@ -59,7 +61,7 @@ codes() {
 }
 group_waits() {	# a group's statement (record_group) of milterd's waits on a lock
 	[ "$(psql -Atq -c "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE
-		'milterd%' AND wait_event_type = 'Lock' AND query LIKE '%unnest%'")" = 1 ]
+		'milterd%' AND wait_event_type = 'Lock' AND query LIKE '%record_group%'")" = 1 ]
 }
 replied() {	# replied ACCOUNT: milterd's SMTP code for its reply
 	grep -F "account=$1 " "$MILTERD_LOG" | grep -o 'reply=[0-9]*' | tail -n 1 | cut -d= -f2
@@ -110,7 +112,7 @@ if queue_behind r1 r2 r3 r4 r5 r6; then
 	if wait_for 5 group_waits; then
 		psql -Atq -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
 			WHERE application_name LIKE 'milterd%' AND wait_event_type = 'Lock'
-			  AND query LIKE '%unnest%'" >/dev/null
+			  AND query LIKE '%record_group%'" >/dev/null
 	else
 		not_ok "the group r2..r6 did not wait on r6's address"
 	fi
@@ -121,3 +123,62 @@ expect_grep "the lost group is logged, and written again row by row" \
 expect_eq "after the lost group: each of 6 replies answered 250 and verified once (code/verified rows)" \
 	" 250/1 250/1 250/1 250/1 250/1 250/1" "$(codes r1 r2 r3 r4 r5 r6)"
 milterd_stop
+
+# ---- record_group (009) writes a group whose addresses, requests and accounts are
+# distinct with set statements, record() not called; its rows and writes must be
+# those of record() called row by row. The same group, both ways, each rolled back:
+# g1, g2 verify (g2 renewing g2's certification of an older address), g3 has a wrong
+# hash, g4 has expired, g5's address certifies h5 already, g6 is past max_attempts.
+psql -Atq -v ON_ERROR_STOP=1 >/dev/null <<'SQL' || not_ok "group rows inserted"
+INSERT INTO milterd.requests (account, email, token_hash, expires_at, attempts)
+SELECT 'g' || i, 'g' || i || '@agri.gouv.fr', sha256(('g' || i)::bytea),
+       now() + CASE WHEN i = 4 THEN interval '-1 hour' ELSE interval '1 day' END,
+       CASE WHEN i = 6 THEN 5 ELSE 0 END
+  FROM generate_series(1, 6) i;
+INSERT INTO milterd.requests (account, email, token_hash, expires_at, state, verified_at)
+VALUES ('g2', 'old-g2@agri.gouv.fr', sha256('old-g2'::bytea), now(), 'verified', now()),
+       ('h5', 'g5@agri.gouv.fr', sha256('h5'::bytea), now(), 'verified', now());
+SQL
+group_args="(SELECT array_agg(id::text ORDER BY email COLLATE \"C\") FROM milterd.requests
+	WHERE account ~ '^g[1-6]$' AND state = 'pending'),
+	(SELECT array_agg(CASE WHEN account = 'g3' THEN sha256('x'::bytea) ELSE token_hash END
+		ORDER BY email COLLATE \"C\") FROM milterd.requests
+	WHERE account ~ '^g[1-6]$' AND state = 'pending'),
+	(SELECT array_agg(email ORDER BY email COLLATE \"C\") FROM milterd.requests
+	WHERE account ~ '^g[1-6]$' AND state = 'pending'),
+	array_fill('verified'::text, ARRAY[6]), array_fill('eom'::text, ARRAY[6]),
+	array_fill('5'::text, ARRAY[6]), array_fill('1'::text, ARRAY[6]),
+	array_fill('86400'::text, ARRAY[6]), array_fill('192.0.2.7'::text, ARRAY[6]),
+	array_fill('mx.agri.gouv.fr'::text, ARRAY[6]), array_fill(NULL::text, ARRAY[6]),
+	array_fill('<m@agri.gouv.fr>'::text, ARRAY[6]), array_fill('Q1'::text, ARRAY[6]),
+	array_fill('agri.gouv.fr'::text, ARRAY[6]), array_fill('rsa2048'::text, ARRAY[6]),
+	array_fill('rsa-sha256'::text, ARRAY[6]), array_fill('2048'::text, ARRAY[6]),
+	array_fill('secure'::text, ARRAY[6]), array_fill('pass'::text, ARRAY[6]),
+	array_fill(NULL::text, ARRAY[6]), array_fill('abc'::text, ARRAY[6])"
+after="SELECT string_agg(account || ':' || state || ':' || attempts || ':' ||
+	(valid_until IS NOT NULL) || ':' || (ended_at IS NOT NULL), ' ' ORDER BY account, email)
+	FROM milterd.requests WHERE account ~ '^(g[1-6]|h5)$';
+	SELECT string_agg(r.account || ':' || e.reason || ':' || e.dkim_key_bits || ':' ||
+	e.client_addr, ' ' ORDER BY r.account) FROM milterd.evidence e
+	JOIN milterd.requests r ON r.id = e.request_id WHERE r.account ~ '^g[1-6]$';"
+record_fn="'milterd.record(bigint,bytea,text,text,text,integer,integer,integer,text,text,text,text,text,text,text,text,integer,text,text,text,text)'::regprocedure"
+set_way=$(psql -Atq -v ON_ERROR_STOP=1 -c "SET track_functions = 'pl'" -c "BEGIN" \
+	-c "SELECT string_agg(concat_ws(':', recorded, verified, state, attempts, holders), ' ')
+		FROM milterd.record_group($group_args)" \
+	-c "SELECT coalesce(pg_stat_get_xact_function_calls($record_fn), 0)" -c "$after" -c "ROLLBACK" 2>&1)
+row_way=$(psql -Atq -v ON_ERROR_STOP=1 -c "SET track_functions = 'pl'" -c "BEGIN" \
+	-c "SELECT string_agg(concat_ws(':', r.recorded, r.verified, r.state, r.attempts,
+		r.holders), ' ' ORDER BY b.n) FROM unnest($group_args) WITH ORDINALITY AS b(id, hash,
+		hfrom, reason, stage, ma, apa, vf, ca, helo, mf, mid, qid, dd, ds, da, bits, dnssec,
+		spf, detail, tp, n) CROSS JOIN LATERAL milterd.record(b.id::bigint, b.hash, b.hfrom,
+		b.reason, b.stage, b.ma::integer, b.apa::integer, b.vf::integer, b.ca, b.helo, b.mf,
+		b.mid, b.qid, b.dd, b.ds, b.da, b.bits::integer, b.dnssec, b.spf, b.detail, b.tp) r" \
+	-c "SELECT coalesce(pg_stat_get_xact_function_calls($record_fn), 0)" -c "$after" -c "ROLLBACK" 2>&1)
+expect_eq "record_group, distinct rows: written by set statements (record() not called)" \
+	0 "$(sed -n 2p <<<"$set_way")"
+expect_eq "record_group, distinct rows: the rows record() returns row by row" \
+	"t:t:verified:1:0 t:t:verified:1:0 f:f:0 f:f:expired:0:0 f:f:pending:0:1 f:f:pending:5:0" \
+	"$(sed -n 1p <<<"$row_way")"
+expect_eq "record_group, distinct rows: the same rows, requests and evidence as row by row" \
+	"$(sed 2d <<<"$row_way")" "$(sed 2d <<<"$set_way")"
+echo "  # row by row: $(sed 2d <<<"$row_way" | tr "\n" "|")"
