@@ -19,18 +19,12 @@ static const struct {
 	const char *sql;
 	int	    nparams;
 } store_statements[] = {
-	/* The last column is milterd.address_holders(email, account) written
-	 * out: called, the PL/pgSQL function runs its query with an executor
-	 * start-up of its own, some 15 us of PostgreSQL CPU per lookup (pgbench,
-	 * 8 clients: 0.168 ms a lookup with the call, 0.153 ms without). */
 	{ "lookup",
 	  "SELECT id, account, email, milterd.state_now(state, expires_at, valid_until),"
 	  " attempts, extract(epoch FROM created_at)::float8,"
 	  " extract(epoch FROM expires_at)::float8, lang,"
-	  " (SELECT count(DISTINCT o.account)::integer FROM milterd.requests o"
-	  "   WHERE o.email = r.email AND o.state = 'verified' AND o.account <> r.account"
-	  "     AND (o.valid_until IS NULL OR o.valid_until > now()))"
-	  " FROM milterd.requests r WHERE token_hash = $1", 1 },
+	  " milterd.address_holders(email, account)"
+	  " FROM milterd.requests WHERE token_hash = $1", 1 },
 	/* The last column: whether standbys are named to confirm commits now
 	 * (a reload may change it): store_wants_durable (store_record.c). */
 	{ "record",
