@@ -11,10 +11,6 @@
 #include "store.h"
 #include "store_pool.h"
 
-/* The evidence columns, in the order of record() and record_evidence() after
- * their own leading parameters. */
-#define STORE_EV_COLS 13
-
 static void
 store_evidence_values(const struct store_evidence *ev, const char **v, char *bits, size_t size)
 {
@@ -130,42 +126,6 @@ store_record_args(struct store_record_args *a, const struct store_evidence *ev,
 	a->v[6] = a->apa;
 	a->v[7] = a->valid;
 	store_evidence_values(ev, a->v + 8, a->bits, sizeof(a->bits));
-}
-
-/* One decision, one call of record(), one transaction, then store_durable
- * if the decision needs it, all within dl. */
-static enum store_rc
-store_record_one(struct store *st, const struct store_evidence *ev,
-    const struct store_guard *g, struct store_outcome *out, const struct store_deadline *dl,
-    struct buf *err)
-{
-	struct store_record_args a;
-	int lengths[STORE_RECORD_ARGS] = { 0 }, formats[STORE_RECORD_ARGS] = { 0 }, slot;
-	int named = 0;
-	enum store_rc rc = STORE_TEMPFAIL;
-	PGresult *res;
-
-	memset(out, 0, sizeof(*out));
-	store_record_args(&a, ev, g);
-	lengths[1] = STORE_HASH_LEN;
-	formats[1] = 1;		/* the hash goes as binary bytea */
-	if ((slot = store_acquire(st, err)) == -1)
-		return STORE_TEMPFAIL;
-	if ((res = store_exec_on(st, &st->slots[slot], "record", STORE_RECORD_ARGS, a.v, lengths,
-	    formats, dl, err)) != NULL) {
-		if (PQntuples(res) != 1)
-			buf_puts(err, "record: no result row");
-		else {
-			named = store_outcome(res, 0, ev, out);
-			rc = STORE_OK;
-		}
-		PQclear(res);
-	}
-	if (rc == STORE_OK && store_wants_durable(ev, out, named) &&
-	    store_durable(st, &st->slots[slot], dl, err) == -1)
-		rc = STORE_TEMPFAIL;
-	store_release(st, slot);
-	return rc;
 }
 
 /* ------------------------------------------------------- group commit */
@@ -292,10 +252,12 @@ store_group_exec(struct store *st, struct store_group_item **group, int n,
 	if (oom)
 		buf_puts(err, "record_group: out of memory");
 	else if ((*slot = store_acquire(st, err)) != -1) {
-		res = store_exec_on(st, &st->slots[*slot], n == 1 ? "record" : "record_group",
-		    STORE_RECORD_ARGS, values, lengths, formats, dl, err);
+		const char *stmt = n == 1 ? "record" : "record_group";
+
+		res = store_exec_on(st, &st->slots[*slot], stmt, STORE_RECORD_ARGS, values,
+		    lengths, formats, dl, err);
 		if (res != NULL && PQntuples(res) != n) {
-			buf_printf(err, "record_group: %d result rows for %d", PQntuples(res), n);
+			buf_printf(err, "%s: %d result rows for %d", stmt, PQntuples(res), n);
 			PQclear(res);
 			res = NULL;
 		}
@@ -305,6 +267,29 @@ store_group_exec(struct store *st, struct store_group_item **group, int n,
 	for (int c = 0; c < STORE_RECORD_ARGS; c++)
 		buf_free(&cols[c]);
 	return res;
+}
+
+/* One decision, one call of record() (a group of one), one transaction, then
+ * store_durable if the decision needs it, all within dl. */
+static enum store_rc
+store_record_one(struct store *st, const struct store_evidence *ev,
+    const struct store_guard *g, struct store_outcome *out, const struct store_deadline *dl,
+    struct buf *err)
+{
+	struct store_group_item me = { .ev = ev, .g = g }, *one = &me;
+	enum store_rc rc = STORE_OK;
+	PGresult *res;
+	int slot;
+
+	memset(out, 0, sizeof(*out));
+	if ((res = store_group_exec(st, &one, 1, dl, &slot, err)) == NULL)
+		return STORE_TEMPFAIL;
+	if (store_wants_durable(ev, out, store_outcome(res, 0, ev, out)) &&
+	    store_durable(st, &st->slots[slot], dl, err) == -1)
+		rc = STORE_TEMPFAIL;
+	PQclear(res);
+	store_release(st, slot);
+	return rc;
 }
 
 /* Writes a group, within dl (the earliest of its rows'), and sets each row's

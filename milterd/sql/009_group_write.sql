@@ -72,13 +72,20 @@ BEGIN
 	   FROM (SELECT b.hfrom FROM unnest(p_from, p_accounts_per_address) AS b(hfrom, apa)
 		  WHERE coalesce(b.apa::integer, 0) > 0 ORDER BY b.hfrom COLLATE "C") a;
 	RETURN QUERY
-	WITH b AS (
+	WITH b AS (	-- the rows, and the other accounts each address certifies now
 		SELECT b.id::bigint AS id, b.hash, b.hfrom, b.stage,
 		       coalesce(b.max_attempts::integer, 0) AS max_attempts,
 		       coalesce(b.apa::integer, 0) AS apa, b.valid_for::integer AS valid_for,
 		       b.client_addr, b.helo, b.mail_from, b.message_id, b.queue_id, b.dkim_domain,
 		       b.dkim_selector, b.dkim_algorithm, b.dkim_key_bits::integer AS dkim_key_bits,
-		       b.dnssec, b.spf_result, b.detail, b.token_prefix, b.n
+		       b.dnssec, b.spf_result, b.detail, b.token_prefix, b.n,
+		       CASE WHEN coalesce(b.apa::integer, 0) > 0 THEN	-- address_holders()
+			(SELECT count(DISTINCT o.account)::integer FROM milterd.requests o
+			  WHERE o.email = b.hfrom AND o.state = 'verified'
+			    AND (o.valid_until IS NULL OR o.valid_until > now())
+			    AND o.account <> (SELECT r.account FROM milterd.requests r
+					       WHERE r.id = b.id::bigint))
+			ELSE 0 END AS holders
 		  FROM unnest(p_id, p_hash, p_from, p_stage, p_max_attempts,
 			p_accounts_per_address, p_valid_for, p_client_addr, p_helo, p_mail_from,
 			p_message_id, p_queue_id, p_dkim_domain, p_dkim_selector, p_dkim_algorithm,
@@ -87,25 +94,16 @@ BEGIN
 			client_addr, helo, mail_from, message_id, queue_id, dkim_domain,
 			dkim_selector, dkim_algorithm, dkim_key_bits, dnssec, spf_result, detail,
 			token_prefix, n)),
-	h AS (	-- other accounts each address certifies now (address_holders)
-		SELECT b.n, CASE WHEN b.apa > 0 THEN
-			(SELECT count(DISTINCT o.account)::integer FROM milterd.requests o
-			  WHERE o.email = b.hfrom AND o.state = 'verified'
-			    AND (o.valid_until IS NULL OR o.valid_until > now())
-			    AND o.account <> (SELECT r.account FROM milterd.requests r
-					       WHERE r.id = b.id))
-			ELSE 0 END AS holders
-		  FROM b),
 	v AS (	-- record()'s guarded UPDATE, for every row at once
 		UPDATE milterd.requests r
 		   SET state = 'verified', verified_at = now(), attempts = r.attempts + 1,
 		       valid_until = CASE WHEN b.valid_for > 0
 				     THEN now() + b.valid_for * interval '1 second' END
-		  FROM b JOIN h ON h.n = b.n
+		  FROM b
 		 WHERE r.id = b.id AND r.token_hash = b.hash AND r.email = b.hfrom
 		   AND r.state = 'pending' AND r.expires_at > now()
 		   AND (b.max_attempts = 0 OR r.attempts < b.max_attempts)
-		   AND (b.apa = 0 OR h.holders < b.apa)
+		   AND (b.apa = 0 OR b.holders < b.apa)
 		RETURNING r.id, r.account, r.attempts, b.n),
 	renewed AS (	-- the account's previous certification, if any
 		UPDATE milterd.requests o SET state = 'renewed', ended_at = now()
@@ -123,8 +121,8 @@ BEGIN
 	SELECT v.id IS NOT NULL, v.id IS NOT NULL,
 	       CASE WHEN v.id IS NOT NULL THEN 'verified'
 		    ELSE milterd.state_now(r.state, r.expires_at, r.valid_until) END,
-	       coalesce(v.attempts, r.attempts), h.holders
-	  FROM b JOIN h ON h.n = b.n
+	       coalesce(v.attempts, r.attempts), b.holders
+	  FROM b
 	  LEFT JOIN v ON v.n = b.n
 	  LEFT JOIN milterd.requests r ON v.id IS NULL AND r.id = b.id AND r.token_hash = b.hash
 	 ORDER BY b.n;

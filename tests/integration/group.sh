@@ -8,7 +8,7 @@
 #
 # A group forms when verifications queue while another group is being written:
 # here the first is held on its address's lock (a transaction of the test's
-# holds pg_advisory_xact_lock as record() takes it) while the others arrive.
+# holds the address's lock: hold_address) while the others arrive.
 . "$TOP/tests/lib/pg.sh"
 . "$TOP/tests/lib/common.sh"
 trap 'kill $(jobs -p) 2>/dev/null; milterd_stop' EXIT
@@ -31,25 +31,15 @@ send() {	# send ACCOUNT: deliver its reply (background it)
 	mt message.lua "file=$WORK/$1.eml" "rcpt=$(cat "$WORK/$1.rcpt")" expect=any qid="G$1" \
 		>"$WORK/$1.out" 2>&1
 }
-# hold ADDRESS SECONDS: a transaction holding the address's lock, as record() takes it.
-hold() {
-	psql -Atq -c "BEGIN" \
-		-c "SELECT pg_advisory_xact_lock(hashtext('milterd.address'), hashtext('$1'))" \
-		-c "SELECT pg_sleep($2)" -c "COMMIT" >/dev/null 2>&1
-}
-lock_waits() {	# lock_waits N: N of milterd's backends wait on a lock
-	[ "$(psql -Atq -c "SELECT count(*) FROM pg_stat_activity
-		WHERE application_name LIKE 'milterd%' AND wait_event_type = 'Lock'")" = "$1" ]
-}
 # queue_behind FIRST ACCOUNT...: FIRST's verification, held on its address's lock
-# (hold), then the others, which queue behind its group. Their miltertests' pids
+# (hold_address), then the others, which queue behind its group. Their miltertests' pids
 # in QUEUED.
 queue_behind() {
 	local first="$1" a; shift
 	sleep 0.3
 	send "$first" &
 	QUEUED=($!)
-	if ! wait_for 5 lock_waits 1; then
+	if ! wait_for 5 milterd_lock_waits 1; then
 		not_ok "$first's verification did not wait on its address's lock"; return 1
 	fi
 	for a in "$@"; do send "$a" & QUEUED+=($!); done
@@ -74,7 +64,7 @@ verified_rows() {	# verified_rows ACCOUNT: its evidence rows 'verified'
 # ---- One group: eight accounts and two replying from one address.
 for i in 1 2 3 4 5 6 7 8; do sign "p$i" "p$i@agri.gouv.fr" || not_ok "request p$i"; done
 sign q1 shared@agri.gouv.fr && sign q2 shared@agri.gouv.fr || not_ok "requests q1, q2"
-hold p1@agri.gouv.fr 3 &
+hold_address p1@agri.gouv.fr 3 &
 holder=$!
 queue_behind p1 p2 p3 p4 p5 p6 p7 p8 q1 q2
 wait "$holder" "${QUEUED[@]}"
@@ -101,9 +91,9 @@ fi
 # could be; a lost connection is run once more on a new one, store_exec_on). Each
 # row is written again on its own: r2..r5 verify at once, r6 once its address is free.
 for i in 1 2 3 4 5 6; do sign "r$i" "r$i@agri.gouv.fr" || not_ok "request r$i"; done
-hold r1@agri.gouv.fr 2 &
+hold_address r1@agri.gouv.fr 2 &
 h1=$!
-hold r6@agri.gouv.fr 5 &
+hold_address r6@agri.gouv.fr 5 &
 h6=$!
 if queue_behind r1 r2 r3 r4 r5 r6; then
 	# r1 committed at 2 s; then the group r2..r6 (one record_group statement)

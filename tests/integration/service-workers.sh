@@ -85,14 +85,12 @@ milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts, one of two worke
 t=$(new_token erin erin@agri.gouv.fr)
 make_reply - erin@agri.gouv.fr "$t" --name "" --subject "Re: [$t]" --body yes |
 	"$TOP/tests/lib/dkim-sign" --domain agri.gouv.fr --selector rsa2048 --key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" >"$WORK/lend.eml"
-psql -Atq -c "BEGIN" -c "SELECT pg_advisory_xact_lock(hashtext('milterd.address'), hashtext('erin@agri.gouv.fr'))" \
-	-c "SELECT pg_sleep(2)" -c "COMMIT" >/dev/null 2>&1 &
+hold_address erin@agri.gouv.fr 2 &
 holder=$!
 sleep 0.3
 mt message.lua "file=$WORK/lend.eml" "rcpt=<verify+$t@certify.test>" expect=accept >"$WORK/lend.out" 2>&1 &
 lend=$!
-waiting() { [ "$(psql -Atq -c "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'milterd%' AND wait_event_type = 'Lock'")" = 1 ]; }
-if wait_for 5 waiting; then
+if wait_for 5 milterd_lock_waits 1; then
 	t0=$(date +%s%N)
 	rcpt_ok "<verify+abcdefghijklmnopqrstuvwxy4@certify.test>" reply; rc=$?
 	ms=$(( ($(date +%s%N) - t0) / 1000000 ))

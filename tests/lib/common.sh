@@ -107,6 +107,20 @@ wait_for() {
 	return 1
 }
 
+# hold_address ADDRESS SECONDS: a transaction holding the address's lock as
+# milterd's record() takes it, so that a verification from ADDRESS waits.
+hold_address() {
+	psql -Atq -c "BEGIN" \
+		-c "SELECT pg_advisory_xact_lock(hashtext('milterd.address'), hashtext('$1'))" \
+		-c "SELECT pg_sleep($2)" -c "COMMIT" >/dev/null 2>&1
+}
+
+# milterd_lock_waits N: N of milterd's database sessions wait on a lock.
+milterd_lock_waits() {
+	[ "$(psql -Atq -c "SELECT count(*) FROM pg_stat_activity
+		WHERE application_name LIKE 'milterd%' AND wait_event_type = 'Lock'")" = "$1" ]
+}
+
 # write_config FILE [key=value ...]: a milterd.conf for tests; extra keys replace defaults.
 write_config() {
 	local f="$1" kv key; shift
