@@ -7,9 +7,12 @@
 -- evidence INSERT), each with its own executor start-up. record_group runs them
 -- once for the whole group: the address locks in one statement, then one
 -- statement that counts holders, verifies, renews and inserts the evidence of
--- every row. Measured with pgbench on a durable PostgreSQL (groups of 5, the
--- size milterd's groups reach at 32 connections, each followed by its durable
--- transaction): 2.66 ms of PostgreSQL CPU per group before, 2.15 ms after.
+-- every row. Measured with a pgbench script on a durable PostgreSQL (not
+-- milterd's traffic: groups of 5, the size milterd's groups reach at 32
+-- connections, each followed by its durable transaction): 2.66 ms of PostgreSQL
+-- CPU per group before, 2.15 ms after. In make bench: 5-10% less PostgreSQL CPU
+-- per first verification at 32 connections, nothing measurable at 8
+-- (tests/bench/README.md).
 --
 -- One statement sees one snapshot, so a row cannot see what another row of the
 -- same statement wrote. Rows are independent when their addresses, requests and
