@@ -432,15 +432,21 @@ store_check_server(struct store *st, struct store_slot *s)
 	PQclear(res);
 }
 
-/* The session's settings: statement_timeout, and synchronous_commit turned
- * off where standbys confirm commits (store_slot). */
+/* The session's settings: statement_timeout; generic plans for every
+ * statement: lookup_group's custom plans, for an array of known length,
+ * always looked cheaper than its generic plan (costed for 10 elements), so
+ * PostgreSQL planned it at every call (pg_prepared_statements: 10 custom
+ * plans, 0 generic), while each statement milterd runs is a lookup by key or
+ * a function call, whose generic plan is the custom one; and synchronous_commit
+ * turned off where standbys confirm commits (store_slot). */
 static int
 store_session(struct store *st, struct store_slot *s, struct buf *err)
 {
-	char sql[96];
+	char sql[128];
 	PGresult *res;
 
-	snprintf(sql, sizeof(sql), "SET statement_timeout = %d; SHOW synchronous_commit",
+	snprintf(sql, sizeof(sql), "SET statement_timeout = %d; SET plan_cache_mode = force_generic_plan;"
+	    " SHOW synchronous_commit",
 	    st->timeout * 1000);
 	res = PQexec(s->conn, sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
@@ -683,6 +689,7 @@ store_request_row(PGresult *res, int row, int col, struct store_request *out)
  */
 
 #define STORE_LOOKUP_MAX	32
+#define STORE_LOOKUP_RUNNING	2	/* statements at once */
 
 struct store_lookup_item {
 	const unsigned char	*hash;
@@ -764,11 +771,11 @@ store_lookup(struct store *st, const unsigned char *hash, struct store_request *
 	*st->look_tail = &me;
 	st->look_tail = &me.next;
 	while (!me.done) {
-		if (st->look_leading || me.taken) {
+		if (st->look_running >= STORE_LOOKUP_RUNNING || me.taken) {
 			pthread_cond_wait(&st->look_done, &st->look_lock);
 			continue;
 		}
-		st->look_leading = 1;
+		st->look_running++;
 		for (n = 0; n < STORE_LOOKUP_MAX && st->look_head != NULL; n++) {
 			look[n] = st->look_head;
 			look[n]->taken = 1;
@@ -779,7 +786,7 @@ store_lookup(struct store *st, const unsigned char *hash, struct store_request *
 		pthread_mutex_unlock(&st->look_lock);
 		store_lookup_run(st, look, n);
 		pthread_mutex_lock(&st->look_lock);
-		st->look_leading = 0;
+		st->look_running--;
 		for (int i = 0; i < n; i++)
 			look[i]->done = 1;
 		pthread_cond_broadcast(&st->look_done);

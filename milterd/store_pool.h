@@ -56,7 +56,7 @@ struct store {
 	pthread_mutex_t	 look_lock;
 	pthread_cond_t	 look_done;
 	struct store_lookup_item *look_head, **look_tail;	/* queued, not taken */
-	int		 look_leading;	/* a lookup is running */
+	int		 look_running;	/* lookup statements running */
 	void		(*before_wait)(void);	/* store_set_wait_hook */
 };
 

@@ -177,14 +177,14 @@ expect_eq "record_group, distinct rows: the same rows, requests and evidence as 
 echo "  # row by row: $(sed 2d <<<"$row_way" | tr "\n" "|")"
 
 # ---- RCPT lookups of concurrent workers go in one statement (store_lookup): the
-# first waits on a lock the test holds on the requests table; the others queue
-# behind it in milterd, then run together ("lookup_group", seen in the server's
+# first two (two statements run at once) wait on a lock the test holds on the
+# requests table; the others queue behind them in milterd, then run together ("lookup_group", seen in the server's
 # statement log), and each gets its own request's answer: three pending requests
 # accepted under their own ids, an expired one refused, two unknown tokens refused.
 psql -Atq -c "ALTER DATABASE milterd SET log_statement = 'all'" >/dev/null
 write_config "$WORK/milterd.conf" "workers = 24" "active_workers = 16" "db_timeout = 8"
 milterd_start "$WORK/milterd.conf" || not_ok "milterd starts again"
-lead=$(new_token l0 l0@agri.gouv.fr)
+lead=$(new_token l0 l0@agri.gouv.fr) lead2=$(new_token m0 m0@agri.gouv.fr)
 for a in l1 l2 l3; do declare "tok_$a=$(new_token "$a" "$a@agri.gouv.fr")"; done
 tok_lx=$(new_token lx lx@agri.gouv.fr '1 second')
 tok_lu=abcdefghijklmnopqrstuvwxy4 tok_lv=abcdefghijklmnopqrstuvwxya
@@ -197,7 +197,9 @@ wait_for 5 psql -Atq -c "SELECT 1 FROM pg_locks WHERE mode = 'AccessExclusiveLoc
 	AND relation = 'milterd.requests'::regclass AND granted" | grep -q 1
 mt rcpt.lua "rcpt=<verify+$lead@certify.test>" expect=continue qid=LQl0 >/dev/null 2>&1 &
 looks=($!)
-wait_for 5 milterd_lock_waits 1 || not_ok "the first lookup did not wait on the table's lock"
+mt rcpt.lua "rcpt=<verify+$lead2@certify.test>" expect=continue qid=LQm0 >/dev/null 2>&1 &
+looks+=($!)
+wait_for 5 milterd_lock_waits 2 || not_ok "the first two lookups did not wait on the table's lock"
 for a in l1 l2 l3 lx lu lv; do
 	t="tok_$a"
 	case $a in l[0-9]) want=continue ;; *) want=reply ;; esac
@@ -220,8 +222,8 @@ grep -q "LQlx: token=[0-9a-f]* reason=expired reply=550" "$MILTERD_LOG" && answe
 	answers+=" lu,lv:ok"
 expect_eq "queued lookups: each request found under its own id, the expired and unknown refused" \
 	" l1:ok l2:ok l3:ok lx:ok lu,lv:ok" "$answers"
-# The statements of milterd's sessions since the lock: the held lookup, then one for the
-# six that queued (its array of six hashes).
+# The statements of milterd's sessions since the lock: the two held lookups, then one for
+# the six that queued (its array of six hashes).
 groups=$(tail -n +"$((pg_lines + 1))" "$PG_DIR/server.log" |
 	grep -A1 'execute lookup_group:' | grep -o 'parameters: \$1 = .*' | tr -cd ',\n' |
 	awk '{ print length($0) + 1 }' | xargs)
