@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,12 +12,6 @@
 #include "store.h"
 #include "store_pool.h"
 
-/* What a lookup reads of a request (store_request_row). */
-#define STORE_REQUEST_COLS \
-	"id, account, email, milterd.state_now(state, expires_at, valid_until), attempts," \
-	" extract(epoch FROM created_at)::float8, extract(epoch FROM expires_at)::float8," \
-	" lang, milterd.address_holders(email, account)"
-
 /* Statements prepared on every pooled connection. */
 static const struct {
 	const char *name;
@@ -26,12 +19,11 @@ static const struct {
 	int	    nparams;
 } store_statements[] = {
 	{ "lookup",
-	  "SELECT " STORE_REQUEST_COLS " FROM milterd.requests WHERE token_hash = $1", 1 },
-	/* The lookups of several workers (store_lookup): each row names its
-	 * hash by its place in the array, from 1. */
-	{ "lookup_group",
-	  "SELECT o.i, " STORE_REQUEST_COLS " FROM unnest($1::bytea[]) WITH ORDINALITY"
-	  " o(h, i) JOIN milterd.requests ON token_hash = o.h", 1 },
+	  "SELECT id, account, email, milterd.state_now(state, expires_at, valid_until),"
+	  " attempts, extract(epoch FROM created_at)::float8,"
+	  " extract(epoch FROM expires_at)::float8, lang,"
+	  " milterd.address_holders(email, account)"
+	  " FROM milterd.requests WHERE token_hash = $1", 1 },
 	/* The last column: whether standbys are named to confirm commits now
 	 * (a reload may change it): store_wants_durable (store_record.c). */
 	{ "record",
@@ -111,9 +103,6 @@ store_open(const char *conninfo, const char *appname, int size, int timeout)
 	pthread_mutex_init(&st->group_lock, NULL);
 	pthread_cond_init(&st->group_done, NULL);
 	st->group_tail = &st->group_head;
-	pthread_mutex_init(&st->look_lock, NULL);
-	pthread_cond_init(&st->look_done, NULL);
-	st->look_tail = &st->look_head;
 	return st;
 }
 
@@ -129,8 +118,6 @@ store_close(struct store *st)
 	pthread_cond_destroy(&st->freed);
 	pthread_mutex_destroy(&st->group_lock);
 	pthread_cond_destroy(&st->group_done);
-	pthread_mutex_destroy(&st->look_lock);
-	pthread_cond_destroy(&st->look_done);
 	free(st->slots);
 	free(st->conninfo);
 	free(st);
@@ -157,29 +144,6 @@ store_error(struct buf *err, const char *what, const char *msg)
 	for (char *c = err->s + start; *c; c++)
 		if (*c == '\n' || *c == '\r' || *c == '\t')
 			*c = ' ';
-}
-
-static void
-store_put32(struct buf *b, uint32_t v)
-{
-	const char x[4] = { (char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v };
-
-	(void)buf_append(b, x, sizeof(x));
-}
-
-void
-store_array(struct buf *b, unsigned oid, const char *const *v, const size_t *len, int n)
-{
-	store_put32(b, 1);		/* dimensions */
-	store_put32(b, 0);		/* flags: the server finds NULLs itself */
-	store_put32(b, oid);		/* element type */
-	store_put32(b, (uint32_t)n);
-	store_put32(b, 1);		/* lower bound */
-	for (int i = 0; i < n; i++) {
-		store_put32(b, v[i] == NULL ? UINT32_MAX : (uint32_t)len[i]);	/* -1: NULL */
-		if (v[i] != NULL)
-			(void)buf_append(b, v[i], len[i]);
-	}
 }
 
 /* PostgreSQL's notices and warnings go through milterd's log, with its
@@ -432,21 +396,15 @@ store_check_server(struct store *st, struct store_slot *s)
 	PQclear(res);
 }
 
-/* The session's settings: statement_timeout; generic plans for every
- * statement: lookup_group's custom plans, for an array of known length,
- * always looked cheaper than its generic plan (costed for 10 elements), so
- * PostgreSQL planned it at every call (pg_prepared_statements: 10 custom
- * plans, 0 generic), while each statement milterd runs is a lookup by key or
- * a function call, whose generic plan is the custom one; and synchronous_commit
- * turned off where standbys confirm commits (store_slot). */
+/* The session's settings: statement_timeout, and synchronous_commit turned
+ * off where standbys confirm commits (store_slot). */
 static int
 store_session(struct store *st, struct store_slot *s, struct buf *err)
 {
-	char sql[128];
+	char sql[96];
 	PGresult *res;
 
-	snprintf(sql, sizeof(sql), "SET statement_timeout = %d; SET plan_cache_mode = force_generic_plan;"
-	    " SHOW synchronous_commit",
+	snprintf(sql, sizeof(sql), "SET statement_timeout = %d; SHOW synchronous_commit",
 	    st->timeout * 1000);
 	res = PQexec(s->conn, sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
@@ -583,7 +541,7 @@ store_run(const struct store *st, struct store_slot *s, const char *stmt, int np
 	*late = 0;
 	if (!st->dry_run)
 		return store_send(s, stmt, nparams, values, lengths, formats, dl, late);
-	if (strncmp(stmt, "lookup", 6) == 0)	/* "lookup", "lookup_group": reads */
+	if (strcmp(stmt, "lookup") == 0)
 		return PQexecPrepared(s->conn, stmt, nparams, values, lengths, formats, 0);
 	PQclear(PQexec(s->conn, "BEGIN"));
 	res = PQexecPrepared(s->conn, stmt, nparams, values, lengths, formats, 0);
@@ -675,122 +633,28 @@ store_request_row(PGresult *res, int row, int col, struct store_request *out)
 	return 0;
 }
 
-/*
- * Lookups in groups. A lookup is a small statement whose cost is mostly the
- * statement's own (a round trip, an executor start-up): in a pgbench script
- * on a durable PostgreSQL 15 (8 clients, the request table of the bench),
- * one unknown token cost PostgreSQL 0.060 ms of CPU, four in one statement
- * 0.088 ms; one known token 0.122 ms, four 0.22 ms. So while one worker's
- * lookup runs, those of the others queue, and the next to run takes all the
- * queued ones in one statement (as verifications share a commit in
- * store_record.c). A lookup alone runs at once, as before; one that queued
- * waits at most for the statement ahead of it. If the statement fails, every
- * lookup in it fails (451): each would have met the same database.
- */
-
-#define STORE_LOOKUP_MAX	32
-#define STORE_LOOKUP_RUNNING	2	/* statements at once */
-
-struct store_lookup_item {
-	const unsigned char	*hash;
-	struct store_request	*out;
-	struct buf		*err;
-	struct store_deadline	 dl;	/* from when it queued */
-	enum store_rc		 rc;
-	int			 taken;	/* in a statement being run */
-	int			 done;	/* rc, out and err are set */
-	struct store_lookup_item *next;
-};
-
-/* Runs the lookups of look[0..n) in one statement, within the earliest of
- * their time limits, and sets each one's result. */
-static void
-store_lookup_run(struct store *st, struct store_lookup_item **look, int n)
-{
-	const char *v[STORE_LOOKUP_MAX], *values[1];
-	size_t len[STORE_LOOKUP_MAX];
-	int lengths[1], formats[1] = { 1 }, col = n == 1 ? 0 : 1;
-	struct store_deadline dl = look[0]->dl;
-	struct buf arr, err;
-	PGresult *res = NULL;
-
-	buf_init(&arr);
-	buf_init(&err);
-	for (int i = 0; i < n; i++) {
-		v[i] = (const char *)look[i]->hash;
-		len[i] = STORE_HASH_LEN;
-		if (store_left(&look[i]->dl) < store_left(&dl))
-			dl = look[i]->dl;
-		look[i]->rc = STORE_NOTFOUND;
-	}
-	values[0] = (const char *)look[0]->hash;
-	lengths[0] = STORE_HASH_LEN;
-	if (n > 1) {
-		store_array(&arr, STORE_OID_BYTEA, v, len, n);
-		values[0] = arr.s;
-		lengths[0] = (int)arr.len;
-	}
-	if (buf_failed(&arr))
-		buf_puts(&err, "lookup: out of memory");
-	else
-		res = store_exec(st, n == 1 ? "lookup" : "lookup_group", 1, values, lengths,
-		    formats, &dl, &err);
-	for (int r = 0; res != NULL && r < PQntuples(res); r++) {
-		int i = n == 1 ? 0 : atoi(PQgetvalue(res, r, 0)) - 1;
-
-		if (i < 0 || i >= n)
-			continue;	/* not a place in the array: cannot happen */
-		if (store_request_row(res, r, col, look[i]->out) == 0)
-			look[i]->rc = STORE_OK;
-		else
-			log_warn("request %s: a value too long or an unknown state, treated as"
-			    " no request", PQgetvalue(res, r, col));
-	}
-	for (int i = 0; res == NULL && i < n; i++) {
-		look[i]->rc = STORE_TEMPFAIL;
-		buf_puts(look[i]->err, err.s);
-	}
-	PQclear(res);
-	buf_free(&arr);
-	buf_free(&err);
-}
-
 enum store_rc
 store_lookup(struct store *st, const unsigned char *hash, struct store_request *out,
     struct buf *err)
 {
-	struct store_lookup_item me = { .hash = hash, .out = out, .err = err,
-	    .rc = STORE_TEMPFAIL };
-	struct store_lookup_item *look[STORE_LOOKUP_MAX];
-	int n;
+	const char *values[1] = { (const char *)hash };
+	const int lengths[1] = { STORE_HASH_LEN }, formats[1] = { 1 };
+	struct store_deadline dl;
+	PGresult *res;
+	enum store_rc rc = STORE_NOTFOUND;
 
 	memset(out, 0, sizeof(*out));
-	store_deadline(&me.dl, st->timeout, "db_timeout");
-	me.dl.at.tv_sec += 1;	/* past statement_timeout: the server's own error comes first */
-	pthread_mutex_lock(&st->look_lock);
-	*st->look_tail = &me;
-	st->look_tail = &me.next;
-	while (!me.done) {
-		if (st->look_running >= STORE_LOOKUP_RUNNING || me.taken) {
-			pthread_cond_wait(&st->look_done, &st->look_lock);
-			continue;
-		}
-		st->look_running++;
-		for (n = 0; n < STORE_LOOKUP_MAX && st->look_head != NULL; n++) {
-			look[n] = st->look_head;
-			look[n]->taken = 1;
-			st->look_head = st->look_head->next;
-		}
-		if (st->look_head == NULL)
-			st->look_tail = &st->look_head;
-		pthread_mutex_unlock(&st->look_lock);
-		store_lookup_run(st, look, n);
-		pthread_mutex_lock(&st->look_lock);
-		st->look_running--;
-		for (int i = 0; i < n; i++)
-			look[i]->done = 1;
-		pthread_cond_broadcast(&st->look_done);
+	store_deadline(&dl, st->timeout, "db_timeout");
+	dl.at.tv_sec += 1;	/* past statement_timeout: the server's own error comes first */
+	if ((res = store_exec(st, "lookup", 1, values, lengths, formats, &dl, err)) == NULL)
+		return STORE_TEMPFAIL;
+	if (PQntuples(res) == 1) {
+		if (store_request_row(res, 0, 0, out) == 0)
+			rc = STORE_OK;
+		else
+			log_warn("request %s: a value too long or an unknown state, treated as"
+			    " no request", PQgetvalue(res, 0, 0));
 	}
-	pthread_mutex_unlock(&st->look_lock);
-	return me.rc;
+	PQclear(res);
+	return rc;
 }

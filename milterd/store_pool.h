@@ -52,21 +52,9 @@ struct store {
 	pthread_cond_t	 group_done;
 	struct store_group_item *group_head, **group_tail;	/* queued, not taken */
 	int		 group_leading;	/* a group is being written */
-	/* Lookups of concurrent workers in one statement (store_lookup). */
-	pthread_mutex_t	 look_lock;
-	pthread_cond_t	 look_done;
-	struct store_lookup_item *look_head, **look_tail;	/* queued, not taken */
-	int		 look_running;	/* lookup statements running */
 	void		(*before_wait)(void);	/* store_set_wait_hook */
 };
 
-#define STORE_OID_BYTEA	17
-#define STORE_OID_TEXT	25
-
-/* n values as a one-dimensional array in PostgreSQL's binary format, of
- * element type oid; v[i] NULL is a NULL element, else len[i] bytes. */
-void		 store_array(struct buf *, unsigned oid, const char *const *v,
-		    const size_t *len, int n);
 /* A deadline `seconds` from now, set by configuration key `key`. */
 void		 store_deadline(struct store_deadline *, int seconds, const char *key);
 /* Milliseconds left before the deadline; 0 once past it. */

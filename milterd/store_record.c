@@ -1,5 +1,6 @@
 /* store_record.c — the decisions' writes: record() for one, or for the verifications of concurrent workers in one transaction (group commit), and their durable wait. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,19 +190,32 @@ store_group_cmp(const void *a, const void *b)
 	return x->request_id < y->request_id ? -1 : x->request_id > y->request_id;
 }
 
-/* Argument `col` of every row as one array: text, or bytea for the token
- * hash (store_array). */
+static void
+store_put32(struct buf *b, uint32_t v)
+{
+	const char x[4] = { (char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v };
+
+	(void)buf_append(b, x, sizeof(x));
+}
+
+/* Argument `col` of every row as a one-dimensional array in PostgreSQL's
+ * binary format: text, or bytea for the token hash. */
 static void
 store_group_array(struct buf *b, struct store_record_args *a, int n, int col)
 {
-	const char *v[STORE_GROUP_MAX];
-	size_t len[STORE_GROUP_MAX];
-
+	store_put32(b, 1);			/* dimensions */
+	store_put32(b, 0);			/* flags: the server finds NULLs itself */
+	store_put32(b, col == 1 ? 17 : 25);	/* element type: bytea or text */
+	store_put32(b, (uint32_t)n);
+	store_put32(b, 1);			/* lower bound */
 	for (int i = 0; i < n; i++) {
-		v[i] = a[i].v[col];
-		len[i] = v[i] == NULL ? 0 : col == 1 ? STORE_HASH_LEN : strlen(v[i]);
+		const char *v = a[i].v[col];
+		size_t len = v == NULL ? 0 : col == 1 ? STORE_HASH_LEN : strlen(v);
+
+		store_put32(b, v == NULL ? UINT32_MAX : (uint32_t)len);	/* -1: NULL */
+		if (v != NULL)
+			(void)buf_append(b, v, len);
 	}
-	store_array(b, col == 1 ? STORE_OID_BYTEA : STORE_OID_TEXT, v, len, n);
 }
 
 /* record() for every row: "record" for one, "record_group" for more. The

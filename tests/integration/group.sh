@@ -6,9 +6,6 @@
 # distinct addresses, requests and accounts with set statements: the same rows
 # and writes as record() row by row.
 #
-# RCPT lookups of concurrent workers are grouped the same way (store_lookup): one
-# statement for those that queued, each lookup given its own request.
-#
 # A group forms when verifications queue while another group is being written:
 # here the first is held on its address's lock (a transaction of the test's
 # holds the address's lock: hold_address) while the others arrive.
@@ -175,57 +172,3 @@ expect_eq "record_group, distinct rows: the rows record() returns row by row" \
 expect_eq "record_group, distinct rows: the same rows, requests and evidence as row by row" \
 	"$(sed 2d <<<"$row_way")" "$(sed 2d <<<"$set_way")"
 echo "  # row by row: $(sed 2d <<<"$row_way" | tr "\n" "|")"
-
-# ---- RCPT lookups of concurrent workers go in one statement (store_lookup): the
-# first two (two statements run at once) wait on a lock the test holds on the
-# requests table; the others queue behind them in milterd, then run together ("lookup_group", seen in the server's
-# statement log), and each gets its own request's answer: three pending requests
-# accepted under their own ids, an expired one refused, two unknown tokens refused.
-psql -Atq -c "ALTER DATABASE milterd SET log_statement = 'all'" >/dev/null
-write_config "$WORK/milterd.conf" "workers = 24" "active_workers = 16" "db_timeout = 8"
-milterd_start "$WORK/milterd.conf" || not_ok "milterd starts again"
-lead=$(new_token l0 l0@agri.gouv.fr) lead2=$(new_token m0 m0@agri.gouv.fr)
-for a in l1 l2 l3; do declare "tok_$a=$(new_token "$a" "$a@agri.gouv.fr")"; done
-tok_lx=$(new_token lx lx@agri.gouv.fr '1 second')
-tok_lu=abcdefghijklmnopqrstuvwxy4 tok_lv=abcdefghijklmnopqrstuvwxya
-sleep 1.1	# lx's request expires
-pg_lines=$(wc -l <"$PG_DIR/server.log")
-psql -Atq -c "BEGIN" -c "LOCK TABLE milterd.requests IN ACCESS EXCLUSIVE MODE" \
-	-c "SELECT pg_sleep(3)" -c "COMMIT" >/dev/null 2>&1 &
-locker=$!
-wait_for 5 psql -Atq -c "SELECT 1 FROM pg_locks WHERE mode = 'AccessExclusiveLock'
-	AND relation = 'milterd.requests'::regclass AND granted" | grep -q 1
-mt rcpt.lua "rcpt=<verify+$lead@certify.test>" expect=continue qid=LQl0 >/dev/null 2>&1 &
-looks=($!)
-mt rcpt.lua "rcpt=<verify+$lead2@certify.test>" expect=continue qid=LQm0 >/dev/null 2>&1 &
-looks+=($!)
-wait_for 5 milterd_lock_waits 2 || not_ok "the first two lookups did not wait on the table's lock"
-for a in l1 l2 l3 lx lu lv; do
-	t="tok_$a"
-	case $a in l[0-9]) want=continue ;; *) want=reply ;; esac
-	mt rcpt.lua "rcpt=<verify+${!t}@certify.test>" "expect=$want" "qid=LQ$a" \
-		>"$WORK/look.$a" 2>&1 &
-	looks+=($!)
-done
-wait "$locker"
-failed=0
-for p in "${looks[@]}"; do wait "$p" || failed=$((failed + 1)); done
-expect_eq "queued lookups: each RCPT answered as its token's request says" 0 "$failed"
-answers=""
-for a in l1 l2 l3; do
-	id=$(psql -Atq -c "SELECT id FROM milterd.requests WHERE account = '$a'")
-	grep -q "LQ$a: token=[0-9a-f]* request=$id state=pending rcpt accepted" "$MILTERD_LOG" &&
-		answers+=" $a:ok" || answers+=" $a:wrong"
-done
-grep -q "LQlx: token=[0-9a-f]* reason=expired reply=550" "$MILTERD_LOG" && answers+=" lx:ok"
-[ "$(grep -Ec "LQl[uv]: token=[0-9a-f]* reason=unknown_token reply=550" "$MILTERD_LOG")" = 2 ] &&
-	answers+=" lu,lv:ok"
-expect_eq "queued lookups: each request found under its own id, the expired and unknown refused" \
-	" l1:ok l2:ok l3:ok lx:ok lu,lv:ok" "$answers"
-# The statements of milterd's sessions since the lock: the two held lookups, then one for
-# the six that queued (its array of six hashes).
-groups=$(tail -n +"$((pg_lines + 1))" "$PG_DIR/server.log" |
-	grep -A1 'execute lookup_group:' | grep -o 'parameters: \$1 = .*' | tr -cd ',\n' |
-	awk '{ print length($0) + 1 }' | xargs)
-expect_eq "queued lookups: the six that queued ran in one statement (its hashes)" 6 "$groups"
-psql -Atq -c "ALTER DATABASE milterd RESET log_statement" >/dev/null
