@@ -76,7 +76,8 @@ struct policy_request {
 	int			 attempts;	/* failed decisions so far */
 	const char		*email;		/* lowercased */
 	double			 created_at;	/* epoch seconds */
-	int			 holders;	/* other accounts this address certifies now */
+	int			 holders;	/* other accounts this address certifies now;
+						 * 0 until the guarded write has counted them */
 };
 
 /* What the answer to a reply is written in: SMTP code, enhanced code, text. */

@@ -211,8 +211,9 @@ session_lookup(struct session *s, struct store *st, const unsigned char *hash,
 		log_msg(LOG_WARNING, m->qid, "token=%s database: %s", m->hash_prefix, err.s);
 		break;
 	case STORE_OK:
+		/* No holders yet: the guarded write counts them (store.c, "lookup"). */
 		m->preq = (struct policy_request){ m->req.state, m->req.attempts, m->req.email,
-		    m->req.created_at, m->req.holders };
+		    m->req.created_at, 0 };
 		m->lang = replies_lang(m->req.lang);
 		in->req = &m->preq;
 		in->lang = m->lang;

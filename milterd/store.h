@@ -25,7 +25,8 @@ struct store_request {
 	double			created_at;	/* epoch seconds */
 	double			expires_at;
 	char			lang[4];	/* "fr", "en" */
-	int			holders;	/* other accounts the address certifies now */
+	int			holders;	/* other accounts the address certifies now:
+						 * from a write's guard, not the lookup */
 };
 
 struct store;
