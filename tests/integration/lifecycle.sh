@@ -73,6 +73,8 @@ expect_eq "the refusal left evidence; bobby stays pending, bob verified" \
 	"address_in_use|pending|verified" \
 	"$(pg_psql "SELECT e.reason FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id
 	  WHERE r.account = 'bobby' ORDER BY e.id DESC LIMIT 1")|$(state bobby)|$(state bob)"
+expect_eq "... and did not count as a failed attempt (the reply was right: max_attempts)" "0" \
+	"$(pg_psql "SELECT attempts FROM milterd.requests WHERE account = 'bobby' AND state = 'pending'")"
 
 # The same account verifying the same address again is fine: one live row.
 verify "alice re-verifies her own address" alice alice@agri.gouv.fr
