@@ -594,7 +594,7 @@ session_record(struct session *s, struct store *st, const struct session_eom *ou
 		/* The guarded write did not happen: the request changed since
 		 * RCPT. Settle against what the database says, then record. */
 		policy_settle(d, &(struct policy_request){ res.after.state, res.after.attempts,
-		    m->req.email, m->req.created_at, res.after.holders }, 1);
+		    m->req.email, m->req.created_at, res.holders }, 1);
 		ev.reason = d->reason;
 		ev.detail = d->detail;
 		if (store_record_evidence(st, &ev, &err) != STORE_OK)

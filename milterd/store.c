@@ -18,13 +18,13 @@ static const struct {
 	const char *sql;
 	int	    nparams;
 } store_statements[] = {
-	/* Not the other accounts the address certifies: record()'s guard counts
-	 * them under the address lock, and a write it refuses returns the count
-	 * (session_record). Counted here too, they cost every reply with a token
-	 * 0.05 ms of PostgreSQL CPU, 40% of the lookup (a pgbench script of this
-	 * lookup, 8 clients, durable PostgreSQL 15: 0.106-0.124 ms with the
-	 * count, 0.069-0.074 without), to spare the rare reply from an address
-	 * in use a second statement. */
+	/* The request, without the other accounts its address certifies:
+	 * record()'s guard counts them under the address lock, and a write it
+	 * refuses returns the count (session_record). Counted here too, they
+	 * cost every reply with a token 0.05 ms of PostgreSQL CPU, 40% of the
+	 * lookup (a pgbench script of this lookup, 8 clients, durable
+	 * PostgreSQL 15: 0.106-0.124 ms with the count, 0.069-0.074 without),
+	 * to spare the rare reply from an address in use a second statement. */
 	{ "lookup",
 	  "SELECT id, account, email, milterd.state_now(state, expires_at, valid_until),"
 	  " attempts, extract(epoch FROM created_at)::float8,"

@@ -25,8 +25,6 @@ struct store_request {
 	double			created_at;	/* epoch seconds */
 	double			expires_at;
 	char			lang[4];	/* "fr", "en" */
-	int			holders;	/* other accounts the address certifies now:
-						 * from a write's guard, not the lookup */
 };
 
 struct store;
@@ -83,8 +81,10 @@ struct store_guard {
 struct store_outcome {
 	int		 recorded;	/* the evidence row is written */
 	int		 verified;	/* this call turned the request verified */
-	/* When !recorded: the request as the guarded write found it. */
+	/* When !recorded: the request as the guarded write found it, and the
+	 * other accounts its address certifies, as the guard counted them. */
 	struct store_request after;
+	int		 holders;
 };
 
 /* Records a decision: for R_VERIFIED the guarded state change with its

@@ -45,7 +45,7 @@ store_outcome(PGresult *res, int row, const struct store_evidence *ev,
 	if (out->after.state == REQ_NSTATES)
 		out->after.state = REQ_REVOKED;
 	out->after.attempts = atoi(PQgetvalue(res, row, 3));
-	out->after.holders = atoi(PQgetvalue(res, row, 4));
+	out->holders = atoi(PQgetvalue(res, row, 4));
 	return strcmp(PQgetvalue(res, row, 5), "t") == 0;
 }
 
