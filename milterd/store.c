@@ -107,7 +107,6 @@ store_open(const char *conninfo, const char *appname, int size, int timeout)
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->freed, NULL);
 	pthread_mutex_init(&st->group_lock, NULL);
-	pthread_cond_init(&st->group_done, NULL);
 	st->group_tail = &st->group_head;
 	return st;
 }
@@ -123,7 +122,6 @@ store_close(struct store *st)
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->freed);
 	pthread_mutex_destroy(&st->group_lock);
-	pthread_cond_destroy(&st->group_done);
 	free(st->slots);
 	free(st->conninfo);
 	free(st);

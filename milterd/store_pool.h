@@ -49,7 +49,6 @@ struct store {
 	int		 dry_run;	/* writes rolled back (set before any use) */
 	/* Group commit of verifications (store_group_record). */
 	pthread_mutex_t	 group_lock;
-	pthread_cond_t	 group_done;
 	struct store_group_item *group_head, **group_tail;	/* queued, not taken */
 	int		 group_leading;	/* a group is being written */
 	void		(*before_wait)(void);	/* store_set_wait_hook */

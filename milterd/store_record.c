@@ -155,6 +155,7 @@ struct store_group_item {
 	int				 taken;	/* in a group being written */
 	enum store_rc			 rc;
 	int				 done;	/* rc, out and err are set */
+	pthread_cond_t			 wake;	/* done, or first queued and may lead */
 	struct store_group_item		*next;
 };
 
@@ -359,7 +360,9 @@ store_group_durable(struct store *st, struct store_group_item **group, int n, in
 	store_release(st, slot);
 }
 
-/* A verification: queued, written with those of other workers. */
+/* A verification: queued, written with those of other workers. Each waits
+ * on a condition of its own, signalled when its group is done, or, first in
+ * the queue, when the group before is written and it may lead the next. */
 static enum store_rc
 store_group_record(struct store *st, const struct store_evidence *ev,
     const struct store_guard *g, struct store_outcome *out, struct buf *err)
@@ -375,12 +378,13 @@ store_group_record(struct store *st, const struct store_evidence *ev,
 	store_deadline(&me.dl, st->commit_timeout, "db_commit_timeout");
 	if (st->before_wait != NULL)
 		st->before_wait();
+	pthread_cond_init(&me.wake, NULL);
 	pthread_mutex_lock(&st->group_lock);
 	*st->group_tail = &me;
 	st->group_tail = &me.next;
 	while (!me.done) {
 		if (st->group_leading || me.taken) {
-			pthread_cond_wait(&st->group_done, &st->group_lock);
+			pthread_cond_wait(&me.wake, &st->group_lock);
 			continue;
 		}
 		st->group_leading = 1;
@@ -389,17 +393,20 @@ store_group_record(struct store *st, const struct store_evidence *ev,
 		slot = store_group_write(st, group, n, &dl);
 		pthread_mutex_lock(&st->group_lock);
 		st->group_leading = 0;		/* the next group may be written */
-		pthread_cond_broadcast(&st->group_done);
+		if (st->group_head != NULL)
+			pthread_cond_signal(&st->group_head->wake);
 		if (slot != -1) {
 			pthread_mutex_unlock(&st->group_lock);
 			store_group_durable(st, group, n, slot, &dl);
 			pthread_mutex_lock(&st->group_lock);
 		}
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < n; i++) {
 			group[i]->done = 1;
-		pthread_cond_broadcast(&st->group_done);
+			pthread_cond_signal(&group[i]->wake);
+		}
 	}
 	pthread_mutex_unlock(&st->group_lock);
+	pthread_cond_destroy(&me.wake);
 	return me.rc;
 }
 
