@@ -369,7 +369,7 @@ store_group_record(struct store *st, const struct store_evidence *ev,
 {
 	struct store_group_item me = { .ev = ev, .g = g, .out = out, .err = err,
 	    .rc = STORE_TEMPFAIL };
-	struct store_group_item *group[STORE_GROUP_MAX];
+	struct store_group_item *group[STORE_GROUP_MAX], *next;
 	struct store_deadline dl;
 	int n, slot;
 
@@ -393,8 +393,12 @@ store_group_record(struct store *st, const struct store_evidence *ev,
 		slot = store_group_write(st, group, n, &dl);
 		pthread_mutex_lock(&st->group_lock);
 		st->group_leading = 0;		/* the next group may be written */
-		if (st->group_head != NULL)
-			pthread_cond_signal(&st->group_head->wake);
+		/* By the first queued; not by this leader when it is still queued
+		 * (more than STORE_GROUP_MAX were before it): its flush comes first. */
+		if ((next = st->group_head) == &me)
+			next = me.next;
+		if (next != NULL)
+			pthread_cond_signal(&next->wake);
 		if (slot != -1) {
 			pthread_mutex_unlock(&st->group_lock);
 			store_group_durable(st, group, n, slot, &dl);

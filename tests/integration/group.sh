@@ -14,7 +14,7 @@
 trap 'kill $(jobs -p) 2>/dev/null; milterd_stop' EXIT
 
 db_reset || { not_ok "database reset"; exit 1; }
-write_config "$WORK/milterd.conf" "workers = 24" "db_timeout = 8" "db_commit_timeout = 10"
+write_config "$WORK/milterd.conf" "workers = 40" "db_timeout = 8" "db_commit_timeout = 10"
 milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
 
 # sign ACCOUNT ADDRESS: a pending request and its signed reply in $WORK/ACCOUNT.eml;
@@ -112,6 +112,23 @@ expect_grep "the lost group is logged, and written again row by row" \
 	"database: a group of [2-5] verifications failed, each written again on its own" "$MILTERD_LOG"
 expect_eq "after the lost group: each of 6 replies answered 250 and verified once (code/verified rows)" \
 	" 250/1 250/1 250/1 250/1 250/1 250/1" "$(codes r1 r2 r3 r4 r5 r6)"
+
+# ---- More verifications queue than a group takes (STORE_GROUP_MAX, 32): s1 is held
+# on its address's lock while s2..s36 queue; the first of them leads a group of 32, and
+# the rest, still queued, are woken for the group after (a waiter is woken only for
+# its own turn): every reply verified once, none left waiting.
+S=$(seq -f 's%g' 1 36)
+for a in $S; do sign "$a" "$a@agri.gouv.fr" || not_ok "request $a"; done
+hold_address s1@agri.gouv.fr 6 &
+holder=$!
+queue_behind $S
+wait "$holder" "${QUEUED[@]}"
+expect_eq "36 queued at once: each answered 250 and verified once (code/verified rows)" \
+	"$(for a in $S; do printf ' 250/1'; done)" "$(codes $S)"
+expect_eq "the largest group took 32 of them, the rest came after (rows per transaction)" 32 \
+	"$(psql -Atq -c "SELECT max(n) FROM (SELECT count(*) n FROM milterd.evidence e
+		JOIN milterd.requests r ON r.id = e.request_id WHERE r.account ~ '^s[0-9]+$'
+		AND e.reason = 'verified' GROUP BY e.decided_at) x")"
 milterd_stop
 
 # ---- record_group (009) writes a group whose addresses, requests and accounts are
