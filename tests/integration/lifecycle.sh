@@ -2,7 +2,8 @@
 # one address, one account (at request and at reply, and two milterd racing);
 # re-verification of the same account; an address change ends it; the
 # re-certification cycle (challenge once, lapse with NOTIFY, reply again);
-# retention keeps what it must; migration of a database from schema 006.
+# an account's changes in turn (010); retention keeps what it must; migration of a
+# database from schema 006.
 . "$TOP/tests/lib/pg.sh"
 . "$TOP/tests/lib/common.sh"
 C="$BUILD/milterctl"
@@ -125,9 +126,10 @@ kill "$M2_PID"; wait "$M2_PID" 2>/dev/null; M2_PID=
 # The same race made certain: the first verification holds its transaction
 # open while the second one runs. The database must make the second wait and
 # then refuse it (without the lock on the address, both would verify).
-record_sql() {	# record_sql ACCOUNT TOKEN: milterd.record() as milterd calls it
+record_sql() {	# record_sql ACCOUNT TOKEN [FROM]: milterd.record() as milterd calls it
 	echo "SELECT verified, state, holders FROM milterd.record((SELECT id FROM milterd.requests
-	  WHERE account = '$1'), sha256(convert_to('$2', 'UTF8')), 'dana@agri.gouv.fr', 'verified',
+	  WHERE account = '$1' AND state = 'pending'), sha256(convert_to('$2', 'UTF8')),
+	  '${3:-dana@agri.gouv.fr}', 'verified',
 	  'eom', 0, 1, 31536000, '192.0.2.1', NULL, NULL, NULL, NULL, 'agri.gouv.fr', 's', 'rsa-sha256',
 	  2048, NULL, NULL, 'test', 'prefix')"
 }
@@ -163,6 +165,49 @@ signed "$WORK/bn" bob.new@agri.gouv.fr "$tbn"
 deliver "a reply from the new address verifies bob again" "$WORK/bn" "$tbn" accept verified
 out=$($CC request --account bobby --email bob@agri.gouv.fr 2>&1)
 expect_eq "the old address is free for another account" 0 "$?"
+
+# ---- An account's changes happen in turn (010): each call below starts while
+# another holds its transaction open on the same account. Without the lock on
+# the account the second would not see the first's uncommitted request.
+# hold NAME SQL: SQL in a transaction kept open 2 s (in the background, $hp),
+# once it has run.
+hold() {
+	{ echo "BEGIN;"; echo "$2;"; echo "SELECT pg_sleep(2); COMMIT;"; } |
+		psql -Atq >"$WORK/$1.out" 2>&1 &
+	hp=$!
+	wait_for 10 sleeping
+}
+sleeping() { [ "$(pg_psql "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'")" -ge 1 ]; }
+# then NAME SQL: SQL in another session now; how long it waited, in ms.
+then_() {
+	local start=$(date +%s%N)
+	pg_psql "$2" >"$WORK/$1.out" 2>&1
+	waited=$(( ($(date +%s%N) - start) / 1000000 ))
+	wait "$hp"
+}
+slow() { [ "$waited" -ge 1000 ] && echo waited || echo "did not wait ($waited ms)"; }
+hold carl1 "SELECT milterd.request_verification('carl', 'carl@agri.gouv.fr')"
+then_ carl2 "SELECT milterd.request_verification('carl', 'carl.bis@agri.gouv.fr')"
+expect_eq "two requests for one account at once: the second waits, then revokes the first" \
+	"waited|carl.bis@agri.gouv.fr|revoked carl@agri.gouv.fr" \
+	"$(slow)|$(pg_psql "SELECT string_agg(email, ' ') FROM milterd.requests WHERE account = 'carl' AND state = 'pending'")|$(pg_psql "SELECT state || ' ' || email FROM milterd.requests WHERE account = 'carl' ORDER BY id LIMIT 1")"
+hold cleo1 "SELECT milterd.request_verification('cleo', 'cleo@agri.gouv.fr')"
+then_ cleo2 "SELECT milterd.report_address('cleo', 'cleo.new@agri.gouv.fr')"
+expect_eq "an address change during a request for the old address: that request is revoked" \
+	"waited|0" "$(slow)|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'cleo' AND state = 'pending'")"
+new_token cid cid@agri.gouv.fr >/dev/null
+hold cid1 "SELECT milterd.request_verification('cid', 'cid@agri.gouv.fr')"
+then_ cid2 "SELECT milterd.revoke('cid')"
+expect_eq "a revocation during a request: it waits, then revokes the new request too" \
+	"waited|1|0" "$(slow)|$(cat "$WORK/cid2.out")|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'cid' AND state = 'pending'")"
+# A reply from the old address verifying while the address changes: ended
+# either way (here it commits first; the change waits for its row).
+tcora=$(new_token cora cora@agri.gouv.fr)
+hold cora1 "$(record_sql cora "$tcora" cora@agri.gouv.fr)"
+then_ cora2 "SELECT milterd.report_address('cora', 'cora.new@agri.gouv.fr')"
+expect_eq "a verification from the old address racing the change: it verified, then the change ended it" \
+	"t|verified|0 -- ended -- address_changed" \
+	"$(grep -m 1 '|' "$WORK/cora1.out") -- $(cat "$WORK/cora2.out") -- $(state cora)"
 
 # ---- Re-certification: challenged once near the end, lapsed past it, verified again.
 verify "rita verifies" rita rita@agri.gouv.fr
