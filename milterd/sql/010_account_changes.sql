@@ -17,6 +17,13 @@
 -- and record() (pending row, then the verified one it renews) and
 -- report_address() (verified, then pending) could deadlock.
 
+-- The account's lock, held until the transaction ends: the one key every call
+-- that changes an account takes.
+CREATE FUNCTION milterd.lock_account(p_account text) RETURNS void
+LANGUAGE sql VOLATILE AS $$
+	SELECT pg_advisory_xact_lock(hashtext('milterd.account'), hashtext(p_account))
+$$;
+
 CREATE OR REPLACE FUNCTION milterd.request_verification(p_account text, p_email text,
     p_ttl interval DEFAULT interval '7 days', p_lang text DEFAULT 'fr',
     p_accounts_per_address integer DEFAULT 1) RETURNS text
@@ -37,7 +44,7 @@ BEGIN
 	IF coalesce(p_lang, '') NOT IN ('fr', 'en') THEN
 		RAISE EXCEPTION 'milterd: language must be fr or en' USING ERRCODE = '22023';
 	END IF;
-	PERFORM pg_advisory_xact_lock(hashtext('milterd.account'), hashtext(p_account));
+	PERFORM milterd.lock_account(p_account);
 	IF coalesce(p_accounts_per_address, 0) > 0
 	   AND milterd.address_holders(addr, p_account) >= p_accounts_per_address THEN
 		RAISE EXCEPTION 'milterd: % already certifies another account', addr
@@ -60,7 +67,7 @@ BEGIN
 	IF addr !~ '^[^@[:space:]]+@[^@[:space:]]+$' THEN
 		RAISE EXCEPTION 'milterd: % is not an email address', p_email USING ERRCODE = '22023';
 	END IF;
-	PERFORM pg_advisory_xact_lock(hashtext('milterd.account'), hashtext(p_account));
+	PERFORM milterd.lock_account(p_account);
 	UPDATE milterd.requests SET state = 'revoked', revoked_at = now()
 	 WHERE account = p_account AND state = 'pending' AND email <> addr;
 	UPDATE milterd.requests SET state = 'address_changed', ended_at = now()
@@ -74,7 +81,7 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
 	n integer;
 BEGIN
-	PERFORM pg_advisory_xact_lock(hashtext('milterd.account'), hashtext(p_account));
+	PERFORM milterd.lock_account(p_account);
 	UPDATE milterd.requests SET state = 'revoked', revoked_at = now(),
 	       ended_at = CASE WHEN state = 'verified' THEN now() END
 	 WHERE account = p_account AND state IN ('pending', 'verified');

@@ -123,6 +123,23 @@ expect_eq "... and never two: the other account of each got address_in_use" \
 	  AND e.reason = 'address_in_use'")"
 kill "$M2_PID"; wait "$M2_PID" 2>/dev/null; M2_PID=
 
+# hold NAME SQL: SQL in a transaction kept open 2 s (in the background, $hp),
+# once it has run.
+hold() {
+	{ echo "BEGIN;"; echo "$2;"; echo "SELECT pg_sleep(2); COMMIT;"; } |
+		psql -Atq >"$WORK/$1.out" 2>&1 &
+	hp=$!
+	wait_for 10 sleeping
+}
+sleeping() { [ "$(pg_psql "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'")" -ge 1 ]; }
+# then NAME SQL: SQL in another session now; how long it waited, in ms.
+then_() {
+	local start=$(date +%s%N)
+	pg_psql "$2" >"$WORK/$1.out" 2>&1
+	waited=$(( ($(date +%s%N) - start) / 1000000 ))
+	wait "$hp"
+}
+
 # The same race made certain: the first verification holds its transaction
 # open while the second one runs. The database must make the second wait and
 # then refuse it (without the lock on the address, both would verify).
@@ -134,14 +151,8 @@ record_sql() {	# record_sql ACCOUNT TOKEN [FROM]: milterd.record() as milterd ca
 	  2048, NULL, NULL, 'test', 'prefix')"
 }
 td1=$(new_token dana1 dana@agri.gouv.fr); td2=$(new_token dana2 dana@agri.gouv.fr)
-{ echo "BEGIN;"; record_sql dana1 "$td1"; echo ";SELECT pg_sleep(2); COMMIT;"; } |
-	psql -Atq >"$WORK/dana1.out" 2>&1 &
-p1=$!
-sleep 0.5
-start=$(date +%s%N)
-record_sql dana2 "$td2" | psql -Atq >"$WORK/dana2.out" 2>&1
-waited=$(( ($(date +%s%N) - start) / 1000000 ))
-wait $p1
+hold dana1 "$(record_sql dana1 "$td1")"
+then_ dana2 "$(record_sql dana2 "$td2")"
 expect_eq "record(): the second verification of an address waits for the first, then finds it taken" 	"t|verified|0 -- f|pending|1 -- yes" 	"$(head -n 1 "$WORK/dana1.out") -- $(cat "$WORK/dana2.out") -- $([ "$waited" -ge 1000 ] && echo yes || echo "no ($waited ms)")"
 
 # ---- An address change ends the certification.
@@ -169,22 +180,6 @@ expect_eq "the old address is free for another account" 0 "$?"
 # ---- An account's changes happen in turn (010): each call below starts while
 # another holds its transaction open on the same account. Without the lock on
 # the account the second would not see the first's uncommitted request.
-# hold NAME SQL: SQL in a transaction kept open 2 s (in the background, $hp),
-# once it has run.
-hold() {
-	{ echo "BEGIN;"; echo "$2;"; echo "SELECT pg_sleep(2); COMMIT;"; } |
-		psql -Atq >"$WORK/$1.out" 2>&1 &
-	hp=$!
-	wait_for 10 sleeping
-}
-sleeping() { [ "$(pg_psql "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'")" -ge 1 ]; }
-# then NAME SQL: SQL in another session now; how long it waited, in ms.
-then_() {
-	local start=$(date +%s%N)
-	pg_psql "$2" >"$WORK/$1.out" 2>&1
-	waited=$(( ($(date +%s%N) - start) / 1000000 ))
-	wait "$hp"
-}
 slow() { [ "$waited" -ge 1000 ] && echo waited || echo "did not wait ($waited ms)"; }
 hold carl1 "SELECT milterd.request_verification('carl', 'carl@agri.gouv.fr')"
 then_ carl2 "SELECT milterd.request_verification('carl', 'carl.bis@agri.gouv.fr')"
