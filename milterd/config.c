@@ -1,5 +1,6 @@
 /* config.c — table-driven parser and validator for milterd.conf (via libinih). */
 #include <sys/types.h>
+#include <sys/stat.h>
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -313,20 +314,24 @@ config_parse_nets(struct config *cfg, const char *v, char *msgbuf, size_t msgsiz
 	struct config_net *nets = NULL, *grown;
 	int n = 0;
 	long prefix;
-	size_t len;
+	size_t len = 0;
+	const char *w = v;	/* the word as written, for the complaint */
 
 	for (;;) {
 		v += strspn(v, ", \t");
 		if (*v == '\0')
 			break;
 		len = strcspn(v, ", \t");
+		w = v;
+		v += len;
 		if (len >= sizeof(word))
 			goto bad;
-		memcpy(word, v, len);
+		memcpy(word, w, len);
 		word[len] = '\0';
-		v += len;
-		if ((grown = realloc(nets, (size_t)(n + 1) * sizeof(*nets))) == NULL)
-			goto bad;
+		if ((grown = realloc(nets, (size_t)(n + 1) * sizeof(*nets))) == NULL) {
+			free(nets);
+			return "out of memory";
+		}
 		nets = grown;
 		memset(&nets[n], 0, sizeof(nets[n]));
 		if ((slash = strchr(word, '/')) != NULL)
@@ -349,8 +354,8 @@ config_parse_nets(struct config *cfg, const char *v, char *msgbuf, size_t msgsiz
 	return NULL;
 bad:
 	free(nets);
-	snprintf(msgbuf, msgsize, "'%s' is not an address or CIDR block like 10.0.0.0/8",
-	    word);
+	snprintf(msgbuf, msgsize, "'%.*s' is not an address or CIDR block like 10.0.0.0/8",
+	    (int)(len > 80 ? 80 : len), w);
 	return msgbuf;
 }
 
@@ -607,6 +612,7 @@ config_parse_ini(const char *path, int sections, config_ini_handler handler, voi
     struct buf *errors)
 {
 	struct ini_parse p;
+	struct stat st;
 	int rc;
 
 	memset(&p, 0, sizeof(p));
@@ -617,6 +623,12 @@ config_parse_ini(const char *path, int sections, config_ini_handler handler, voi
 	p.user = user;
 	if ((p.fp = fopen(path, "r")) == NULL) {
 		buf_printf(errors, "%s: cannot open: %s\n", path, strerror(errno));
+		return 1;
+	}
+	/* fopen() takes a directory; its first read would fail with no line to name. */
+	if (fstat(fileno(p.fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+		buf_printf(errors, "%s: cannot read: %s\n", path, strerror(EISDIR));
+		fclose(p.fp);
 		return 1;
 	}
 	rc = ini_parse_stream(config_ini_reader, &p, config_ini_dispatch, &p);

@@ -106,7 +106,7 @@ policy_valid_suffix(char *s)
 struct policy_list {
 	char	***items;
 	size_t	*n;
-	const char *bad;
+	char	  bad[256];	/* the word refused (policy_words' own copy is gone by then) */
 };
 
 static int
@@ -118,7 +118,7 @@ policy_add_suffix(void *arg, const char *w)
 	if ((s = strdup(w)) == NULL)
 		return -1;
 	if (!policy_valid_suffix(s)) {
-		l->bad = w;
+		str_copy(l->bad, w, sizeof(l->bad));
 		free(s);
 		return -1;
 	}
@@ -170,12 +170,12 @@ static const char *
 policy_set_suffixes(struct policy_parse *p, const char *key, const char *v, char *msg,
     size_t msgsize)
 {
-	struct policy_list l = { NULL, NULL, NULL };
+	struct policy_list l = { NULL, NULL, "" };
 
 	l.items = key[0] == 'a' ? &p->pol->allow : &p->pol->deny;
 	l.n = key[0] == 'a' ? &p->pol->nallow : &p->pol->ndeny;
 	if (policy_words(v, policy_add_suffix, &l) == -1) {
-		snprintf(msg, msgsize, "'%s' is not a domain suffix like gouv.fr", l.bad ? l.bad : v);
+		snprintf(msg, msgsize, "'%s' is not a domain suffix like gouv.fr", l.bad[0] ? l.bad : v);
 		return msg;
 	}
 	return NULL;
@@ -264,42 +264,45 @@ policy_set_key(struct policy_parse *p, struct policy_section *sec, const char *k
 	return NULL;
 }
 
+/* The section a key belongs to, or NULL for a bad one: *reported says whether
+ * that complaint is new (one error per bad section, not one per key under it). */
 static struct policy_section *
-policy_section(struct policy_parse *p, int line, const char *section)
+policy_section(struct policy_parse *p, int line, const char *section, int *reported)
 {
 	char name[256];
 	struct policy_section *grown;
+	const char *why = NULL;
 
+	*reported = 0;
 	if (section[0] == '\0' || strcmp(section, "default") == 0)
 		return &p->def;
-	if (strncmp(section, "domain ", 7) != 0) {
-		if (strcmp(p->bad_section, section) != 0) {
-			config_file_error(p->errors, p->path, line, NULL,
-			    "[%s]: unknown section (expected [default] or [domain SUFFIX])",
-			    section);
-			str_copy(p->bad_section, section, sizeof(p->bad_section));
-			return NULL;
-		}
-		return NULL;
-	}
-	if (str_copy(name, section + 7, sizeof(name)) == 0) {
-		char *t = str_trim(name);
+	if (strncmp(section, "domain ", 7) != 0)
+		why = "unknown section (expected [default] or [domain SUFFIX])";
+	else {
+		if (str_copy(name, section + 7, sizeof(name)) == 0) {
+			char *t = str_trim(name);
 
-		memmove(name, t, strlen(t) + 1);
+			memmove(name, t, strlen(t) + 1);
+		}
+		if (!policy_valid_suffix(name))
+			why = "not a domain suffix";
 	}
-	if (!policy_valid_suffix(name)) {
+	if (why != NULL) {
 		if (strcmp(p->bad_section, section) != 0) {
-			config_file_error(p->errors, p->path, line, NULL,
-			    "[%s]: not a domain suffix", section);
+			config_file_error(p->errors, p->path, line, NULL, "[%s]: %s", section, why);
 			str_copy(p->bad_section, section, sizeof(p->bad_section));
+			*reported = 1;
 		}
 		return NULL;
 	}
 	for (size_t i = 0; i < p->nsecs; i++)
 		if (strcmp(p->secs[i].name, name) == 0)
 			return &p->secs[i];
-	if ((grown = realloc(p->secs, (p->nsecs + 1) * sizeof(*grown))) == NULL)
+	if ((grown = realloc(p->secs, (p->nsecs + 1) * sizeof(*grown))) == NULL) {
+		config_file_error(p->errors, p->path, line, NULL, "out of memory");
+		*reported = 1;
 		return NULL;
+	}
 	p->secs = grown;
 	memset(&p->secs[p->nsecs], 0, sizeof(p->secs[0]));
 	p->secs[p->nsecs].name = strdup(name);
@@ -313,9 +316,10 @@ policy_handler(void *user, int line, const char *section, const char *key, const
 	struct policy_section *sec;
 	const char *complaint, *hint;
 	char msg[300];
+	int reported;
 
-	if ((sec = policy_section(p, line, section)) == NULL)
-		return strcmp(p->bad_section, section) == 0 ? 0 : -1;
+	if ((sec = policy_section(p, line, section, &reported)) == NULL)
+		return reported ? -1 : 0;
 	for (size_t i = 0; i < NPKEYS; i++) {
 		if (strcmp(key, policy_keys[i].name) != 0)
 			continue;

@@ -53,3 +53,34 @@ if diff -u <(ref policy-broken.ref) "$WORK/errors" >"$WORK/diff"; then
 else
 	not_ok "broken policy errors differ: $(tr '\n' ' ' <"$WORK/diff")"
 fi
+
+# A misspelt section alone still fails the check: its keys would otherwise
+# silently not apply (a stricter rule for one ministry that does not exist).
+printf '[default]\nallow = gouv.fr\n\n[Domain interieur.gouv.fr]\nrequire = dkim-and-spf\n' \
+	>"$WORK/policy-section.conf"
+sed "s|^policy = .*|policy = $WORK/policy-section.conf|" "$WORK/good.conf" >"$WORK/sec.conf"
+out=$("$M" -n -c "$WORK/sec.conf" 2>&1); rc=$?
+expect_eq "a misspelt policy section alone: named, exit 1" \
+	"$WORK/policy-section.conf:5: [Domain interieur.gouv.fr]: unknown section (expected [default] or [domain SUFFIX])/1" \
+	"$out/$rc"
+
+# The word refused is quoted whole, as written (not a copy gone out of scope).
+long=$(printf 'a%.0s' $(seq 1 64)).fr
+printf '[default]\nallow = gouv.fr %s\n' "$long" >"$WORK/policy-suffix.conf"
+sed "s|^policy = .*|policy = $WORK/policy-suffix.conf|" "$WORK/good.conf" >"$WORK/suffix.conf"
+out=$("$M" -n -c "$WORK/suffix.conf" 2>&1)
+expect_eq "a bad allow suffix quoted whole" \
+	"$WORK/policy-suffix.conf:2: allow: '$long' is not a domain suffix like gouv.fr" "$out"
+net=$(printf '1%.0s' $(seq 1 70))
+for v in "10.0.0.0/8 $net" "10.0.0.0/8 10.0.0.0/33" "10.0.0.0/8;192.168.0.0/16"; do
+	grep -v '^internal_networks' "$WORK/good.conf" >"$WORK/nets.conf"
+	echo "internal_networks = $v" >>"$WORK/nets.conf"
+	n=$(wc -l <"$WORK/nets.conf")
+	bad=${v#10.0.0.0/8 }
+	out=$("$M" -n -c "$WORK/nets.conf" 2>&1)
+	expect_eq "internal_networks: '${bad:0:24}' quoted whole" \
+		"$WORK/nets.conf:$n: internal_networks: '$bad' is not an address or CIDR block like 10.0.0.0/8" "$out"
+done
+
+out=$("$M" -n -c "$WORK" 2>&1 | head -n 1)
+expect_eq "a directory for the config: said so, no line 0" "$WORK: cannot read: Is a directory" "$out"
