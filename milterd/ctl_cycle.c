@@ -12,7 +12,7 @@
 enum { RC_ID, RC_ACCOUNT, RC_EMAIL, RC_LANG, RC_VERIFIED, RC_UNTIL, RC_NOW };
 
 struct recertify_counts {
-	int	 lapsed, dated, challenged, failed, refused;
+	int	 lapsed, dated, challenged, failed, refused, ended;
 };
 
 /* A certification from before end dates existed gets one: its policy's
@@ -41,25 +41,36 @@ recertify_date(struct ctl *c, PGresult *res, int row, const struct policy_rules 
 
 /* A new request for the certification's account and address, its challenge
  * sent (one that could not be sent is revoked by ctl_challenge(), so the next
- * run tries again). Returns an exit code. */
+ * run tries again). The database asks only if the certification is still the
+ * account's live one (request_renewal(), 011): the list was read before the
+ * challenges before this one, and an address change or a revocation may have
+ * come meanwhile; then *ended is set and nothing is sent. Returns an exit code. */
 static int
 recertify_one(struct ctl *c, PGresult *res, int row, const struct policy_rules *r,
-    double until)
+    double until, int *ended)
 {
 	const char *account = PQgetvalue(res, row, RC_ACCOUNT);
 	const char *email = PQgetvalue(res, row, RC_EMAIL);
 	const char *lang = PQgetvalue(res, row, RC_LANG);
 	double now = strtod(PQgetvalue(res, row, RC_NOW), NULL), ttl = r->token_ttl;
 	char ttls[32], apa[16], tok[64];
-	int rc;
+	const char *params[3] = { PQgetvalue(res, row, RC_ID), ttls, apa };
+	PGresult *q;
 
 	/* The new request stays answerable until the certification ends. */
 	if (until - now > ttl)
 		ttl = until - now;
 	snprintf(ttls, sizeof(ttls), "%.0f seconds", ttl);
 	snprintf(apa, sizeof(apa), "%d", r->accounts_per_address);
-	if ((rc = ctl_new_request(c, account, email, ttls, lang, apa, tok, sizeof(tok))) != EX_DONE)
-		return rc;
+	if ((q = ctl_query(c, "SELECT milterd.request_renewal($1::bigint, $2::interval,"
+	    " $3::integer)", 3, params)) == NULL)
+		/* One address, one account: refused, not a database failure. */
+		return strcmp(c->sqlstate, "23505") == 0 ? EX_NOTFOUND : EX_DB;
+	*ended = PQgetisnull(q, 0, 0);
+	(void)str_copy(tok, PQgetvalue(q, 0, 0), sizeof(tok));
+	PQclear(q);
+	if (*ended)
+		return EX_DONE;
 	return ctl_challenge(c, "recertify", account, email, tok, replies_lang(lang), 1);
 }
 
@@ -72,7 +83,7 @@ recertify_due(struct ctl *c, struct recertify_counts *n)
 	const struct policy_rules *r;
 	PGresult *res;
 	double until, now;
-	int rc = EX_DONE;
+	int rc = EX_DONE, ended;
 
 	if ((res = ctl_query(c, "SELECT r.id, r.account, r.email, r.lang,"
 	    " extract(epoch FROM r.verified_at)::float8, extract(epoch FROM r.valid_until)::float8,"
@@ -105,9 +116,16 @@ recertify_due(struct ctl *c, struct recertify_counts *n)
 			n->refused++;
 			continue;
 		}
-		switch (recertify_one(c, res, i, r, until)) {
+		switch (recertify_one(c, res, i, r, until, &ended)) {
 		case EX_DONE:
-			n->challenged++;
+			if (!ended) {
+				n->challenged++;
+				break;
+			}
+			fprintf(stderr, "milterctl: %s: %s: the certification ended while this run"
+			    " went on (address change or revocation): not challenged\n",
+			    PQgetvalue(res, i, RC_ACCOUNT), PQgetvalue(res, i, RC_EMAIL));
+			n->ended++;
 			break;
 		case EX_DB:
 			rc = EX_DB;
@@ -133,7 +151,7 @@ recertify_due(struct ctl *c, struct recertify_counts *n)
 int
 cmd_recertify(struct ctl *c, int argc, char **argv)
 {
-	struct recertify_counts n = { 0, 0, 0, 0, 0 };
+	struct recertify_counts n = { 0, 0, 0, 0, 0, 0 };
 	PGresult *res;
 	int rc;
 
@@ -160,13 +178,13 @@ cmd_recertify(struct ctl *c, int argc, char **argv)
 	PQclear(res);
 	rc = recertify_due(c, &n);
 	if (c->json)
-		ctl_json_print(json_pack("{s:i, s:i, s:i, s:i, s:i}", "lapsed", n.lapsed,
+		ctl_json_print(json_pack("{s:i, s:i, s:i, s:i, s:i, s:i}", "lapsed", n.lapsed,
 		    "dated", n.dated, "challenged", n.challenged, "failed", n.failed,
-		    "refused", n.refused));
+		    "refused", n.refused, "ended", n.ended));
 	else
 		printf("recertify: %d lapsed, %d given an end date, %d challenged, %d not sent,"
-		    " %d refused by the policy\n", n.lapsed, n.dated, n.challenged, n.failed,
-		    n.refused);
+		    " %d refused by the policy, %d ended meanwhile\n", n.lapsed, n.dated,
+		    n.challenged, n.failed, n.refused, n.ended);
 	return rc;
 }
 

@@ -213,10 +213,10 @@ pg_psql "UPDATE milterd.requests SET valid_until = now() + interval '10 days' WH
 rm -f "$WORK"/mail/*
 out=$($CC recertify 2>&1); rc=$?
 expect_eq "recertify: the two certifications within their notice are challenged" \
-	"0/recertify: 0 lapsed, 0 given an end date, 2 challenged, 0 not sent, 0 refused by the policy" \
+	"0/recertify: 0 lapsed, 0 given an end date, 2 challenged, 0 not sent, 0 refused by the policy, 0 ended meanwhile" \
 	"$rc/$(tail -n 1 <<<"$out")"
 out=$($CC recertify 2>&1)
-expect_eq "run twice: no second challenge" "recertify: 0 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 refused by the policy|2" \
+expect_eq "run twice: no second challenge" "recertify: 0 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 refused by the policy, 0 ended meanwhile|2" \
 	"$(tail -n 1 <<<"$out")|$(ls "$WORK/mail" | wc -l)"
 mail=$(grep -l 'rita@agri.gouv.fr' "$WORK"/mail/*)
 expect_grep "the re-certification challenge comes from templates/recertify.fr.eml" \
@@ -236,7 +236,7 @@ expect_eq "past its end, the certification already reads lapsed (at read time)" 
 listen milterd_lapsed
 out=$($CC recertify 2>&1)
 heard
-expect_eq "recertify lapses it" "recertify: 1 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 refused by the policy" \
+expect_eq "recertify lapses it" "recertify: 1 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 refused by the policy, 0 ended meanwhile" \
 	"$(tail -n 1 <<<"$out")"
 expect_grep "NOTIFY milterd_lapsed carries the account" \
 	'notification "milterd_lapsed" with payload "rene"' "$WORK/listen.out"
@@ -244,7 +244,7 @@ expect_eq "rene is not verified; his re-certification request still awaits a rep
 	"pending|lapsed" "$(state rene)|$(pg_psql "SELECT state FROM milterd.requests WHERE account = 'rene' AND verified_at IS NOT NULL")"
 out=$($CC recertify 2>&1)
 expect_eq "run again: nothing lapses twice, nothing is challenged" \
-	"recertify: 0 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 refused by the policy" "$(tail -n 1 <<<"$out")"
+	"recertify: 0 lapsed, 0 given an end date, 0 challenged, 0 not sent, 0 refused by the policy, 0 ended meanwhile" "$(tail -n 1 <<<"$out")"
 trene=$(mail_token "$(grep -l 'rene@agri.gouv.fr' "$WORK"/mail/*)")
 signed "$WORK/rene2" rene@agri.gouv.fr "$trene"
 deliver "rene's late reply verifies him again" "$WORK/rene2" "$trene" accept verified
@@ -256,7 +256,7 @@ pg_psql "UPDATE milterd.requests SET valid_until = NULL, verified_at = now() - i
 rm -f "$WORK"/mail/*
 out=$($CC recertify 2>&1)
 expect_eq "an old certification without end date: dated and challenged, ending 30 days from now" \
-	"recertify: 0 lapsed, 1 given an end date, 1 challenged, 0 not sent, 0 refused by the policy|30" \
+	"recertify: 0 lapsed, 1 given an end date, 1 challenged, 0 not sent, 0 refused by the policy, 0 ended meanwhile|30" \
 	"$(tail -n 1 <<<"$out")|$(pg_psql "SELECT round(extract(epoch FROM valid_until - now()) / 86400) FROM milterd.requests WHERE account = 'olga' AND state = 'verified'")"
 
 # A challenge that cannot be sent is revoked, to be sent on the next run.
@@ -268,7 +268,7 @@ out=$("$C" -c "$WORK/fail.conf" recertify 2>&1); rc=$?
 expect_eq "sendmail failing: exit 5, the request revoked" "5|revoked" \
 	"$rc|$(pg_psql "SELECT state FROM milterd.requests WHERE account = 'sam' ORDER BY id DESC LIMIT 1")"
 out=$($CC recertify 2>&1)
-expect_eq "the next run sends it" "recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 0 refused by the policy" \
+expect_eq "the next run sends it" "recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 0 refused by the policy, 0 ended meanwhile" \
 	"$(tail -n 1 <<<"$out")"
 
 # Two accounts certified by one address (from before schema 007): neither can be
@@ -280,7 +280,7 @@ verify "yan verifies" yan yan@agri.gouv.fr
 pg_psql "UPDATE milterd.requests SET valid_until = now() + interval '3 days' WHERE account = 'yan' AND state = 'verified'" >/dev/null
 out=$($CC recertify 2>&1); rc=$?
 expect_eq "an address certifying two accounts: both refused and said, yan still challenged, exit 0" \
-	"0|recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 2 refused by the policy|2" \
+	"0|recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 2 refused by the policy, 0 ended meanwhile|2" \
 	"$rc|$(tail -n 1 <<<"$out")|$(grep -c 'zed@agri.gouv.fr already certifies another account' <<<"$out")"
 
 # A template that cannot be rendered: the request is revoked, asked again once it can be.
@@ -294,8 +294,40 @@ expect_eq "a broken template: exit 5, ugo's new request revoked" "5|revoked" \
 	"$rc|$(pg_psql "SELECT state FROM milterd.requests WHERE account = 'ugo' ORDER BY id DESC LIMIT 1")"
 out=$($CC recertify 2>&1)
 expect_eq "the template mended, the next run asks ugo" \
-	"recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 2 refused by the policy" \
+	"recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 2 refused by the policy, 0 ended meanwhile" \
 	"$(tail -n 1 <<<"$out")"
+
+# A certification that ends while recertify runs is not challenged: the run
+# read its list before its first challenge (011: the database reads each again
+# under the account's lock). The stand-in sendmail holds amy's challenge until
+# ben's address has changed and cyd is revoked.
+for a in amy ben cyd; do verify "$a verifies" "$a" "$a@agri.gouv.fr"; done
+pg_psql "UPDATE milterd.requests SET valid_until = now() + CASE account WHEN 'amy' THEN interval '1 day'
+	WHEN 'ben' THEN interval '2 days' ELSE interval '3 days' END
+	WHERE account IN ('amy', 'ben', 'cyd') AND state = 'verified'" >/dev/null
+cat >"$WORK/sendmail.slow" <<SH
+#!/bin/sh
+f="$WORK/mail/\$(date +%s%N)"; cat >"\$f"
+grep -q '^To:.*amy@' "\$f" || exit 0
+touch "$WORK/amy.sending"
+i=0; while [ ! -e "$WORK/amy.release" ] && [ \$i -lt 200 ]; do sleep 0.05; i=\$((i + 1)); done
+SH
+chmod +x "$WORK/sendmail.slow"
+write_config "$WORK/slow.conf" "sendmail_path = $WORK/sendmail.slow"
+rm -f "$WORK"/mail/*
+"$C" -c "$WORK/slow.conf" recertify >"$WORK/slow.out" 2>&1 &
+pr=$!
+wait_for 10 test -e "$WORK/amy.sending"
+$CC address --account ben --email ben.new@agri.gouv.fr --send >/dev/null 2>&1
+pg_psql "SELECT milterd.revoke('cyd')" >/dev/null
+touch "$WORK/amy.release"
+wait "$pr"; rc=$?
+expect_eq "recertify: an address change and a revocation during the run: neither challenged, both said" \
+	"0|recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 2 refused by the policy, 2 ended meanwhile|2" \
+	"$rc|$(tail -n 1 "$WORK/slow.out")|$(grep -c 'ended while this run went on' "$WORK/slow.out")"
+expect_eq "... ben's request for his new address still pending, none for the old; none for cyd; no mail to either old address" \
+	"ben.new@agri.gouv.fr|0|0" \
+	"$(pg_psql "SELECT string_agg(email, ' ') FROM milterd.requests WHERE account = 'ben' AND state = 'pending'")|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'cyd' AND state = 'pending'")|$(grep -l '^To:.*\(ben\|cyd\)@agri' "$WORK"/mail/* | wc -l)"
 
 # ---- An administrator revokes a certification: it ends, with NOTIFY, and frees the address.
 listen milterd_revoked
@@ -331,6 +363,18 @@ expect_eq "what stays: pia's request and latest evidence, everything recent" \
 	"1|1|0|$((before - 1))" "$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'pia'")|$(pg_psql "SELECT count(*) FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id WHERE r.account = 'pia'")|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'gus'")|$(pg_psql "SELECT count(*) FROM milterd.evidence")"
 out=$($CC db prune 2>&1)
 expect_eq "prune again: nothing more" "pruned 0 evidence rows older than 400d, 0 requests finished more than 400d ago" "$out"
+# A live certification keeps the row that verified it, even behind a later
+# copy of the reply (011; 007 kept the latest row only).
+tv=$(new_token vera vera@agri.gouv.fr)
+signed "$WORK/vera" vera@agri.gouv.fr "$tv"
+deliver "vera verifies" "$WORK/vera" "$tv" accept verified
+deliver "a copy of vera's reply: already_verified" "$WORK/vera" "$tv" accept already_verified
+pg_psql "UPDATE milterd.evidence SET decided_at = now() - CASE reason WHEN 'verified' THEN interval '500 days'
+	ELSE interval '450 days' END WHERE request_id IN (SELECT id FROM milterd.requests WHERE account = 'vera')" >/dev/null
+out=$($CC db prune 2>&1)
+expect_eq "db prune: a live certification keeps its verifying evidence and its latest" \
+	"pruned 0 evidence rows older than 400d, 0 requests finished more than 400d ago|verified already_verified" \
+	"$out|$(pg_psql "SELECT string_agg(e.reason, ' ' ORDER BY e.id) FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id WHERE r.account = 'vera'")"
 milterd_stop
 
 # ---- Migration: a database at schema 006 with verified, pending and expired requests.
