@@ -206,8 +206,14 @@ follow_held(struct follow *f, const char *account, char **failed, int nfailed)
 	return b != NULL && b->next > follow_now();
 }
 
-/* One pass over every unacknowledged event, oldest first. -1 when the
- * database connection failed. */
+/* One pass over every unacknowledged event, the accounts oldest first, each
+ * account's events in the order they happened to its requests: request by
+ * request (each request after the one it replaced), a verification before its
+ * end. Not by time alone: an event's time is its transaction's start, and an
+ * end written by a transaction that began before the reply verified (the
+ * backend's own, saving a new address) bears the earlier time; a lapse and the
+ * renewal that raced it likewise. In time order the program would undo the
+ * last word (enable after disable). -1 when the database connection failed. */
 static int
 follow_pass(struct follow *f)
 {
@@ -218,7 +224,8 @@ follow_pass(struct follow *f)
 	int nfailed = 0, rc = 0;
 
 	if ((res = ctl_query(c, "SELECT request_id, event, account, coalesce(email, '')"
-	    " FROM milterd.events ORDER BY at, request_id", 0, NULL)) == NULL)
+	    " FROM milterd.events ORDER BY min(at) OVER (PARTITION BY account), account,"
+	    " request_id, event <> 'verified'", 0, NULL)) == NULL)
 		return -1;
 	if ((failed = calloc((size_t)PQntuples(res) + 1, sizeof(*failed))) == NULL) {
 		PQclear(res);

@@ -360,6 +360,33 @@ expect_grep "no --exec and no follow_exec: says what is needed" "follow needs --
 "$CTL" follow --exec "$PROG" --timeout 0 >"$WORK/usage.out" 2>&1; rc=$?
 expect_eq "--timeout 0: usage error (exit 2)" 2 "$rc"
 
+# An end that bears an earlier time than the verification it ends: the backend's
+# transaction saving ivy's new address began before her reply verified. And the
+# converse: jude's renewal verified in a transaction that began before the lapse
+# of his old certification, and committed after it. The follower runs each
+# account's events in the order they happened to its requests, so the last word
+# is the account's state: ivy's end, jude's renewal.
+sql_verify jude
+pg_psql "SELECT milterd.request_verification('ivy', 'ivy@agri.gouv.fr'),
+	milterd.request_verification('jude', 'jude@agri.gouv.fr');
+	UPDATE milterd.requests SET acknowledged_at = now() WHERE account = 'jude' AND state = 'verified'" >/dev/null
+psql -v ON_ERROR_STOP=1 -qAt >"$WORK/race.out" 2>&1 <<SQL
+BEGIN;
+SELECT now();
+\! psql -qAt -c "UPDATE milterd.requests SET state = 'verified', verified_at = now() WHERE account = 'ivy' AND state = 'pending'; UPDATE milterd.requests SET state = 'lapsed', ended_at = now() WHERE account = 'jude' AND state = 'verified'"
+SELECT milterd.report_address('ivy', 'ivy.new@agri.gouv.fr');
+UPDATE milterd.requests SET state = 'verified', verified_at = now() WHERE account = 'jude' AND state = 'pending';
+COMMIT;
+SQL
+ev_at() { pg_psql "SELECT at FROM milterd.events WHERE account = '$1' AND event $2"; }
+expect_eq "the races as written: in time order, ivy's end comes first and jude's renewal" "t|t" \
+	"$(pg_psql "SELECT '$(ev_at ivy "<> 'verified'")'::timestamptz < '$(ev_at ivy "= 'verified'")'")|$(pg_psql "SELECT '$(ev_at jude "= 'verified'")'::timestamptz < '$(ev_at jude "<> 'verified'")'")"
+: >"$F/runs"
+"$CTL" follow --exec "$PROG" --once >"$WORK/once.out" 2>&1; rc=$?
+expect_eq "--once: ivy verified then address_changed; jude lapsed then verified" \
+	"0|verified ivy ivy@agri.gouv.fr 3 address_changed ivy ivy@agri.gouv.fr 3|lapsed jude jude@agri.gouv.fr 3 verified jude jude@agri.gouv.fr 3|0" \
+	"$rc|$(calls_of ivy | xargs)|$(calls_of jude | xargs)|$(pending)"
+
 # ------------------------------------------------------------ systemd units
 # The units as make install writes them (SBINDIR, SYSCONFDIR substituted), checked by
 # systemd-analyze, and their commands run as the units would run them (--once added).
