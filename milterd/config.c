@@ -28,6 +28,8 @@ enum config_type {
 	CT_FILE,	/* readable file */
 	CT_OPTFILE,	/* readable file, or empty */
 	CT_ADDRESS,	/* local@domain without subaddress */
+	CT_OPTADDRESS,	/* local@domain, or empty */
+	CT_NAME,	/* a display name: UTF-8 text, no control character, no <>" */
 	CT_RESOLVER,	/* "system" or IP[@port] */
 	CT_LOGLEVEL,
 	CT_FACILITY,
@@ -71,8 +73,8 @@ static const struct config_key config_keys[] = {
 	{ "user",		CT_OPTSTRING,	OFF(user), "", 0, 0, 0 },
 	{ "pidfile",		CT_OPTSTRING,	OFF(pidfile), "", 0, 0, 0 },
 	{ "templates",		CT_DIR,		OFF(templates), DATADIR "/templates", 1, 0, 0 },
-	{ "service_name",	CT_STRING,	OFF(service_name), "certify", 1, 0, 0 },
-	{ "challenge_from",	CT_OPTSTRING,	OFF(challenge_from), "", 1, 0, 0 },
+	{ "service_name",	CT_NAME,	OFF(service_name), "certify", 1, 0, 0 },
+	{ "challenge_from",	CT_OPTADDRESS,	OFF(challenge_from), "", 1, 0, 0 },
 	{ "sendmail_path",	CT_STRING,	OFF(sendmail_path), "/usr/sbin/sendmail", 1, 0, 0 },
 	{ "stats_file",		CT_OPTSTRING,	OFF(stats_file), "/run/milterd/stats", 0, 0, 0 },
 	{ "stats_listen",	CT_LISTEN,	OFF(stats_listen), "", 0, 0, 0 },
@@ -306,6 +308,40 @@ config_check_resolver(const char *v)
 	return NULL;
 }
 
+/* Whether s is well-formed UTF-8 (RFC 3629: shortest forms, no surrogates,
+ * nothing past U+10FFFF). */
+static int
+config_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned int c, n;
+
+	while (*p) {
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		if (*p >= 0xc2 && *p <= 0xdf)
+			n = 1, c = *p & 0x1f;
+		else if (*p >= 0xe0 && *p <= 0xef)
+			n = 2, c = *p & 0x0f;
+		else if (*p >= 0xf0 && *p <= 0xf4)
+			n = 3, c = *p & 0x07;
+		else
+			return 0;
+		for (unsigned int i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+			c = (c << 6) | (p[i] & 0x3f);
+		}
+		if ((n == 2 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
+		    (n == 3 && (c < 0x10000 || c > 0x10ffff)))
+			return 0;
+		p += n + 1;
+	}
+	return 1;
+}
+
 /* Parses "10.0.0.0/8 192.168.1.1 2001:db8::/32" into cfg->nets. */
 static const char *
 config_parse_nets(struct config *cfg, const char *v, char *msgbuf, size_t msgsize)
@@ -470,6 +506,29 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 				return "the local part may hold only letters, digits, '.', '_' and '-'";
 		break;
 	}
+	case CT_OPTADDRESS: {
+		const char *at = strchr(v, '@');
+
+		if (*v == '\0')
+			break;
+		if (at == NULL || at == v || strchr(at + 1, '@') != NULL ||
+		    !dname_valid(at + 1, 1, 1))
+			return "expected empty or local@domain, e.g. certify@example.org";
+		for (const char *c = v; c < at; c++)
+			if (!isalnum((unsigned char)*c) && strchr("._+-", *c) == NULL)
+				return "the local part may hold only letters, digits, '.', '_', '+' and"
+				    " '-'";
+		break;
+	}
+	case CT_NAME:
+		if (*v == '\0')
+			return "must not be empty";
+		if (!config_utf8(v))
+			return "not UTF-8 text (the file's encoding must be UTF-8)";
+		for (const unsigned char *c = (const unsigned char *)v; *c; c++)
+			if (*c < ' ' || *c == 0x7f || strchr("<>\"", *c) != NULL)
+				return "a display name: no control character, '<', '>' or '\"'";
+		break;
 	case CT_RESOLVER:
 		complaint = config_check_resolver(v);
 		break;

@@ -16,16 +16,18 @@ render_lookup(const struct render_var *vars, size_t nvars, const char *name, siz
 	return NULL;
 }
 
-/* RFC 2047 Q encoding of one unstructured header value, in encoded words
- * short enough for 76-character lines. */
+/* RFC 2047 Q encoding of len bytes of value as encoded words, folded so that
+ * lines stay under 76 characters; only characters RFC 2047 allows in a phrase
+ * (5.3) are left as they are, so the words serve in a display name too. */
 static void
-render_encode_header(struct buf *out, const char *name, const char *value)
+render_encode_words(struct buf *out, const char *value, size_t len)
 {
 	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)value, *end = p + len;
 	size_t word = 0;
 
-	buf_printf(out, "%s: =?UTF-8?Q?", name);
-	for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+	buf_puts(out, "=?UTF-8?Q?");
+	for (; p < end; p++) {
 		/* Break between words where possible, never inside a UTF-8
 		 * sequence; a token thus stays whole in one encoded word. */
 		if ((word > 45 && *p == ' ') || (word > 59 && (*p & 0xc0) != 0x80)) {
@@ -46,7 +48,37 @@ render_encode_header(struct buf *out, const char *name, const char *value)
 			word += 3;
 		}
 	}
-	buf_puts(out, "?=\r\n");
+	buf_puts(out, "?=");
+}
+
+/* One header line whose value has 8-bit bytes. An address (a value ending in
+ * <addr-spec>, as in "From: Ministère <verify@example.org>") keeps its address
+ * as it is and has only its display name encoded, unquoted: an encoded address
+ * is no mailbox, and an encoded word inside quotes is not decoded. Anything
+ * else is unstructured text, encoded whole. */
+static void
+render_encode_header(struct buf *out, const char *name, const char *value)
+{
+	size_t len = strlen(value);
+	const char *lt = strrchr(value, '<');
+	size_t phrase = lt != NULL ? (size_t)(lt - value) : 0;
+
+	buf_printf(out, "%s: ", name);
+	if (lt != NULL && len > 0 && value[len - 1] == '>' && strchr(lt, '@') != NULL) {
+		while (phrase > 0 && value[phrase - 1] == ' ')
+			phrase--;
+		if (phrase >= 2 && value[0] == '"' && value[phrase - 1] == '"') {
+			value++;
+			phrase -= 2;
+		}
+		if (phrase > 0) {
+			render_encode_words(out, value, phrase);
+			buf_putc(out, ' ');
+		}
+		buf_puts(out, lt);
+	} else
+		render_encode_words(out, value, len);
+	buf_puts(out, "\r\n");
 }
 
 static int

@@ -15,7 +15,7 @@ echo "\$@" >"$WORK/sendmail.args"
 cat >"$WORK/sendmail.msg"
 SH
 chmod +x "$WORK/sendmail"
-write_config "$WORK/milterd.conf" "sendmail_path = $WORK/sendmail" "service_name = Mastodon des agents"
+write_config "$WORK/milterd.conf" "sendmail_path = $WORK/sendmail" "service_name = Mastodon des agents de l'État"
 CC="$C -c $WORK/milterd.conf"
 
 # check_challenge FILE LANG ACCOUNT EMAIL: parse and check with Python's email package.
@@ -38,6 +38,10 @@ assert subject.startswith(want), f"Subject decodes to {subject!r}"
 token = re.search(r'\[([a-z2-7]{26})\]', subject).group(1)
 assert msg['Reply-To'].addresses[0].addr_spec == f'verify+{token}@certify.test', msg['Reply-To']
 assert msg['To'].addresses[0].addr_spec == addr
+# The service's name (not ASCII here) is the display name; the address stays a mailbox.
+sender = msg['From'].addresses[0]
+assert (sender.display_name, sender.addr_spec) == ("Mastodon des agents de l'État", 'verify@certify.test'), \
+    f"From decodes to {sender.display_name!r} <{sender.addr_spec}>"
 assert email.utils.parsedate_to_datetime(str(msg['Date'])) is not None
 body = msg.get_content()
 assert token in body and f'verify+{token}@certify.test' in body, "token in the body"

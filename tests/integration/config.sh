@@ -84,3 +84,21 @@ done
 
 out=$("$M" -n -c "$WORK" 2>&1 | head -n 1)
 expect_eq "a directory for the config: said so, no line 0" "$WORK: cannot read: Is a directory" "$out"
+
+# The challenge's From: a display name in UTF-8, an address that is one.
+for kv in "service_name = Minist$(printf '\350')re|service_name: not UTF-8 text (the file's encoding must be UTF-8)" \
+	"service_name = Certify <x@example.org>|service_name: a display name: no control character, '<', '>' or '\"'" \
+	"challenge_from = not an address|challenge_from: expected empty or local@domain, e.g. certify@example.org" \
+	"challenge_from = Certify <verify@example.org>|challenge_from: expected empty or local@domain, e.g. certify@example.org"; do
+	grep -v "^${kv%% =*} " "$WORK/good.conf" >"$WORK/from.conf"
+	echo "${kv%%|*}" >>"$WORK/from.conf"
+	n=$(wc -l <"$WORK/from.conf")
+	out=$("$M" -n -c "$WORK/from.conf" 2>&1); rc=$?
+	# (a Latin-1 byte in a result line would make the results file binary to grep)
+	expect_eq "$(printf '%s' "${kv%%|*}" | LC_ALL=C tr -c '[:print:]' '?'): refused, named" \
+		"$WORK/from.conf:$n: ${kv#*|}/1" "$out/$rc"
+done
+grep -v '^service_name ' "$WORK/good.conf" >"$WORK/from.conf"
+echo "service_name = Ministère de l'Intérieur" >>"$WORK/from.conf"
+out=$("$M" -n -c "$WORK/from.conf" 2>&1)
+expect_eq "service_name in UTF-8 with an apostrophe: accepted" "config OK" "$out"

@@ -47,6 +47,24 @@ main(void)
 	    "Subject: =?UTF-8?Q?V=C3=A9rification_=5Babcdefghijklmnopqrstuvwxy4=5D?=\r\n\r\nx\r\n",
 	    "non-ASCII header RFC 2047 encoded");
 
+	/* An address header: the display name encoded, the address left a mailbox. */
+	buf_reset(&out);
+	buf_reset(&err);
+	rc = render_text("From: Minist\xc3\xa8re <verify@certify.example.org>\n\nx\n", vars, 4,
+	    &out, &err);
+	CHECK_STR(rc == 0 ? out.s : err.s,
+	    "From: =?UTF-8?Q?Minist=C3=A8re?= <verify@certify.example.org>\r\n\r\nx\r\n",
+	    "non-ASCII display name encoded, the address not");
+
+	buf_reset(&out);
+	buf_reset(&err);
+	rc = render_text("From: \"Minist\xc3\xa8re de l'Agriculture et de la Souverainet\xc3\xa9"
+	    " alimentaire\" <verify@certify.example.org>\n\nx\n", vars, 4, &out, &err);
+	CHECK_STR(rc == 0 ? out.s : err.s,
+	    "From: =?UTF-8?Q?Minist=C3=A8re_de_l=27Agriculture_et_de_la_Souverainet=C3=A9?=\r\n"
+	    " =?UTF-8?Q?_alimentaire?= <verify@certify.example.org>\r\n\r\nx\r\n",
+	    "a long quoted display name: unquoted, folded, the address whole");
+
 	buf_reset(&out);
 	buf_reset(&err);
 	rc = render_text("To: {{name}\n\nx\n", vars, 4, &out, &err);
