@@ -308,6 +308,9 @@ config_check_resolver(const char *v)
 	return NULL;
 }
 
+/* Files are read again at each SIGHUP, when a daemon's working directory is /. */
+#define CONFIG_ABSOLUTE	"must be an absolute path (it is read again at each reload, from /)"
+
 /* Whether s is well-formed UTF-8 (RFC 3629: shortest forms, no surrogates,
  * nothing past U+10FFFF). */
 static int
@@ -437,6 +440,7 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 	const char *complaint = NULL;
 	char *errmsg = NULL;
 	PQconninfoOption *opts;
+	struct stat st;
 	long n;
 
 	switch (k->type) {
@@ -480,6 +484,8 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 			    *v ? strerror(errno) : "empty");
 			return msgbuf;
 		}
+		if (*v != '/')
+			return CONFIG_ABSOLUTE;
 		break;
 	case CT_OPTFILE:
 		if (*v == '\0')
@@ -492,6 +498,12 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 			snprintf(msgbuf, msgsize, "cannot read '%s': %s", v, strerror(errno));
 			return msgbuf;
 		}
+		if (stat(v, &st) == 0 && !S_ISREG(st.st_mode)) {
+			snprintf(msgbuf, msgsize, "'%s' is not a file", v);
+			return msgbuf;
+		}
+		if (*v != '/')
+			return CONFIG_ABSOLUTE;
 		break;
 	case CT_ADDRESS: {
 		const char *at = strchr(v, '@');

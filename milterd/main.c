@@ -341,6 +341,7 @@ int
 main(int argc, char **argv)
 {
 	const char *path = CONFIG_DEFAULT_PATH;
+	char *abspath = NULL;	/* path made absolute; lives as long as the process */
 	struct snapshot *snap;
 	struct config *cfg;
 	pthread_t reloader, connector;
@@ -361,6 +362,9 @@ main(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage();
+	/* Read again at each SIGHUP, after daemon() moved to /. */
+	if (path[0] != '/' && (abspath = realpath(path, NULL)) != NULL)
+		path = abspath;
 
 	buf_init(&errors);
 	if ((snap = snapshot_load(path, &errors)) == NULL) {
@@ -379,6 +383,7 @@ main(int argc, char **argv)
 		else
 			printf("config OK\n");
 		snapshot_unref(snap);
+		free(abspath);
 		return 0;
 	}
 

@@ -102,3 +102,21 @@ grep -v '^service_name ' "$WORK/good.conf" >"$WORK/from.conf"
 echo "service_name = Ministère de l'Intérieur" >>"$WORK/from.conf"
 out=$("$M" -n -c "$WORK/from.conf" 2>&1)
 expect_eq "service_name in UTF-8 with an apostrophe: accepted" "config OK" "$out"
+
+# Files are read again at each reload, from / for a daemon: relative paths are refused,
+# and so is a directory where a file is expected.
+mkdir -p "$WORK/rel/policies"
+cp "$TOP/policies/gouv-fr.conf" "$WORK/rel/policies/"
+grep -v '^policy ' "$WORK/good.conf" >"$WORK/rel/rel.conf"
+echo "policy = policies/gouv-fr.conf" >>"$WORK/rel/rel.conf"
+out=$(cd "$WORK/rel" && "$M" -n -c rel.conf 2>&1); rc=$?
+expect_eq "a relative policy path: refused, named" \
+	"$WORK/rel/rel.conf:$(wc -l <"$WORK/rel/rel.conf"): policy: must be an absolute path (it is read again at each reload, from /)/1" "$out/$rc"
+grep -v '^dns_trust_anchor ' "$WORK/good.conf" >"$WORK/ta.conf"
+echo "dns_trust_anchor = $WORK/rel" >>"$WORK/ta.conf"
+out=$("$M" -n -c "$WORK/ta.conf" 2>&1); rc=$?
+expect_eq "a directory as dns_trust_anchor: refused, named" \
+	"$WORK/ta.conf:$(wc -l <"$WORK/ta.conf"): dns_trust_anchor: '$WORK/rel' is not a file/1" "$out/$rc"
+cp "$WORK/good.conf" "$WORK/rel/good.conf"
+out=$(cd "$WORK/rel" && "$M" -n -c good.conf 2>&1)
+expect_eq "a relative -c path: read (made absolute for reloads)" "config OK" "$out"
