@@ -5,7 +5,9 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,8 @@ enum config_type {
 	CT_OPTFILE,	/* readable file, or empty */
 	CT_ADDRESS,	/* local@domain without subaddress */
 	CT_OPTADDRESS,	/* local@domain, or empty */
+	CT_USER,	/* a known user, or empty */
+	CT_OWNER,	/* user, user:group or :group, all known; or empty */
 	CT_NAME,	/* a display name: UTF-8 text, no control character, no <>" */
 	CT_RESOLVER,	/* "system" or IP[@port] */
 	CT_LOGLEVEL,
@@ -55,7 +59,7 @@ struct config_key {
 static const struct config_key config_keys[] = {
 	{ "socket",		CT_SOCKET,	OFF(socket), "unix:/run/milterd/milterd.sock", 0, 0, 0 },
 	{ "socket_mode",	CT_MODE,	OFF(socket_mode), "0660", 0, 0, 0777 },
-	{ "socket_owner",	CT_OPTSTRING,	OFF(socket_owner), "", 0, 0, 0 },
+	{ "socket_owner",	CT_OWNER,	OFF(socket_owner), "", 0, 0, 0 },
 	{ "workers",		CT_INT,		OFF(workers), "16", 0, 1, 1024 },
 	{ "active_workers",	CT_INT,		OFF(active_workers), "0", 0, 0, 1024 },
 	{ "milter_timeout",	CT_INT,		OFF(milter_timeout), "7210", 1, 1, 86400 },
@@ -70,7 +74,7 @@ static const struct config_key config_keys[] = {
 	{ "dns_trust_anchor",	CT_OPTFILE,	OFF(dns_trust_anchor), "", 0, 0, 0 },
 	{ "dns_timeout",	CT_INT,		OFF(dns_timeout), "5", 0, 1, 60 },
 	{ "internal_networks",	CT_NETLIST,	OFF(internal_networks), "", 1, 0, 0 },
-	{ "user",		CT_OPTSTRING,	OFF(user), "", 0, 0, 0 },
+	{ "user",		CT_USER,	OFF(user), "", 0, 0, 0 },
 	{ "pidfile",		CT_OPTSTRING,	OFF(pidfile), "", 0, 0, 0 },
 	{ "templates",		CT_DIR,		OFF(templates), DATADIR "/templates", 1, 0, 0 },
 	{ "service_name",	CT_NAME,	OFF(service_name), "certify", 1, 0, 0 },
@@ -530,6 +534,30 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 			if (!isalnum((unsigned char)*c) && strchr("._+-", *c) == NULL)
 				return "the local part may hold only letters, digits, '.', '_', '+' and"
 				    " '-'";
+		break;
+	}
+	case CT_USER:
+		if (*v != '\0' && getpwnam(v) == NULL) {
+			snprintf(msgbuf, msgsize, "unknown user '%s'", v);
+			return msgbuf;
+		}
+		break;
+	case CT_OWNER: {
+		char owner[256], *colon;
+
+		if (str_copy(owner, v, sizeof(owner)) == -1)
+			return "too long";
+		if ((colon = strchr(owner, ':')) != NULL) {
+			*colon++ = '\0';
+			if (*colon == '\0' || getgrnam(colon) == NULL) {
+				snprintf(msgbuf, msgsize, "unknown group '%s'", colon);
+				return msgbuf;
+			}
+		}
+		if (owner[0] != '\0' && getpwnam(owner) == NULL) {
+			snprintf(msgbuf, msgsize, "unknown user '%s'", owner);
+			return msgbuf;
+		}
 		break;
 	}
 	case CT_NAME:

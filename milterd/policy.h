@@ -55,6 +55,7 @@ struct policy {
 	struct policy_rules	 defaults;
 	struct policy_domain	*domains;	/* [domain SUFFIX] sections */
 	size_t			 ndomains;
+	int			 dnssec_require_line;	/* the first "dnssec = require", or 0 */
 };
 
 /* NULL with every error appended to errors as FILE:LINE: key: what. */

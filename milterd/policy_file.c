@@ -338,6 +338,9 @@ policy_handler(void *user, int line, const char *section, const char *key, const
 			config_file_error(p->errors, p->path, line, key, "%s", complaint);
 			return -1;
 		}
+		if (i == PK_DNSSEC && sec->rules.dnssec == PD_REQUIRE &&
+		    p->pol->dnssec_require_line == 0)
+			p->pol->dnssec_require_line = line;
 		return 0;
 	}
 	if ((hint = config_suggest(key, policy_key_name)) != NULL)

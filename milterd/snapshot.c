@@ -21,6 +21,14 @@ snapshot_load(const char *path, struct buf *errors)
 		snapshot_unref(snap);
 		return NULL;
 	}
+	/* Without a trust anchor no key is DNSSEC-secure: every reply refused. */
+	if (snap->pol->dnssec_require_line != 0 && snap->cfg->dns_trust_anchor[0] == '\0') {
+		config_file_error(errors, snap->pol->path, snap->pol->dnssec_require_line, "dnssec",
+		    "require needs dns_trust_anchor in %s (without it no key is DNSSEC-secure"
+		    " and every reply would be refused)", path);
+		snapshot_unref(snap);
+		return NULL;
+	}
 	return snap;
 }
 

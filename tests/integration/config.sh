@@ -120,3 +120,24 @@ expect_eq "a directory as dns_trust_anchor: refused, named" \
 cp "$WORK/good.conf" "$WORK/rel/good.conf"
 out=$(cd "$WORK/rel" && "$M" -n -c good.conf 2>&1)
 expect_eq "a relative -c path: read (made absolute for reloads)" "config OK" "$out"
+
+# Users and groups are checked with the rest, not first at start.
+for kv in "user = nosuchuser|user: unknown user 'nosuchuser'" \
+	"socket_owner = nosuchuser|socket_owner: unknown user 'nosuchuser'" \
+	"socket_owner = root:nosuchgroup|socket_owner: unknown group 'nosuchgroup'"; do
+	grep -v "^${kv%% =*} " "$WORK/good.conf" >"$WORK/user.conf"
+	echo "${kv%%|*}" >>"$WORK/user.conf"
+	out=$("$M" -n -c "$WORK/user.conf" 2>&1); rc=$?
+	expect_eq "${kv%%|*}: refused at -n, named" "$WORK/user.conf:$(wc -l <"$WORK/user.conf"): ${kv#*|}/1" "$out/$rc"
+done
+grep -v "^socket_owner " "$WORK/good.conf" >"$WORK/user.conf"
+echo "socket_owner = root:root" >>"$WORK/user.conf"
+expect_eq "socket_owner = root:root: accepted" "config OK" "$("$M" -n -c "$WORK/user.conf" 2>&1)"
+
+# dnssec = require with no trust anchor would refuse every reply: an error, where it is set.
+printf '[default]\nallow = gouv.fr\n\n[domain interieur.gouv.fr]\ndnssec = require\n' >"$WORK/policy-dnssec.conf"
+grep -v '^dns_trust_anchor \|^policy ' "$WORK/good.conf" >"$WORK/dnssec.conf"
+echo "policy = $WORK/policy-dnssec.conf" >>"$WORK/dnssec.conf"
+out=$("$M" -n -c "$WORK/dnssec.conf" 2>&1); rc=$?
+expect_eq "dnssec = require without dns_trust_anchor: refused, named" \
+	"$WORK/policy-dnssec.conf:5: dnssec: require needs dns_trust_anchor in $WORK/dnssec.conf (without it no key is DNSSEC-secure and every reply would be refused)/1" "$out/$rc"
