@@ -328,7 +328,9 @@ policy_handler(void *user, int line, const char *section, const char *key, const
 			    "only allowed in [default]");
 			return -1;
 		}
-		if (sec->seen[i]) {
+		/* allow and deny may take several lines, each adding to the list:
+		 * a long list (thirty academies' domains) fits no single line. */
+		if (sec->seen[i] && i != PK_ALLOW && i != PK_DENY) {
 			config_file_error(p->errors, p->path, line, key,
 			    "set twice (first at line %d)", sec->seen[i]);
 			return -1;

@@ -141,3 +141,12 @@ echo "policy = $WORK/policy-dnssec.conf" >>"$WORK/dnssec.conf"
 out=$("$M" -n -c "$WORK/dnssec.conf" 2>&1); rc=$?
 expect_eq "dnssec = require without dns_trust_anchor: refused, named" \
 	"$WORK/policy-dnssec.conf:5: dnssec: require needs dns_trust_anchor in $WORK/dnssec.conf (without it no key is DNSSEC-secure and every reply would be refused)/1" "$out/$rc"
+
+# A long allow list over several lines: each adds to it (-nn shows the whole list).
+{ echo '[default]'; echo 'allow = gouv.fr'
+  for a in paris versailles creteil lyon grenoble; do echo "allow = ac-$a.fr"; done
+  echo 'deny = example.gouv.fr'; echo 'deny = test.gouv.fr'; } >"$WORK/policy-lists.conf"
+sed "s|^policy = .*|policy = $WORK/policy-lists.conf|" "$WORK/good.conf" >"$WORK/lists.conf"
+expect_eq "allow and deny on several lines: the lists grow" \
+	"allow = gouv.fr ac-paris.fr ac-versailles.fr ac-creteil.fr ac-lyon.fr ac-grenoble.fr|deny = example.gouv.fr test.gouv.fr" \
+	"$("$M" -nn -c "$WORK/lists.conf" 2>&1 | grep -E '^(allow|deny) = ' | paste -sd '|')"
