@@ -678,7 +678,7 @@ config_ini_reader(char *dst, int size, void *user)
 			    "unterminated section header");
 		else if (!p->sections)
 			config_file_error(p->errors, p->path, p->lineno, NULL,
-			    "sections are not used in milterd.conf");
+			    "sections are not used in this file (only policy files have them)");
 		else {
 			snprintf(dst, (size_t)size, "%s\n", s);
 			return dst;

@@ -28,6 +28,7 @@ struct replies_parse {
 	struct replies	*r;
 	int		 lang;
 	struct buf	*errors;
+	int		 seen[REPLY_LANGS][R_COUNT];	/* line of each text */
 };
 
 static int
@@ -47,6 +48,16 @@ replies_handler(void *user, int line, const char *section, const char *key, cons
 			    "SMTP replies must be plain ASCII without %%");
 			return -1;
 		}
+	if (p->seen[p->lang][r] != 0) {
+		config_file_error(p->errors, p->path, line, key, "set twice (first at line %d)",
+		    p->seen[p->lang][r]);
+		return -1;
+	}
+	p->seen[p->lang][r] = line;
+	if (*value == '\0') {
+		config_file_error(p->errors, p->path, line, key, "must not be empty");
+		return -1;
+	}
 	if (strlen(value) > REPLY_TEXT_MAX) {
 		config_file_error(p->errors, p->path, line, key,
 		    "longer than %d characters", REPLY_TEXT_MAX);
@@ -65,7 +76,7 @@ replies_load(const char *dir, struct buf *errors)
 {
 	struct replies_parse p;
 	char path[4096];
-	int nerrors = 0;
+	int nerrors = 0, n;
 
 	memset(&p, 0, sizeof(p));
 	if ((p.r = calloc(1, sizeof(*p.r))) == NULL) {
@@ -82,8 +93,10 @@ replies_load(const char *dir, struct buf *errors)
 		}
 		p.path = path;
 		p.lang = lang;
-		nerrors += config_parse_ini(path, 0, replies_handler, &p, errors);
-		for (int r = R_NONE + 1; r < R_COUNT && nerrors == 0; r++)
+		/* Each file's own missing texts, whatever the other file's errors. */
+		n = config_parse_ini(path, 0, replies_handler, &p, errors);
+		nerrors += n;
+		for (int r = R_NONE + 1; r < R_COUNT && n == 0; r++)
 			if (p.r->text[lang][r] == NULL) {
 				buf_printf(errors, "%s: no text for %s\n", path,
 				    reason_name((enum reason)r));

@@ -150,3 +150,17 @@ sed "s|^policy = .*|policy = $WORK/policy-lists.conf|" "$WORK/good.conf" >"$WORK
 expect_eq "allow and deny on several lines: the lists grow" \
 	"allow = gouv.fr ac-paris.fr ac-versailles.fr ac-creteil.fr ac-lyon.fr ac-grenoble.fr|deny = example.gouv.fr test.gouv.fr" \
 	"$("$M" -nn -c "$WORK/lists.conf" 2>&1 | grep -E '^(allow|deny) = ' | paste -sd '|')"
+
+# Reply texts: a reason twice, an empty text, each file's own gaps.
+mkdir -p "$WORK/tpl"
+cp "$TOP"/templates/* "$WORK/tpl/"
+grep -v '^templates ' "$WORK/good.conf" >"$WORK/tpl.conf"
+echo "templates = $WORK/tpl" >>"$WORK/tpl.conf"
+first=$(grep -n '^expired' "$WORK/tpl/replies.en" | cut -d: -f1)
+echo "expired = again" >>"$WORK/tpl/replies.en"
+sed -i 's/^malformed *=.*/malformed =/' "$WORK/tpl/replies.en"
+sed -i '/^unknown_token/d' "$WORK/tpl/replies.fr"
+echo 'not_a_reason = x' >>"$WORK/tpl/replies.fr"
+out=$("$M" -n -c "$WORK/tpl.conf" 2>&1); rc=$?
+expect_eq "replies: not a reason (fr), a reason twice and an empty text (en), each named" "1|yes|yes|yes" \
+	"$rc|$(grep -q "replies.fr:$(wc -l <"$WORK/tpl/replies.fr"): not_a_reason: not a reason code" <<<"$out" && echo yes)|$(grep -q "replies.en:$(wc -l <"$WORK/tpl/replies.en"): expired: set twice (first at line $first)" <<<"$out" && echo yes)|$(grep -q "replies.en:[0-9]*: malformed: must not be empty" <<<"$out" && echo yes)"
