@@ -280,3 +280,29 @@ pg_psql "DELETE FROM accounts WHERE username = 'Alice' AND domain IS NULL" >/dev
 "$KIT" >"$WORK/run16" 2>&1
 expect_eq "deleted user: certification revoked by the kit, said once" \
 	"0|revoked|1|0" "$rc|$(pg_psql "SELECT state FROM milterd.verification_status('Alice')")|$(grep -c 'Alice: no longer a user' "$WORK/run15")|$(grep -c 'Alice' "$WORK/run16")"
+
+# 8. A wrong mastodon.conf: exit 4 before anything is done, the file and line named.
+kitconf() {	# kitconf LINES...: a configuration file of these lines; prints mastodon-sync's rc|stderr
+	printf '%s\n' "$@" >"$WORK/bad.conf"
+	MASTODON_KIT_CONF="$WORK/bad.conf" "$KIT" >/dev/null 2>"$WORK/bad.err"
+	echo "$?|$(cat "$WORK/bad.err")"
+}
+expect_eq "mastodon.conf: a bad value names the file and line" \
+	"4|mastodon-sync: $WORK/bad.conf:2: MASTODON_LANG must be fr or en, not 'de'" \
+	"$(kitconf '# kit' MASTODON_LANG=de)"
+expect_eq "mastodon.conf: a key set twice" \
+	"4|mastodon-sync: $WORK/bad.conf:2: MASTODON_ON_END: set twice (first at line 1)" \
+	"$(kitconf MASTODON_ON_END=disable MASTODON_ON_END=report)"
+expect_eq "mastodon.conf: an unterminated quote" \
+	"4|mastodon-sync: $WORK/bad.conf:1: TOOTCTL: unterminated quote, or text after it" \
+	"$(kitconf 'TOOTCTL="sudo -u mastodon tootctl')"
+out=$(MASTODON_KIT_CONF="$WORK" "$KIT" 2>&1 >/dev/null); rc=$?
+expect_eq "mastodon.conf: a directory" "4|mastodon-sync: cannot read $WORK (MASTODON_KIT_CONF): not a file" \
+	"$rc|$out"
+# A comment after a value, quoted or not, is no part of it.
+printf '%s\n' "MASTODON_DATABASE=\"$(sed -n 's/^MASTODON_DATABASE="\(.*\)"$/\1/p' "$WORK/mastodon.conf")\"  # the instance" \
+	'MASTODON_LANG=en # English' >"$WORK/comment.conf"
+out=$(MASTODON_KIT_CONF="$WORK/comment.conf" bash -c '. "$1"; kit_config t && echo "$MASTODON_LANG|$MASTODON_DATABASE"' _ \
+	"$KIT_DIR/mastodon-kit.sh" 2>&1)
+expect_eq "mastodon.conf: comments after values are dropped" \
+	"en|$(sed -n 's/^MASTODON_DATABASE="\(.*\)"$/\1/p' "$WORK/mastodon.conf")" "$out"
