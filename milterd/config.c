@@ -32,6 +32,7 @@ enum config_type {
 	CT_ADDRESS,	/* local@domain without subaddress */
 	CT_OPTADDRESS,	/* local@domain, or empty */
 	CT_USER,	/* a known user, or empty */
+	CT_OPTEXEC,	/* an executable file (absolute path), or empty */
 	CT_OWNER,	/* user, user:group or :group, all known; or empty */
 	CT_NAME,	/* a display name: UTF-8 text, no control character, no <>" */
 	CT_RESOLVER,	/* "system" or IP[@port] */
@@ -85,7 +86,7 @@ static const struct config_key config_keys[] = {
 	{ "instance_name",	CT_INSTANCE,	OFF(instance_name), "", 0, 0, 0 },
 	{ "evidence_retention",	CT_DURATION,	OFF(evidence_retention), "400d", 1, 86400, 3650L * 86400 },
 	{ "request_retention",	CT_DURATION,	OFF(request_retention), "400d", 1, 86400, 3650L * 86400 },
-	{ "follow_exec",	CT_OPTSTRING,	OFF(follow_exec), "", 1, 0, 0 },
+	{ "follow_exec",	CT_OPTEXEC,	OFF(follow_exec), "", 1, 0, 0 },
 	{ "log_level",		CT_LOGLEVEL,	OFF(log_level), "info", 1, 0, 0 },
 	{ "syslog_facility",	CT_FACILITY,	OFF(syslog_facility), "mail", 0, 0, 0 },
 };
@@ -536,6 +537,18 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 				    " '-'";
 		break;
 	}
+	case CT_OPTEXEC:
+		if (*v == '\0')
+			break;
+		if (*v != '/')
+			return CONFIG_ABSOLUTE;
+		/* access() alone takes a directory (X_OK: searchable). */
+		if (access(v, X_OK) == -1 || stat(v, &st) == -1 || !S_ISREG(st.st_mode)) {
+			snprintf(msgbuf, msgsize, "'%s' is not an executable file (one program,"
+			    " run without a shell, with no arguments of its own)", v);
+			return msgbuf;
+		}
+		break;
 	case CT_USER:
 		if (*v != '\0' && getpwnam(v) == NULL) {
 			snprintf(msgbuf, msgsize, "unknown user '%s'", v);

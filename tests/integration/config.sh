@@ -164,3 +164,12 @@ echo 'not_a_reason = x' >>"$WORK/tpl/replies.fr"
 out=$("$M" -n -c "$WORK/tpl.conf" 2>&1); rc=$?
 expect_eq "replies: not a reason (fr), a reason twice and an empty text (en), each named" "1|yes|yes|yes" \
 	"$rc|$(grep -q "replies.fr:$(wc -l <"$WORK/tpl/replies.fr"): not_a_reason: not a reason code" <<<"$out" && echo yes)|$(grep -q "replies.en:$(wc -l <"$WORK/tpl/replies.en"): expired: set twice (first at line $first)" <<<"$out" && echo yes)|$(grep -q "replies.en:[0-9]*: malformed: must not be empty" <<<"$out" && echo yes)"
+
+# follow_exec: one executable file, checked with the rest.
+for v in "/bin/echo hello" "$WORK"; do
+	grep -v '^follow_exec ' "$WORK/good.conf" >"$WORK/exec.conf"
+	echo "follow_exec = $v" >>"$WORK/exec.conf"
+	out=$("$M" -n -c "$WORK/exec.conf" 2>&1); rc=$?
+	expect_eq "follow_exec = ${v##*/}: refused at -n, named" \
+		"$WORK/exec.conf:$(wc -l <"$WORK/exec.conf"): follow_exec: '$v' is not an executable file (one program, run without a shell, with no arguments of its own)/1" "$out/$rc"
+done
