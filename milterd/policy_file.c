@@ -376,6 +376,28 @@ policy_inherit(struct policy_section *sec, const struct policy_section *def)
 #undef INHERIT
 }
 
+/* A notice as long as the period would challenge each certification again as
+ * soon as it is renewed, every run: refused where the section sets either.
+ * Returns the number of errors (0 or 1). */
+static int
+policy_check_notice(struct policy_parse *p, const struct policy_section *sec)
+{
+	const struct policy_rules *r = &sec->rules;
+	int notice = sec->seen[PK_RECERTIFY_NOTICE];
+	char a[32], n[32];
+
+	if (r->recertify_after == 0 || r->recertify_notice < r->recertify_after ||
+	    (notice == 0 && sec->seen[PK_RECERTIFY_AFTER] == 0))
+		return 0;
+	config_duration_format(r->recertify_after, a, sizeof(a));
+	config_duration_format(r->recertify_notice, n, sizeof(n));
+	config_file_error(p->errors, p->path, notice ? notice : sec->seen[PK_RECERTIFY_AFTER],
+	    notice ? "recertify_notice" : "recertify_after", "the notice (%s) must be shorter"
+	    " than recertify_after (%s): each certification would be challenged again as soon"
+	    " as it is renewed", n, a);
+	return 1;
+}
+
 struct policy *
 policy_load(const char *path, struct buf *errors)
 {
@@ -394,10 +416,12 @@ policy_load(const char *path, struct buf *errors)
 	p.def.rules = policy_default_rules;
 	nerrors = config_parse_ini(path, 1, policy_handler, &p, errors);
 	p.pol->defaults = p.def.rules;
+	nerrors += policy_check_notice(&p, &p.def);
 	if ((p.pol->domains = calloc(p.nsecs + 1, sizeof(*p.pol->domains))) == NULL)
 		nerrors++;
 	for (size_t i = 0; i < p.nsecs; i++) {
 		policy_inherit(&p.secs[i], &p.def);
+		nerrors += policy_check_notice(&p, &p.secs[i]);
 		if (p.pol->domains != NULL) {
 			p.pol->domains[i].suffix = p.secs[i].name;
 			p.pol->domains[i].rules = p.secs[i].rules;

@@ -173,3 +173,12 @@ for v in "/bin/echo hello" "$WORK"; do
 	expect_eq "follow_exec = ${v##*/}: refused at -n, named" \
 		"$WORK/exec.conf:$(wc -l <"$WORK/exec.conf"): follow_exec: '$v' is not an executable file (one program, run without a shell, with no arguments of its own)/1" "$out/$rc"
 done
+
+# A notice as long as the period: every renewed certification challenged again at once.
+printf '[default]\nallow = gouv.fr\nrecertify_after = 14d\n' >"$WORK/policy-notice.conf"
+sed "s|^policy = .*|policy = $WORK/policy-notice.conf|" "$WORK/good.conf" >"$WORK/notice.conf"
+out=$("$M" -n -c "$WORK/notice.conf" 2>&1); rc=$?
+expect_eq "recertify_after shorter than the default notice: refused, named" \
+	"$WORK/policy-notice.conf:3: recertify_after: the notice (30d) must be shorter than recertify_after (2w): each certification would be challenged again as soon as it is renewed/1" "$out/$rc"
+printf 'recertify_notice = 7d\n' >>"$WORK/policy-notice.conf"
+expect_eq "... with a shorter notice: accepted" "config OK" "$("$M" -n -c "$WORK/notice.conf" 2>&1)"
