@@ -370,6 +370,7 @@ main(int argc, char **argv)
 	if ((snap = snapshot_load(path, &errors)) == NULL) {
 		fputs(errors.s, stderr);
 		buf_free(&errors);
+		free(abspath);
 		return 1;
 	}
 	buf_free(&errors);
