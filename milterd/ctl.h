@@ -3,6 +3,8 @@
 #ifndef MILTERD_CTL_H
 #define MILTERD_CTL_H
 
+#include <stdio.h>
+
 #include <jansson.h>
 #include <libpq-fe.h>
 
@@ -38,8 +40,10 @@ const char	*ctl_conninfo(struct ctl *);
 int		 ctl_connect(struct ctl *);
 /* A parameterised query; NULL with the error printed and c->sqlstate set. */
 PGresult	*ctl_query(struct ctl *, const char *sql, int n, const char *const *params);
-/* Prints a JSON value on one line and releases it. */
+/* Prints a JSON value on one line (to stdout; ctl_json_fprint: to fp) and
+ * releases it. */
 void		 ctl_json_print(json_t *);
+void		 ctl_json_fprint(FILE *, json_t *);
 /* A text as a JSON string; bytes that are not UTF-8 become '?' rather than
  * the whole document failing. */
 json_t		*ctl_json_text(const char *);
@@ -49,9 +53,11 @@ json_t		*ctl_json_row(const PGresult *, int row);
 /* Renders the challenge of a request just created from its token, and sends
  * it (sendmail) or prints it. kind: "challenge" or "recertify". A request
  * whose challenge could not be sent is revoked (EX_SEND): nobody knows its
- * token, and the next run asks again. */
+ * token, and the next run asks again. The line saying it was sent is the
+ * command's JSON document when doc is set (request --send); otherwise, with
+ * --json, it is text on stderr, so that stdout holds one document. */
 int		 ctl_challenge(struct ctl *, const char *kind, const char *account,
-		    const char *email, const char *token, int lang, int send);
+		    const char *email, const char *token, int lang, int send, int doc);
 
 /* Creates a request (milterd.request_verification()): EX_DONE with its token
  * in tok; EX_NOTFOUND (reported) when its address already certifies as many

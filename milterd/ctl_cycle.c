@@ -71,7 +71,7 @@ recertify_one(struct ctl *c, PGresult *res, int row, const struct policy_rules *
 	PQclear(q);
 	if (*ended)
 		return EX_DONE;
-	return ctl_challenge(c, "recertify", account, email, tok, replies_lang(lang), 1);
+	return ctl_challenge(c, "recertify", account, email, tok, replies_lang(lang), 1, 0);
 }
 
 /* Each live certification with nothing newer for its account: dated if it

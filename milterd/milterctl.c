@@ -65,12 +65,18 @@ ctl_usage(void)
 }
 
 void
-ctl_json_print(json_t *v)
+ctl_json_fprint(FILE *fp, json_t *v)
 {
 	/* JSON_ENSURE_ASCII: any byte the database holds comes out valid. */
-	if (v != NULL && json_dumpf(v, stdout, JSON_COMPACT | JSON_ENSURE_ASCII) == 0)
-		putchar('\n');
+	if (v != NULL && json_dumpf(v, fp, JSON_COMPACT | JSON_ENSURE_ASCII) == 0)
+		putc('\n', fp);
 	json_decref(v);
+}
+
+void
+ctl_json_print(json_t *v)
+{
+	ctl_json_fprint(stdout, v);
 }
 
 /* A text column as JSON: invalid UTF-8 would make jansson refuse the whole
@@ -276,7 +282,7 @@ out:
 
 int
 ctl_challenge(struct ctl *c, const char *kind, const char *account, const char *email,
-    const char *token, int lang, int send)
+    const char *token, int lang, int send, int doc)
 {
 	const char *params[1] = { token };
 	struct challenge ch = { kind, account, email, token, lang, NULL, NULL };
@@ -303,11 +309,11 @@ ctl_challenge(struct ctl *c, const char *kind, const char *account, const char *
 	else if (challenge_send(c->snap->cfg, msg.s, &err) == -1) {
 		fprintf(stderr, "milterctl: challenge not sent: %s\n", err.s);
 		rc = EX_SEND;
-	} else if (c->json)
+	} else if (c->json && doc)
 		ctl_json_print(json_pack("{s:s, s:s, s:s, s:b}", "account", account, "email", email,
 		    "challenge", kind, "sent", 1));
 	else
-		printf("%s sent to %s\n", kind, email);
+		fprintf(c->json ? stderr : stdout, "%s sent to %s\n", kind, email);
 	PQclear(res);
 	buf_free(&msg);
 	buf_free(&err);
@@ -445,7 +451,7 @@ cmd_request(struct ctl *c, int argc, char **argv)
 		return rc;
 	if (o.send || o.print)
 		return ctl_challenge(c, "challenge", o.account, o.addr, tok,
-		    replies_lang(o.lang ? o.lang : "fr"), o.send);
+		    replies_lang(o.lang ? o.lang : "fr"), o.send, 1);
 	if (c->json) {
 		j = json_pack("{s:s, s:s}", "account", o.account, "token", tok);
 		ctl_json_print(j);
@@ -485,7 +491,8 @@ cmd_address(struct ctl *c, int argc, char **argv)
 	if (c->json) {
 		j = json_pack("{s:s, s:s, s:s}", "account", o.account, "email", o.addr,
 		    "certification", PQgetvalue(res, 0, 0));
-		ctl_json_print(j);
+		/* On stderr with --print, as the text: stdout is the mail. */
+		ctl_json_fprint(o.print ? stderr : stdout, j);
 	} else
 		/* On stderr with --print: stdout is the mail. */
 		fprintf(o.print ? stderr : stdout, "%s: certification %s\n", o.account,
@@ -497,7 +504,8 @@ cmd_address(struct ctl *c, int argc, char **argv)
 	    (rc = ctl_new_request(c, o.account, o.email, ttl, lang, apa, tok,
 	    sizeof(tok))) != EX_DONE)
 		return rc;
-	return ctl_challenge(c, "challenge", o.account, o.addr, tok, replies_lang(lang), o.send);
+	return ctl_challenge(c, "challenge", o.account, o.addr, tok, replies_lang(lang), o.send,
+	    0);
 }
 
 /* The columns status and list print, in order. */

@@ -329,6 +329,17 @@ expect_eq "... ben's request for his new address still pending, none for the old
 	"ben.new@agri.gouv.fr|0|0" \
 	"$(pg_psql "SELECT string_agg(email, ' ') FROM milterd.requests WHERE account = 'ben' AND state = 'pending'")|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'cyd' AND state = 'pending'")|$(grep -l '^To:.*\(ben\|cyd\)@agri' "$WORK"/mail/* | wc -l)"
 
+# With --json, standard output is one document; the lines saying a challenge was
+# sent go to standard error.
+verify "jon verifies" jon jon@agri.gouv.fr
+pg_psql "UPDATE milterd.requests SET valid_until = now() + interval '2 days' WHERE account = 'jon' AND state = 'verified'" >/dev/null
+$C -c "$WORK/milterd.conf" --json recertify >"$WORK/rj.out" 2>"$WORK/rj.err"
+$C -c "$WORK/milterd.conf" --json address --account jon --email jon.new@agri.gouv.fr --send >"$WORK/aj.out" 2>"$WORK/aj.err"
+$C -c "$WORK/milterd.conf" --json address --account jon --email jon.bis@agri.gouv.fr --print >"$WORK/ap.out" 2>"$WORK/ap.err"
+expect_eq "--json recertify and address --send: one document on stdout, the sent lines on stderr; with --print stdout is the mail" \
+	"1|ended|ok|recertify sent to jon@agri.gouv.fr|challenge sent to jon.new@agri.gouv.fr|From:|unchanged" \
+	"$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["challenged"])' "$WORK/rj.out" 2>&1)|$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["certification"])' "$WORK/aj.out" 2>&1)|$(grep -c . "$WORK/rj.out" | sed 's/^1$/ok/')|$(grep "sent to" "$WORK/rj.err")|$(cat "$WORK/aj.err")|$(head -c 5 "$WORK/ap.out")|$(/usr/bin/python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["certification"])' "$WORK/ap.err" 2>&1)"
+
 # ---- An administrator revokes a certification: it ends, with NOTIFY, and frees the address.
 listen milterd_revoked
 out=$($CC revoke rita 2>&1); rc=$?
