@@ -26,6 +26,7 @@ struct ctl {
 	const char	*database;	/* --database */
 	int		 json;
 	int		 config_given;	/* -c on the command line */
+	int		 any_schema;	/* db migrate: no schema version check */
 	PGconn		*conn;
 	struct snapshot	*snap;		/* loaded on demand */
 	char		 sqlstate[6];	/* of the last failed query */

@@ -108,6 +108,34 @@ ctl_json_row(const PGresult *res, int row)
 	return o;
 }
 
+/* The schema must be at least the one this milterctl was built for (the
+ * highest migration in milterd/sql): an older one fails with raw SQL errors
+ * ("column valid_until does not exist") that do not say to migrate. */
+static int
+ctl_schema_check(struct ctl *c)
+{
+	PGresult *res = PQexec(c->conn, "SELECT coalesce(max(version), 0)"
+	    " FROM milterd.schema_migrations");
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	int version = -1;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		version = atoi(PQgetvalue(res, 0, 0));
+	else if (state != NULL && (strcmp(state, "42P01") == 0 || strcmp(state, "3F000") == 0))
+		version = 0;	/* no table, no schema: never migrated */
+	else
+		fprintf(stderr, "milterctl: %s", PQerrorMessage(c->conn));
+	PQclear(res);
+	if (version < 0)
+		return EX_DB;
+	if (version < SCHEMA_VERSION) {
+		fprintf(stderr, "milterctl: the database's schema is at version %d, this milterctl"
+		    " needs %d: run milterctl db migrate\n", version, SCHEMA_VERSION);
+		return EX_DB;
+	}
+	return EX_DONE;
+}
+
 const char *
 ctl_conninfo(struct ctl *c)
 {
@@ -137,7 +165,7 @@ ctl_connect(struct ctl *c)
 		    PQerrorMessage(c->conn));
 		return EX_DB;
 	}
-	return EX_DONE;
+	return c->any_schema ? EX_DONE : ctl_schema_check(c);
 }
 
 PGresult *
@@ -240,6 +268,7 @@ cmd_migrate(struct ctl *c, int argc, char **argv)
 		fprintf(stderr, "milterctl: %s: %s\n", dir, strerror(errno));
 		return EX_CONFIG;
 	}
+	c->any_schema = 1;
 	if ((rc = ctl_connect(c)) != EX_DONE)
 		goto out;
 	rc = EX_DB;

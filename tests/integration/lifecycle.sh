@@ -398,6 +398,10 @@ pg_psql "SELECT milterd.request_verification('v1', 'v1@agri.gouv.fr'), milterd.r
 tp=$(pg_psql "SELECT milterd.request_verification('p2', 'p2@agri.gouv.fr')")
 pg_psql "UPDATE milterd.requests SET state = 'verified', verified_at = now() WHERE account IN ('v1', 'v2')" >/dev/null
 sleep 1.1
+latest=$(ls "$TOP/milterd/sql" | sed -n 's/^0*\([0-9][0-9]*\)_.*\.sql$/\1/p' | sort -n | tail -n 1)
+out=$("$C" status v1 2>&1); rc=$?
+expect_eq "milterctl on the older schema: exit 3, says to migrate (not a raw SQL error)" \
+	"3/milterctl: the database's schema is at version 6, this milterctl needs $latest: run milterctl db migrate" "$rc/$out"
 out=$(MILTERD_SQLDIR="$TOP/milterd/sql" "$C" db migrate 2>&1); rc=$?
 expect_eq "006 -> latest migrates a database with data" "0/yes" \
 	"$rc/$(grep -q '^applied 007_lifecycle.sql' <<<"$out" && echo yes)"
