@@ -33,6 +33,8 @@ struct ctl {
 };
 
 void		 ctl_usage(void) __attribute__((noreturn));
+/* A whole number from lo to hi written in decimal digits alone; -1 if not. */
+long		 ctl_number(const char *, long lo, long hi);
 /* Loads the configuration snapshot once; EX_DONE or EX_CONFIG (reported). */
 int		 ctl_config(struct ctl *);
 /* The conninfo: --database, else MILTERD_DATABASE, else the configuration's;

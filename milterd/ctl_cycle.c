@@ -223,7 +223,7 @@ cmd_prune(struct ctl *c, int argc, char **argv)
 
 	optind = 0;	/* glibc: a full restart, forgetting the "+" of the main parse */
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (ch != 'b' || atol(optarg) < 1 || atol(optarg) > 100000)
+		if (ch != 'b' || ctl_number(optarg, 1, 100000) == -1)
 			ctl_usage();
 		batch = optarg;
 	}

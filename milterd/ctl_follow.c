@@ -355,7 +355,7 @@ follow_opts(struct follow *f, int argc, char **argv)
 		switch (ch) {
 		case 'e': f->program = optarg; break;
 		case 'o': f->once = 1; break;
-		case 't': f->timeout = atoi(optarg); break;
+		case 't': f->timeout = (int)ctl_number(optarg, 1, 86400); break;
 		default: ctl_usage();
 		}
 	}

@@ -64,6 +64,19 @@ ctl_usage(void)
 	exit(EX_USAGE);
 }
 
+long
+ctl_number(const char *s, long lo, long hi)
+{
+	char *end;
+	long n;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	n = strtol(s, &end, 10);
+	return errno == 0 && *end == '\0' && n >= lo && n <= hi ? n : -1;
+}
+
 void
 ctl_json_fprint(FILE *fp, json_t *v)
 {
@@ -264,6 +277,8 @@ cmd_migrate(struct ctl *c, int argc, char **argv)
 			ctl_usage();
 		dir = optarg;
 	}
+	if (optind != argc)
+		ctl_usage();
 	if ((n = scandir(dir, &names, name_is_migration, alphasort)) == -1) {
 		fprintf(stderr, "milterctl: %s: %s\n", dir, strerror(errno));
 		return EX_CONFIG;
@@ -596,6 +611,8 @@ cmd_list(struct ctl *c, int argc, char **argv)
 			ctl_usage();
 		params[0] = optarg;
 	}
+	if (optind != argc)
+		ctl_usage();
 	for (size_t i = 0; params[0] != NULL && i < sizeof(states) / sizeof(states[0]); i++)
 		known |= strcmp(params[0], states[i]) == 0;
 	if (params[0] != NULL && !known) {

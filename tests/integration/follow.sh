@@ -359,6 +359,14 @@ expect_eq "no --exec and no follow_exec: usage error (exit 2)" 2 "$rc"
 expect_grep "no --exec and no follow_exec: says what is needed" "follow needs --exec PROGRAM" "$WORK/usage.out"
 "$CTL" follow --exec "$PROG" --timeout 0 >"$WORK/usage.out" 2>&1; rc=$?
 expect_eq "--timeout 0: usage error (exit 2)" 2 "$rc"
+# Numbers are whole numbers, and nothing is left over: usage errors, not a guess or SQL's.
+rcs=""
+for cmd in "follow --exec $PROG --timeout 5x" "db prune --batch 5x" "db prune --batch 10.5" \
+	"list extra" "db migrate extra"; do
+	$CTL $cmd >/dev/null 2>&1; rcs="$rcs $?"
+done
+expect_eq "--timeout 5x, --batch 5x or 10.5, list and db migrate with an extra word: exit 2 each" \
+	" 2 2 2 2 2" "$rcs"
 
 # An end that bears an earlier time than the verification it ends: the backend's
 # transaction saving ivy's new address began before her reply verified. And the
