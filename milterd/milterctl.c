@@ -562,9 +562,20 @@ print_row(const struct ctl *c, PGresult *res, int row)
 		ctl_json_print(ctl_json_row(res, row));
 		return;
 	}
-	for (int f = 0; f < PQnfields(res); f++)
-		printf("%-12s %s\n", PQfname(res, f), PQgetisnull(res, row, f) ? "-" :
-		    PQgetvalue(res, row, f));
+	for (int f = 0; f < PQnfields(res); f++) {
+		printf("%-12s ", PQfname(res, f));
+		if (PQgetisnull(res, row, f))
+			putchar('-');
+		/* A control byte in a value (an account name from the backend)
+		 * must not forge a line or drive the terminal: shown as \xNN. */
+		for (const unsigned char *p = (const unsigned char *)PQgetvalue(res, row, f);
+		    !PQgetisnull(res, row, f) && *p; p++)
+			if (*p < ' ' || *p == 0x7f)
+				printf("\\x%02x", *p);
+			else
+				putchar(*p);
+		putchar('\n');
+	}
 }
 
 static int

@@ -54,6 +54,12 @@ expect_eq "verification_status() gives the latest request" "alice|alice@agri.gou
 	"$(pg_psql "SELECT account, email, state FROM milterd.verification_status('alice')")"
 out=$("$C" status alice | awk '$1 == "state" {print $2}')
 expect_eq "milterctl status shows the state" pending "$out"
+# An account name with a newline cannot forge a line of the status.
+"$C" request --account $'evil\nstate        verified' --email evil@agri.gouv.fr >/dev/null
+out=$("$C" status $'evil\nstate        verified')
+expect_eq "a control byte in a value is shown as \\xNN, on its own line still" \
+	'account      evil\x0astate        verified|pending' \
+	"$(grep '^account' <<<"$out")|$(awk '$1 == "state" {print $2}' <<<"$out")"
 out=$("$C" --json status alice)
 if [[ "$out" == '{"account":"alice","email":"alice@agri.gouv.fr","state":"pending",'* ]]; then
 	ok "milterctl --json status"; else not_ok "milterctl --json status: $out"; fi
