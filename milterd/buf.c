@@ -188,3 +188,58 @@ str_trim(char *s)
 		*--e = '\0';
 	return s;
 }
+
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629: shortest
+ * form, no surrogates, nothing past U+10FFFF), or 0. */
+static size_t
+str_utf8_seq(const unsigned char *p)
+{
+	unsigned int c, n;
+
+	if (*p < 0x80)
+		return 1;
+	if (*p >= 0xc2 && *p <= 0xdf)
+		n = 1, c = *p & 0x1f;
+	else if (*p >= 0xe0 && *p <= 0xef)
+		n = 2, c = *p & 0x0f;
+	else if (*p >= 0xf0 && *p <= 0xf4)
+		n = 3, c = *p & 0x07;
+	else
+		return 0;
+	for (unsigned int i = 1; i <= n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	if ((n == 2 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
+	    (n == 3 && (c < 0x10000 || c > 0x10ffff)))
+		return 0;
+	return n + 1;
+}
+
+int
+str_utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
+
+	for (; *p; p += n)
+		if ((n = str_utf8_seq(p)) == 0)
+			return 0;
+	return 1;
+}
+
+void
+str_utf8_mend(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	size_t n;
+
+	while (*p) {
+		if ((n = str_utf8_seq(p)) == 0) {
+			*p++ = '?';
+			continue;
+		}
+		p += n;
+	}
+}

@@ -38,5 +38,9 @@ int	str_copy(char *dst, const char *src, size_t size);
 void	str_lower(char *);
 /* Trim ASCII white space at both ends, in place; returns s. */
 char	*str_trim(char *s);
+/* Whether s is well-formed UTF-8 (RFC 3629). */
+int	str_utf8_valid(const char *s);
+/* Each byte of s outside a well-formed UTF-8 sequence becomes '?', in place. */
+void	str_utf8_mend(char *s);
 
 #endif

@@ -316,40 +316,6 @@ config_check_resolver(const char *v)
 /* Files are read again at each SIGHUP, when a daemon's working directory is /. */
 #define CONFIG_ABSOLUTE	"must be an absolute path (it is read again at each reload, from /)"
 
-/* Whether s is well-formed UTF-8 (RFC 3629: shortest forms, no surrogates,
- * nothing past U+10FFFF). */
-static int
-config_utf8(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	unsigned int c, n;
-
-	while (*p) {
-		if (*p < 0x80) {
-			p++;
-			continue;
-		}
-		if (*p >= 0xc2 && *p <= 0xdf)
-			n = 1, c = *p & 0x1f;
-		else if (*p >= 0xe0 && *p <= 0xef)
-			n = 2, c = *p & 0x0f;
-		else if (*p >= 0xf0 && *p <= 0xf4)
-			n = 3, c = *p & 0x07;
-		else
-			return 0;
-		for (unsigned int i = 1; i <= n; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return 0;
-			c = (c << 6) | (p[i] & 0x3f);
-		}
-		if ((n == 2 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
-		    (n == 3 && (c < 0x10000 || c > 0x10ffff)))
-			return 0;
-		p += n + 1;
-	}
-	return 1;
-}
-
 /* Parses "10.0.0.0/8 192.168.1.1 2001:db8::/32" into cfg->nets. */
 static const char *
 config_parse_nets(struct config *cfg, const char *v, char *msgbuf, size_t msgsize)
@@ -576,7 +542,7 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 	case CT_NAME:
 		if (*v == '\0')
 			return "must not be empty";
-		if (!config_utf8(v))
+		if (!str_utf8_valid(v))
 			return "not UTF-8 text (the file's encoding must be UTF-8)";
 		for (const unsigned char *c = (const unsigned char *)v; *c; c++)
 			if (*c < ' ' || *c == 0x7f || strchr("<>\"", *c) != NULL)

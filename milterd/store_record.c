@@ -11,23 +11,50 @@
 #include "store.h"
 #include "store_pool.h"
 
+/* The texts of an evidence row: its From and the 13 values below. */
+#define STORE_TEXTS 14
+
+/* Evidence texts come from the mail and its envelope, in any bytes, and
+ * PostgreSQL refuses a text that is not UTF-8, with the whole decision: a
+ * Latin-1 byte in a HELO name or a Message-ID kept a genuine reply at 451,
+ * retried until its sender gave up. Such a value is stored with those bytes
+ * as '?'. Returns v, or its mended copy, kept in *own for store_texts_free(). */
+static const char *
+store_text(const char *v, char **own)
+{
+	*own = NULL;
+	if (v == NULL || str_utf8_valid(v) || (*own = strdup(v)) == NULL)
+		return v;
+	str_utf8_mend(*own);
+	return *own;
+}
+
 static void
-store_evidence_values(const struct store_evidence *ev, const char **v, char *bits, size_t size)
+store_texts_free(char **own)
+{
+	for (int i = 0; i < STORE_TEXTS; i++)
+		free(own[i]);
+}
+
+static void
+store_evidence_values(const struct store_evidence *ev, const char **v, char *bits, size_t size,
+    char **own)
 {
 	snprintf(bits, size, "%d", ev->dkim_key_bits);
-	v[0] = ev->client_addr;
-	v[1] = ev->helo;
-	v[2] = ev->mail_from;
-	v[3] = ev->message_id;
-	v[4] = ev->queue_id;
-	v[5] = ev->dkim_domain;
-	v[6] = ev->dkim_selector;
-	v[7] = ev->dkim_algorithm;
+	v[0] = store_text(ev->client_addr, &own[0]);
+	v[1] = store_text(ev->helo, &own[1]);
+	v[2] = store_text(ev->mail_from, &own[2]);
+	v[3] = store_text(ev->message_id, &own[3]);
+	v[4] = store_text(ev->queue_id, &own[4]);
+	v[5] = store_text(ev->dkim_domain, &own[5]);
+	v[6] = store_text(ev->dkim_selector, &own[6]);
+	v[7] = store_text(ev->dkim_algorithm, &own[7]);
 	v[8] = ev->dkim_key_bits ? bits : NULL;
-	v[9] = ev->dnssec;
-	v[10] = ev->spf_result;
-	v[11] = ev->detail;
-	v[12] = ev->token_prefix;
+	v[9] = store_text(ev->dnssec, &own[9]);
+	v[10] = store_text(ev->spf_result, &own[10]);
+	v[11] = store_text(ev->detail, &own[11]);
+	v[12] = store_text(ev->token_prefix, &own[12]);
+	own[8] = NULL;
 }
 
 /* What record() returned, in row `row` of a "record" or "record_group"
@@ -106,6 +133,7 @@ store_durable(struct store *st, struct store_slot *s, const struct store_deadlin
 struct store_record_args {
 	const char	*v[STORE_RECORD_ARGS];
 	char		 id[24], attempts[16], apa[16], valid[24], bits[16];
+	char		*own[STORE_TEXTS];	/* mended copies (store_text) */
 };
 
 static void
@@ -119,13 +147,13 @@ store_record_args(struct store_record_args *a, const struct store_evidence *ev,
 	snprintf(a->valid, sizeof(a->valid), "%ld", g ? g->valid_for : 0L);
 	a->v[0] = ev->request_id ? a->id : NULL;
 	a->v[1] = (const char *)ev->token_hash;
-	a->v[2] = ev->from;
+	a->v[2] = store_text(ev->from, &a->own[STORE_TEXTS - 1]);
 	a->v[3] = reason_name(ev->reason);
 	a->v[4] = ev->stage;
 	a->v[5] = a->attempts;
 	a->v[6] = a->apa;
 	a->v[7] = a->valid;
-	store_evidence_values(ev, a->v + 8, a->bits, sizeof(a->bits));
+	store_evidence_values(ev, a->v + 8, a->bits, sizeof(a->bits), a->own);
 }
 
 /* ------------------------------------------------------- group commit */
@@ -267,6 +295,8 @@ store_group_exec(struct store *st, struct store_group_item **group, int n,
 	}
 	for (int c = 0; c < STORE_RECORD_ARGS; c++)
 		buf_free(&cols[c]);
+	for (int i = 0; i < n; i++)
+		store_texts_free(a[i].own);
 	return res;
 }
 
@@ -430,17 +460,20 @@ store_record(struct store *st, const struct store_evidence *ev, const struct sto
 enum store_rc
 store_record_evidence(struct store *st, const struct store_evidence *ev, struct buf *err)
 {
-	char id[24], bits[16];
+	char id[24], bits[16], *own[STORE_TEXTS];
 	const char *values[17] = {
-		ev->request_id ? id : NULL, ev->from, reason_name(ev->reason), ev->stage,
+		ev->request_id ? id : NULL, NULL, reason_name(ev->reason), ev->stage,
 	};
 	struct store_deadline dl;
 	PGresult *res;
 
 	snprintf(id, sizeof(id), "%lld", ev->request_id);
-	store_evidence_values(ev, values + 4, bits, sizeof(bits));
+	values[1] = store_text(ev->from, &own[STORE_TEXTS - 1]);
+	store_evidence_values(ev, values + 4, bits, sizeof(bits), own);
 	store_deadline(&dl, st->commit_timeout, "db_commit_timeout");
-	if ((res = store_exec(st, "evidence", 17, values, NULL, NULL, &dl, err)) == NULL)
+	res = store_exec(st, "evidence", 17, values, NULL, NULL, &dl, err);
+	store_texts_free(own);
+	if (res == NULL)
 		return STORE_TEMPFAIL;
 	PQclear(res);
 	return STORE_OK;

@@ -223,6 +223,17 @@ deliver "unknown token: 550 5.1.1 unknown_token at RCPT" "$WORK/m1.s" abcdefghij
 	rcpt-reply unknown_token
 deliver "verification address without a valid token: 550 5.1.1 malformed at RCPT" "$WORK/m1.s" \
 	not-a-token rcpt-reply malformed
+# 20. Envelope bytes that are not UTF-8 (a Latin-1 HELO name and MAIL FROM) with a
+# genuine reply: verified all the same, the evidence keeping those bytes as '?'
+# (PostgreSQL takes UTF-8 text only: the row, and with it the decision, failed: 451).
+tz=$(new_token zoe zoe@agri.gouv.fr)
+reply "$WORK/m23" zoe@agri.gouv.fr "$tz"
+sign "$WORK/m23" "$WORK/m23.s" agri.gouv.fr rsa2048
+deliver "a Latin-1 HELO name and MAIL FROM: the genuine reply verified" "$WORK/m23.s" "$tz" accept verified \
+	helo=$'mx\xe9.agri.gouv.fr' mailfrom=$'<zo\xe9@agri.gouv.fr>'
+expect_eq "... its evidence keeps them, the bytes that are not UTF-8 as '?'" "mx?.agri.gouv.fr|zo?@agri.gouv.fr" \
+	"$(pg_psql "SELECT helo || '|' || mail_from FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id
+	  WHERE r.account = 'zoe'" | tr -d '<>')"
 # Each decision, at RCPT or at end of message, left one evidence row with the
 # reason the MTA was given: the rows counted by stage and reason.
 count_lines() { LC_ALL=C sort | uniq -c | awk '{printf "%s=%s ", $2, $1}'; }
