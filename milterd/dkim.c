@@ -356,7 +356,13 @@ dkimv_header(struct dkimv *v, const char *name, const char *value, struct buf *e
 	}
 	st = dkim_header(v->dkim, (unsigned char *)h->s, h->len);
 	rc = dkimv_status(st, "header", err);
-	if (st != DKIM_STAT_OK && rc == 0)
+	/* A DKIM-Signature libopendkim cannot parse stays a handle of its own
+	 * (DKIM_LIBFLAGS_BADSIGHANDLES), judged failed with its error; a header it
+	 * cannot take at all is left out of what signatures cover. Neither may
+	 * hide the other signatures: one broken signature above the agent's made
+	 * every reply from that relay not_authenticated. As libopendkim's own
+	 * dkim_chunk() does with that flag. */
+	if (st != DKIM_STAT_OK && st != DKIM_STAT_SYNTAX && rc == 0)
 		v->failed = 1;
 	return rc;
 }
@@ -454,7 +460,6 @@ dkimv_describe(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 {
 	char buf[64];
 	unsigned char *s;
-	dkim_alg_t alg;
 	uint64_t when;
 	ssize_t msglen = 0, canonlen = 0, signlen = 0;
 
@@ -467,11 +472,11 @@ dkimv_describe(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 	if ((s = dkim_sig_getselector(sig)) != NULL &&
 	    str_copy(out->selector, (const char *)s, sizeof(out->selector)) == -1)
 		out->selector[0] = '\0';
-	if (dkim_sig_getsignalg(sig, &alg) == DKIM_STAT_OK)
-		(void)str_copy(out->algorithm, alg == DKIM_SIGN_RSASHA256 ? "rsa-sha256" :
-		    alg == DKIM_SIGN_RSASHA1 ? "rsa-sha1" :
-		    alg == DKIM_SIGN_ED25519SHA256 ? "ed25519-sha256" : "unknown",
-		    sizeof(out->algorithm));
+	/* The a= the signature says. libopendkim's parsed algorithm is set only
+	 * once every tag before it parsed: for one with an earlier error (x= in
+	 * the past, v=2, i= outside d=) it reads 0, which is rsa-sha1. */
+	if (dkimv_tag(sig, "a", out->algorithm, sizeof(out->algorithm)) == -1)
+		(void)str_copy(out->algorithm, "unknown", sizeof(out->algorithm));
 	if (dkim_sig_getkeysize(sig, &out->key_bits) != DKIM_STAT_OK)
 		out->key_bits = 0;
 	if (dkim_sig_getsigntime(sig, &when) == DKIM_STAT_OK)

@@ -234,6 +234,20 @@ deliver "a Latin-1 HELO name and MAIL FROM: the genuine reply verified" "$WORK/m
 expect_eq "... its evidence keeps them, the bytes that are not UTF-8 as '?'" "mx?.agri.gouv.fr|zo?@agri.gouv.fr" \
 	"$(pg_psql "SELECT helo || '|' || mail_from FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id
 	  WHERE r.account = 'zoe'" | tr -d '<>')"
+# 21. A broken DKIM-Signature (no s=; not a tag list at all) added by a relay above
+# the agent's genuine one is judged on its own: the genuine one verifies (RFC 6376,
+# 6.1). It used to hide every signature: not_authenticated.
+n=0
+for junk in 'v=1; a=rsa-sha256; d=agri.gouv.fr; c=relaxed/relaxed; h=from; bh=AAAA; b=AAAA' \
+	'this is not a signature'; do
+	n=$((n + 1))
+	tj=$(new_token "jules$n" "jules$n@agri.gouv.fr")
+	reply "$WORK/m24.$n" "jules$n@agri.gouv.fr" "$tj"
+	sign "$WORK/m24.$n" "$WORK/m24.$n.s" agri.gouv.fr rsa2048
+	{ echo "DKIM-Signature: $junk"; cat "$WORK/m24.$n.s"; } >"$WORK/m24.$n.b"
+	deliver "a broken signature ($n) above the genuine one: verified" "$WORK/m24.$n.b" "$tj" accept verified \
+		"ar=dkim=pass reason=\"aligned, token signed\" header.d=agri.gouv.fr header.s=rsa2048"
+done
 # Each decision, at RCPT or at end of message, left one evidence row with the
 # reason the MTA was given: the rows counted by stage and reason.
 count_lines() { LC_ALL=C sort | uniq -c | awk '{printf "%s=%s ", $2, $1}'; }
