@@ -160,6 +160,7 @@ session_msg_reset(struct session *s)
 	dkimv_free(m->dkim);
 	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
 		free(hs[i]->value);
+	free(m->ar_ours);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -364,9 +365,21 @@ session_header(struct session *s, const char *name, const char *value)
 		session_keep(m, &m->from, value);
 	} else if (strcasecmp(name, "Authentication-Results") == 0) {
 		m->ar_count++;
-		if (authres_is_ours(value, s->snap->cfg->authserv_id) &&
-		    m->nar_ours < SESSION_AR_MAX)
+		/* Every one claiming our id goes, however many (a fixed 16 let the
+		 * 17th forged dkim=pass through); the MTA's header limit bounds them. */
+		if (authres_is_ours(value, s->snap->cfg->authserv_id)) {
+			if (m->nar_ours == m->ar_cap) {
+				int cap = m->ar_cap ? m->ar_cap * 2 : 4, *grown;
+
+				if ((grown = realloc(m->ar_ours, (size_t)cap * sizeof(*grown))) == NULL) {
+					session_fail(m, "header", "out of memory");
+					return;
+				}
+				m->ar_ours = grown;
+				m->ar_cap = cap;
+			}
 			m->ar_ours[m->nar_ours++] = m->ar_count;
+		}
 	} else if ((h = session_kept(m, name)) != NULL)
 		session_keep(m, h, value);
 	if (m->failure[0] != '\0')

@@ -17,7 +17,6 @@
 #include "store.h"
 #include "token.h"
 
-#define SESSION_AR_MAX	 16		/* foreign A-R headers we can remove */
 
 /* The header value of a kept header, and how often it appeared. */
 struct session_header {
@@ -44,8 +43,8 @@ struct msg {
 	struct session_header from, to, cc, subject, message_id;
 	int		 from_bad_name;
 	int		 ar_count;		/* Authentication-Results seen */
-	int		 ar_ours[SESSION_AR_MAX];	/* their 1-based indices */
-	int		 nar_ours;
+	int		*ar_ours;	/* 1-based indices of those claiming our id */
+	int		 nar_ours, ar_cap;
 	/* The body is searched for the token as it streams by, not kept: the
 	 * last bytes of the previous chunk catch a token split across two. */
 	char		 body_tail[TOKEN_LEN + 1];

@@ -211,6 +211,15 @@ sign "$WORK/m21" "$WORK/m21.s" agri.gouv.fr rsa2048
 deliver "both forged Authentication-Results removed, the foreign one kept, encoded display name accepted" \
 	"$WORK/m21.s" "$tj" accept verified ardelete=2 ardelete_at=1,3
 
+# ... and twenty of them, all twenty (a fixed list of 16 let the last four through).
+tf=$(new_token fabien fabien@agri.gouv.fr)
+forged=()
+for i in $(seq 1 20); do forged+=(--prepend "Authentication-Results: mx.certify.test; dkim=pass header.d=agri.gouv.fr ($i)"); done
+reply "$WORK/m21b" fabien@agri.gouv.fr "$tf" "${forged[@]}"
+sign "$WORK/m21b" "$WORK/m21b.s" agri.gouv.fr rsa2048
+deliver "twenty forged Authentication-Results: all twenty removed" "$WORK/m21b.s" "$tf" accept verified \
+	ardelete=20 ardelete_at=$(seq -s, 1 20)
+
 # 18. A body that changed after signing fails (body hash), the token in a signed To still.
 tk=$(new_token kim kim@agri.gouv.fr)
 reply "$WORK/m22" kim@agri.gouv.fr "$tk"
