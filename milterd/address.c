@@ -235,7 +235,9 @@ address_display_name(const char *p, const char **why)
 int
 address_parse_from(const char *value, struct from_addr *out, const char **why)
 {
-	char buf[1024];
+	/* A display name may be long (1,024 bytes refused a legal quoted name of
+	 * 1,100 characters); past this, "From too long": malformed (milterd(8)). */
+	char buf[ADDRESS_FROM_MAX + 1];
 	const char *p, *lt = NULL;
 	int quoted = 0;
 

@@ -7,6 +7,7 @@
 #include "token.h"
 
 #define ADDRESS_MAXLEN 320	/* 64 local + @ + 255 domain */
+#define ADDRESS_FROM_MAX 4095	/* a From value, unfolded */
 
 enum rcpt_kind {
 	RCPT_OTHER,		/* not ours: pass untouched */

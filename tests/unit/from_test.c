@@ -110,6 +110,24 @@ main(void)
 	}
 	CHECK(address_parse_from("Alice <Alice@Mail.Agri.Gouv.FR>", &f, &why) == 0 &&
 	    strcmp(f.domain, "mail.agri.gouv.fr") == 0, "From domain lowercased");
+	/* A long display name (legal, folded) is fine up to ADDRESS_FROM_MAX. */
+	{
+		static char v[ADDRESS_FROM_MAX + 64];
+		const char *tail = "\" <alice@agri.gouv.fr>";
+		size_t n = 1100;
+
+		v[0] = '"';
+		memset(v + 1, 'a', n);
+		strcpy(v + 1 + n, tail);
+		CHECK(address_parse_from(v, &f, &why) == 0 && strcmp(f.addr, "alice@agri.gouv.fr") == 0,
+		    "From with a 1,100-character quoted display name: read");
+		n = ADDRESS_FROM_MAX;
+		memset(v + 1, 'a', n);
+		strcpy(v + 1 + n, tail);
+		CHECK(address_parse_from(v, &f, &why) == -1 && why != NULL &&
+		    strcmp(why, "From too long") == 0, "From past %d characters: refused, said so",
+		    ADDRESS_FROM_MAX);
+	}
 	for (size_t i = 0; i < sizeof(domains) / sizeof(domains[0]); i++)
 		CHECK(address_valid_domain(domains[i].domain) == domains[i].valid,
 		    "domain '%s' valid=%d", domains[i].domain, domains[i].valid);
