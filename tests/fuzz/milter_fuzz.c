@@ -225,9 +225,10 @@ session_eom(struct session *s, struct store *st, struct session_eom *out)
 	} else if (strstr(s->msg.mail_from, "discard") != NULL)
 		out->verdict.action = VA_DISCARD;
 	if (s->msg.ar_count > 0) {
-		s->msg.ar_ours[0] = s->msg.ar_count;
-		s->msg.nar_ours = 1;
-		out->delete_ar = s->msg.ar_ours;
+		static int last;	/* the stub's own: one message at a time */
+
+		last = s->msg.ar_count;
+		out->delete_ar = &last;
 		out->ndelete_ar = 1;
 	}
 }
