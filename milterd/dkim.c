@@ -531,13 +531,15 @@ dkimv_verdict(DKIM_SIGINFO *sig, struct dkimv_sig *out)
 	    DKIMV_PERMERROR;
 	if (out->pass)
 		return;
-	/* The texts are short: they fit out->error. */
-	if (err != DKIM_SIGERROR_OK && dkim_sig_geterrorstr(err) != NULL)
+	/* The texts are short: they fit out->error. A body hash mismatch comes
+	 * first: libopendkim calls it "signature verification failed" too, and a
+	 * gateway that adds a footer is the usual cause, worth naming. */
+	if (dkim_sig_getbh(sig) == DKIM_SIGBH_MISMATCH)
+		(void)str_copy(out->error, "body hash mismatch", sizeof(out->error));
+	else if (err != DKIM_SIGERROR_OK && dkim_sig_geterrorstr(err) != NULL)
 		(void)str_copy(out->error, dkim_sig_geterrorstr(err), sizeof(out->error));
 	else if (err != DKIM_SIGERROR_OK)	/* libopendkim has no text for some */
 		snprintf(out->error, sizeof(out->error), "signature error %d", err);
-	else if (dkim_sig_getbh(sig) == DKIM_SIGBH_MISMATCH)
-		(void)str_copy(out->error, "body hash mismatch", sizeof(out->error));
 	else
 		(void)str_copy(out->error, "signature did not verify", sizeof(out->error));
 }

@@ -390,6 +390,27 @@ policy_temporary(const struct policy_input *in, const struct policy_decision *d,
 	return dkim_temporary || spf_temp;
 }
 
+/* Why the signature that mattered most did not count, for the detail: the
+ * first aligned with From, else the first considered; "" when none. */
+static const char *
+policy_sig_why(const struct policy_input *in, const struct policy_decision *d, char *out,
+    size_t size)
+{
+	size_t pick = DKIMV_MAXSIGS;
+
+	for (size_t i = 0; i < in->nsigs && i < DKIMV_MAXSIGS; i++) {
+		if (in->sigs[i].skipped || d->verdicts[i].why == NULL)
+			continue;
+		if (pick == DKIMV_MAXSIGS || (d->verdicts[i].aligned && !d->verdicts[pick].aligned))
+			pick = i;
+	}
+	out[0] = '\0';
+	if (pick < DKIMV_MAXSIGS)
+		snprintf(out, size, " (d=%.60s s=%.40s: %.60s)", in->sigs[pick].domain,
+		    in->sigs[pick].selector, d->verdicts[pick].why);
+	return out;
+}
+
 /* Not authenticated: RFC 7372's codes say which way. */
 static void
 policy_not_authenticated(const struct policy_input *in, struct policy_decision *d,
@@ -397,6 +418,7 @@ policy_not_authenticated(const struct policy_input *in, struct policy_decision *
 {
 	const char *spf = d->rules->require == PR_DKIM_OR_SPF && !d->spf_ok ?
 	    ", no aligned SPF pass" : "";
+	char why[256];
 
 	if (d->rules->require == PR_DKIM_AND_SPF && d->dkim_ok)
 		policy_set(d, R_NOT_AUTHENTICATED, "5.7.23", "SPF did not pass");
@@ -406,10 +428,12 @@ policy_not_authenticated(const struct policy_input *in, struct policy_decision *
 		policy_set(d, R_NOT_AUTHENTICATED, "5.7.22",
 		    "no DKIM signature aligned with the From domain%s", spf);
 	else if (c->passed == 0)
-		policy_set(d, R_NOT_AUTHENTICATED, "5.7.20", "no DKIM signature verified%s", spf);
+		policy_set(d, R_NOT_AUTHENTICATED, "5.7.20", "no DKIM signature verified%s%s",
+		    policy_sig_why(in, d, why, sizeof(why)), spf);
 	else
 		policy_set(d, R_NOT_AUTHENTICATED, "5.7.22",
-		    "no verified DKIM signature acceptable for the From domain%s", spf);
+		    "no verified DKIM signature acceptable for the From domain%s%s",
+		    policy_sig_why(in, d, why, sizeof(why)), spf);
 }
 
 void

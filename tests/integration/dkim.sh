@@ -227,6 +227,10 @@ sign "$WORK/m22" "$WORK/m22.s" agri.gouv.fr rsa2048
 echo "tampered" >>"$WORK/m22.s"
 deliver "body changed after signing: 550 not_authenticated" "$WORK/m22.s" "$tk" reply not_authenticated \
 	rcode=550 xcode=5.7.20
+expect_eq "... its evidence says which signature failed, and why" \
+	"no DKIM signature verified (d=agri.gouv.fr s=rsa2048: body hash mismatch)" \
+	"$(pg_psql "SELECT detail FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id
+	  WHERE r.account = 'kim' ORDER BY e.id DESC LIMIT 1")"
 # 19. At RCPT: a token nobody asked for, a verification address without a valid one.
 deliver "unknown token: 550 5.1.1 unknown_token at RCPT" "$WORK/m1.s" abcdefghijklmnopqrstuvwxy4 \
 	rcpt-reply unknown_token
