@@ -3,6 +3,7 @@
 #ifndef MILTERD_CONFIG_H
 #define MILTERD_CONFIG_H
 
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "buf.h"
@@ -86,6 +87,9 @@ int		 config_parse_ini(const char *path, int sections,
 void		 config_file_error(struct buf *errors, const char *path, int line,
 		    const char *key, const char *fmt, ...)
 		    __attribute__((format(printf, 5, 6)));
+void		 config_file_verror(struct buf *errors, const char *path, int line,
+		    const char *key, const char *fmt, va_list)
+		    __attribute__((format(printf, 5, 0)));
 /* The key closest to a misspelt name (edit distance < 3), or NULL; key(i)
  * enumerates the candidates until it returns NULL. */
 const char	*config_suggest(const char *name, const char *(*key)(size_t));
