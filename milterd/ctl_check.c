@@ -40,7 +40,7 @@ static int
 check_feed(struct session *s, const char *path)
 {
 	struct buf text, name, value, body;
-	const char *p, *nl, *colon;
+	const char *p, *nl, *colon, *end;
 	size_t len;
 	int inbody = 0, rc = -1;
 
@@ -50,9 +50,12 @@ check_feed(struct session *s, const char *path)
 	buf_init(&body);
 	if (check_read(&text, path) == -1)
 		goto out;
-	for (p = text.s; *p; p = nl ? nl + 1 : p + len) {
-		nl = strchr(p, '\n');
-		len = nl ? (size_t)(nl - p) : strlen(p);
+	end = text.s + text.len;
+	/* By length, not to the first NUL: a NUL in a header is the session's
+	 * to judge, as it is when a milter client sends one. */
+	for (p = text.s; p < end; p = nl ? nl + 1 : p + len) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		len = nl ? (size_t)(nl - p) : (size_t)(end - p);
 		if (len > 0 && p[len - 1] == '\r')
 			len--;
 		if (inbody) {
@@ -67,7 +70,7 @@ check_feed(struct session *s, const char *path)
 			continue;
 		}
 		if (name.len > 0)
-			session_header(s, name.s, value.s);
+			session_header(s, name.s, value.s, value.len);
 		buf_reset(&name);
 		buf_reset(&value);
 		if (len == 0) {
@@ -85,7 +88,7 @@ check_feed(struct session *s, const char *path)
 	}
 	if (!inbody) {
 		if (name.len > 0)
-			session_header(s, name.s, value.s);
+			session_header(s, name.s, value.s, value.len);
 		session_eoh(s);
 	}
 	if (buf_failed(&name) || buf_failed(&value) || buf_failed(&body)) {

@@ -478,9 +478,14 @@ static void
 milter_header(struct milter_conn *c, const unsigned char *d, size_t len)
 {
 	const char *name = milter_string(d, len, 0), *value = milter_string(d, len, 1);
+	size_t vlen = 0;
 
+	/* The value is the rest of the packet but its final NUL: bytes after an
+	 * earlier NUL mean a NUL inside the value, which a client can send. */
+	if (value != NULL)
+		vlen = len - (size_t)((const unsigned char *)value - d) - 1;
 	if (c->s != NULL && name != NULL)
-		session_header(c->s, name, value ? value : "");
+		session_header(c->s, name, value ? value : "", vlen);
 	milter_go_on(c, SMFIP_NR_HDR);
 }
 

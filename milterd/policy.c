@@ -187,7 +187,7 @@ policy_verdict(const struct policy_decision *d, const struct replies *rep, int l
 /* ------------------------------------------------- what can matter (EOH) */
 
 void
-policy_screen(const struct policy *pol, const struct policy_header *from, int from_bad_name,
+policy_screen(const struct policy *pol, const struct policy_header *from, const char *from_bad,
     const struct policy_request *req, struct policy_decision *d)
 {
 	const char *why = NULL;
@@ -195,9 +195,11 @@ policy_screen(const struct policy *pol, const struct policy_header *from, int fr
 	memset(d, 0, sizeof(*d));
 	d->sig = -1;
 	d->rules = &pol->defaults;
-	if (from->count != 1 || from_bad_name) {
-		policy_set(d, R_MALFORMED, "5.6.0", from_bad_name ?
-		    "white space before the colon of From" : "%d From headers", from->count);
+	if (from_bad != NULL || from->count != 1) {
+		if (from_bad != NULL)
+			policy_set(d, R_MALFORMED, "5.6.0", "%s", from_bad);
+		else
+			policy_set(d, R_MALFORMED, "5.6.0", "%d From headers", from->count);
 		return;
 	}
 	if (address_parse_from(from->value, &d->from, &why) == -1) {

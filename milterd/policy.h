@@ -122,11 +122,12 @@ struct policy_header {
 	const char	*value;		/* the last instance */
 };
 
-/* Once the headers are in: From, its domain rule and the request's address.
+/* Once the headers are in: From, its domain rule and the request's address
+ * (from_bad: why From is malformed before parsing, as a NUL in it, or NULL).
  * Fills d (a reason other than R_NONE: nothing else matters) and so says
  * which identities could align: only those are worth DNS queries (DESIGN.md,
  * "only evaluate what can matter"). */
-void	policy_screen(const struct policy *, const struct policy_header *from, int from_bad_name,
+void	policy_screen(const struct policy *, const struct policy_header *from, const char *from_bad,
 	    const struct policy_request *, struct policy_decision *d);
 /* Whether a DKIM signer domain (d=) could align with From: its key is worth fetching. */
 int	policy_dkim_worth(const struct policy_decision *, const char *d);

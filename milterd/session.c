@@ -350,7 +350,7 @@ session_kept(struct msg *m, const char *name)
 }
 
 void
-session_header(struct session *s, const char *name, const char *value)
+session_header(struct session *s, const char *name, const char *value, size_t len)
 {
 	struct msg *m = &s->msg;
 	struct session_header *h;
@@ -361,7 +361,7 @@ session_header(struct session *s, const char *name, const char *value)
 		return;
 	/* "From :" is obsolete syntax some parsers read differently. */
 	if (n > 4 && strncasecmp(name, "From", 4) == 0 && strspn(name + 4, " \t") == n - 4) {
-		m->from_bad_name = 1;
+		m->from_bad = "white space before the colon of From";
 		session_keep(m, &m->from, value);
 	} else if (strcasecmp(name, "Authentication-Results") == 0) {
 		m->ar_count++;
@@ -380,8 +380,13 @@ session_header(struct session *s, const char *name, const char *value)
 			}
 			m->ar_ours[m->nar_ours++] = m->ar_count;
 		}
-	} else if ((h = session_kept(m, name)) != NULL)
+	} else if ((h = session_kept(m, name)) != NULL) {
 		session_keep(m, h, value);
+		/* The rest of a From cut at a NUL is what a reader past the NUL
+		 * would see: refused, not parsed in part (DESIGN.md). */
+		if (h == &m->from && strlen(value) != len)
+			m->from_bad = "NUL in From";
+	}
 	if (m->failure[0] != '\0')
 		return;
 	buf_init(&err);
@@ -410,7 +415,7 @@ session_screen(struct session *s)
 
 	if (m->screened)
 		return;
-	policy_screen(s->snap->pol, &from, m->from_bad_name, &m->preq, &m->decision);
+	policy_screen(s->snap->pol, &from, m->from_bad, &m->preq, &m->decision);
 	m->screened = 1;
 }
 

@@ -41,7 +41,7 @@ struct msg {
 	struct dkimv	*dkim;		/* made once, when RCPT accepts the token */
 	char		 failure[256];	/* temporary trouble while reading, or "" */
 	struct session_header from, to, cc, subject, message_id;
-	int		 from_bad_name;
+	const char	*from_bad;	/* why From is malformed before parsing, or NULL */
 	int		 ar_count;		/* Authentication-Results seen */
 	int		*ar_ours;	/* 1-based indices of those claiming our id */
 	int		 nar_ours, ar_cap;
@@ -111,8 +111,10 @@ void		 session_msg_end(struct session *);
 int		 session_rcpt(struct session *, struct store *, const char *rcpt,
 		    struct verdict *v);
 /* Message content, in order. None of them fail: trouble is remembered and
- * answered with 451 at end of message. */
-void		 session_header(struct session *, const char *name, const char *value);
+ * answered with 451 at end of message. A header's len is its value's length
+ * as sent: longer than strlen(value) when the value holds a NUL. */
+void		 session_header(struct session *, const char *name, const char *value,
+		    size_t len);
 void		 session_eoh(struct session *);
 void		 session_body(struct session *, const unsigned char *p, size_t n);
 /* The decision: collect, decide, record, answer. Fills out (release with

@@ -184,8 +184,9 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 }
 
 void
-session_header(struct session *s, const char *name, const char *value)
+session_header(struct session *s, const char *name, const char *value, size_t len)
 {
+	(void)len;
 	fuzz_touch(name);
 	fuzz_touch(value);
 	if (strcasecmp(name, "Authentication-Results") == 0)

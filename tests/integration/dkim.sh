@@ -261,6 +261,55 @@ for junk in 'v=1; a=rsa-sha256; d=agri.gouv.fr; c=relaxed/relaxed; h=from; bh=AA
 	deliver "a broken signature ($n) above the genuine one: verified" "$WORK/m24.$n.b" "$tj" accept verified \
 		"ar=dkim=pass reason=\"aligned, token signed\" header.d=agri.gouv.fr header.s=rsa2048"
 done
+# 22. A NUL inside From, which a milter client can send (miltertest, Postfix and
+# Sendmail cut a value at it): the value past the NUL is what a reader that does
+# not stop there sees, so From is malformed, not read up to the NUL. The daemon
+# through a raw client; milterctl check on the same bytes in a file.
+tn=$(new_token nina nina@agri.gouv.fr)
+got=$(/usr/bin/python3 - "${MILTERD_SOCK#unix:}" "$tn" 2>&1 <<'PY'
+import socket, struct, sys
+def pkt(cmd, data=b""):
+    return struct.pack(">I", len(data) + 1) + cmd + data
+def answer(s):
+    head = b""
+    while len(head) < 4:
+        head += s.recv(4 - len(head))
+    n, data = struct.unpack(">I", head)[0], b""
+    while len(data) < n:
+        data += s.recv(n - len(data))
+    return data
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(20)
+tok = sys.argv[2].encode()
+steps = [(b"O", struct.pack(">III", 6, 0x1ff, 0)),
+    (b"C", b"mx.agri.gouv.fr\0" + b"4" + struct.pack(">H", 25) + b"127.0.0.1\0"),
+    (b"H", b"mx.agri.gouv.fr\0"), (b"M", b"<nina@agri.gouv.fr>\0"),
+    (b"R", b"<verify+" + tok + b"@certify.test>\0"),
+    (b"L", b"From\0 nina@agri.gouv.fr\0 <intruder@example.com>\0"),
+    (b"L", b"Subject\0 Re: [" + tok + b"]\0"), (b"N", b""), (b"B", b"Yes, it is me.\r\n")]
+for cmd, data in steps:
+    s.sendall(pkt(cmd, data))
+    a = answer(s)
+    if a[:1] not in (b"O", b"c"):
+        print("refused at %s: %r" % (cmd.decode(), a)); sys.exit()
+s.sendall(pkt(b"E"))
+a = answer(s)
+print(a[:1].decode(), a[1:].rstrip(b"\0").decode(errors="replace"))
+PY
+)
+decisions+=("eom:malformed")
+expect_eq "a NUL inside From (raw milter client): 550 5.6.0 malformed" \
+	"y 550 5.6.0 $(reply_text malformed)" "$got"
+expect_eq "... the evidence says why" "malformed|NUL in From" \
+	"$(pg_psql "SELECT reason || '|' || detail FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id
+	  WHERE r.account = 'nina'")"
+expect_eq "... the request stays pending" pending "$(state nina)"
+printf 'From: nina@agri.gouv.fr\0 <intruder@example.com>\nSubject: Re: [%s]\n\nYes, it is me.\n' "$tn" >"$WORK/m25"
+"$BUILD/milterctl" -c "$MILTERD_CONF" --json check "$WORK/m25" --client-ip 127.0.0.1 \
+	--helo mx.agri.gouv.fr --mail-from '<nina@agri.gouv.fr>' --rcpt "<verify+$tn@certify.test>" \
+	>"$WORK/m25.json" 2>&1
+expect_eq "... milterctl check on the same bytes: malformed, NUL in From" "malformed|NUL in From" \
+	"$(/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["reason"] + "|" + d["detail"])' "$WORK/m25.json" 2>&1)"
+
 # Each decision, at RCPT or at end of message, left one evidence row with the
 # reason the MTA was given: the rows counted by stage and reason.
 count_lines() { LC_ALL=C sort | uniq -c | awk '{printf "%s=%s ", $2, $1}'; }

@@ -154,7 +154,7 @@ decide(struct state *st, const char *name)
 	struct verdict v;
 	const char *skip;
 
-	policy_screen(st->pol, &from, 0, &st->req, &d);
+	policy_screen(st->pol, &from, NULL, &st->req, &d);
 	for (size_t i = 0; i < st->nsigs; i++)
 		if (!policy_dkim_worth(&d, st->sigs[i].domain)) {
 			st->sigs[i].skipped = 1;
