@@ -231,7 +231,7 @@ connect_thread(void *arg)
 
 	buf_init(&err);
 	if (store_connect_now(st, &err) == -1)
-		log_warn("database not reachable at start: %s; verification replies get 451"
+		log_warn("database not usable at start: %s; verification replies get 451"
 		    " until it is", err.s);
 	buf_free(&err);
 	return NULL;

@@ -14,6 +14,7 @@
 #include "challenge.h"
 #include "ctl.h"
 #include "log.h"
+#include "store.h"
 
 #ifndef SQLDIR
 #define SQLDIR "/usr/local/share/milterd/sql"
@@ -127,18 +128,13 @@ ctl_json_row(const PGresult *res, int row)
 static int
 ctl_schema_check(struct ctl *c)
 {
-	PGresult *res = PQexec(c->conn, "SELECT coalesce(max(version), 0)"
-	    " FROM milterd.schema_migrations");
-	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	int version = -1;
+	struct buf err;
+	int version;
 
-	if (PQresultStatus(res) == PGRES_TUPLES_OK)
-		version = atoi(PQgetvalue(res, 0, 0));
-	else if (state != NULL && (strcmp(state, "42P01") == 0 || strcmp(state, "3F000") == 0))
-		version = 0;	/* no table, no schema: never migrated */
-	else
-		fprintf(stderr, "milterctl: %s", PQerrorMessage(c->conn));
-	PQclear(res);
+	buf_init(&err);
+	if ((version = store_schema_version(c->conn, &err)) == -1)
+		fprintf(stderr, "milterctl: %s\n", err.s);
+	buf_free(&err);
 	if (version < 0)
 		return EX_DB;
 	if (version < SCHEMA_VERSION) {

@@ -432,6 +432,24 @@ store_session(struct store *st, struct store_slot *s, struct buf *err)
 	return 0;
 }
 
+int
+store_schema_version(PGconn *conn, struct buf *err)
+{
+	PGresult *res = PQexec(conn, "SELECT coalesce(max(version), 0)"
+	    " FROM milterd.schema_migrations");
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	int version = -1;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		version = atoi(PQgetvalue(res, 0, 0));
+	else if (state != NULL && (strcmp(state, "42P01") == 0 || strcmp(state, "3F000") == 0))
+		version = 0;	/* no table, no schema: never migrated */
+	else
+		store_error(err, "schema version", PQerrorMessage(conn));
+	PQclear(res);
+	return version;
+}
+
 /* Opens and prepares s's connection; -1 with err set on failure. */
 static int
 store_connect(struct store *st, struct store_slot *s, struct buf *err)
@@ -441,6 +459,7 @@ store_connect(struct store *st, struct store_slot *s, struct buf *err)
 	char tmo[16];
 	const char *vals[] = { tmo, st->appname, st->conninfo, NULL };
 	PGresult *res;
+	int version;
 
 	snprintf(tmo, sizeof(tmo), "%d", st->timeout);
 	/* expand_dbname: the conninfo string may itself set any of these. */
@@ -452,6 +471,13 @@ store_connect(struct store *st, struct store_slot *s, struct buf *err)
 	PQsetNoticeReceiver(s->conn, store_notice, NULL);
 	if (store_session(st, s, err) == -1)
 		goto fail;
+	if ((version = store_schema_version(s->conn, err)) == -1)
+		goto fail;
+	if (version < SCHEMA_VERSION) {
+		buf_printf(err, "the database's schema is at version %d, milterd needs %d:"
+		    " run milterctl db migrate", version, SCHEMA_VERSION);
+		goto fail;
+	}
 	for (size_t i = 0; i < NSTATEMENTS; i++) {
 		res = PQprepare(s->conn, store_statements[i].name, store_statements[i].sql,
 		    store_statements[i].nparams, NULL);

@@ -28,6 +28,14 @@ struct store_request {
 };
 
 struct store;
+struct pg_conn;		/* libpq's PGconn */
+
+/* The highest migration applied to conn's database (0: never migrated), or
+ * -1 with err set. Both binaries refuse a schema older than SCHEMA_VERSION,
+ * the highest migration they were built with: its statements fail otherwise
+ * with raw SQL errors that do not say to migrate. A newer one is not refused:
+ * the MX hosts that share one database are upgraded one after another. */
+int		 store_schema_version(struct pg_conn *, struct buf *err);
 
 /* Nothing is connected yet: connections are made on first use. appname is
  * sent as application_name and so recorded in every evidence row. */

@@ -209,9 +209,9 @@ fo_down_at_start() {
 	local code a
 	fo_ctl -D "$P/data" -m fast -w stop >/dev/null && fo_ctl -D "$S/data" -m fast -w stop >/dev/null
 	milterd_start "$WORK/milterd.conf" || { not_ok "sync: milterd starts, the database down"; return 1; }
-	wait_for 10 grep -q "database not reachable at start" "$MILTERD_LOG"
+	wait_for 10 grep -q "database not usable at start" "$MILTERD_LOG"
 	expect_grep "sync: milterd starts with the database down, and says so" \
-		"database not reachable at start: .*; verification replies get 451 until it is" "$MILTERD_LOG"
+		"database not usable at start: .*; verification replies get 451 until it is" "$MILTERD_LOG"
 	code=$(fo_deliver 6 d0)
 	if [ "$code" = 4xx ] && grep -F "F${ROUND}n6d0: " "$MILTERD_LOG" | grep -q "reply=451"; then
 		ok "sync: ... and answers 451 meanwhile"

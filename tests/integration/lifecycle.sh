@@ -402,6 +402,20 @@ latest=$(ls "$TOP/milterd/sql" | sed -n 's/^0*\([0-9][0-9]*\)_.*\.sql$/\1/p' | s
 out=$("$C" status v1 2>&1); rc=$?
 expect_eq "milterctl on the older schema: exit 3, says to migrate (not a raw SQL error)" \
 	"3/milterctl: the database's schema is at version 6, this milterctl needs $latest: run milterctl db migrate" "$rc/$out"
+# milterd on the older schema: 451 (nothing lost: the MTA retries after the
+# migration), and the log says to migrate instead of a statement's SQL error.
+milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts on the older schema"; exit 1; }
+wait_for 10 grep -q "database not usable at start" "$MILTERD_LOG"
+expect_grep "milterd on the older schema says so at start" \
+	"database not usable at start: the database's schema is at version 6, milterd needs $latest: run milterctl db migrate;" \
+	"$MILTERD_LOG"
+signed "$WORK/p2" p2@agri.gouv.fr "$tp"
+out=$(mt message.lua "file=$WORK/p2" "rcpt=<verify+$tp@certify.test>" expect=verdict qid=OLDSCHEMA 2>&1)
+expect_eq "... a reply meanwhile is refused at RCPT with 451 4.3.0" "verdict rcpt|1" \
+	"$(grep '^verdict' <<<"$out")|$(grep -F 'OLDSCHEMA: ' "$MILTERD_LOG" | grep -c 'reason=temporary reply=451 xcode=4.3.0 ')"
+expect_grep "... its log line says to migrate" \
+	"OLDSCHEMA: token=[0-9a-f]+ database: the database's schema is at version 6, milterd needs $latest: run milterctl db migrate" "$MILTERD_LOG"
+milterd_stop
 out=$(MILTERD_SQLDIR="$TOP/milterd/sql" "$C" db migrate 2>&1); rc=$?
 expect_eq "006 -> latest migrates a database with data" "0/yes" \
 	"$rc/$(grep -q '^applied 007_lifecycle.sql' <<<"$out" && echo yes)"
@@ -411,5 +425,4 @@ expect_eq "verified, pending and expired requests keep their meaning" \
 expect_eq "migrated certifications have no end date until recertify gives one" "2" \
 	"$(pg_psql "SELECT count(*) FROM milterd.requests WHERE state = 'verified' AND valid_until IS NULL")"
 milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts on the migrated database"; exit 1; }
-signed "$WORK/p2" p2@agri.gouv.fr "$tp"
 deliver "a request made before the migration verifies after it" "$WORK/p2" "$tp" accept verified
