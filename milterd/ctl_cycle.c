@@ -40,7 +40,7 @@ recertify_date(struct ctl *c, PGresult *res, int row, const struct policy_rules 
 }
 
 /* A new request for the certification's account and address, its challenge
- * sent (one that could not be sent is revoked by ctl_challenge(), so the next
+ * sent (one that could not be sent is withdrawn by ctl_challenge(), so the next
  * run tries again). The database asks only if the certification is still the
  * account's live one (request_renewal(), 011): the list was read before the
  * challenges before this one, and an address change or a revocation may have

@@ -357,10 +357,13 @@ ctl_challenge(struct ctl *c, const char *kind, const char *account, const char *
 	PQclear(res);
 	buf_free(&msg);
 	buf_free(&err);
-	/* A request whose challenge nobody got: nobody knows its token. Revoked,
-	 * so that the next run (cron, recertify) asks again. */
-	if (rc != EX_DONE && (res = ctl_query(c, "UPDATE milterd.requests SET state = 'revoked',"
-	    " revoked_at = now() WHERE token_hash = sha256(convert_to($1, 'UTF8'))", 1,
+	/* A request whose challenge nobody got: nobody knows its token, so it
+	 * was never asked. Withdrawn, not revoked: a revoked request counts as
+	 * asked (the Mastodon kit does not ask a user twice at one address), and
+	 * the next run (cron, recertify) must ask again. A request written,
+	 * then taken back: nothing else refers to it yet. */
+	if (rc != EX_DONE && (res = ctl_query(c, "DELETE FROM milterd.requests"
+	    " WHERE token_hash = sha256(convert_to($1, 'UTF8')) AND state = 'pending'", 1,
 	    params)) != NULL)
 		PQclear(res);
 	return rc;

@@ -259,14 +259,15 @@ expect_eq "an old certification without end date: dated and challenged, ending 3
 	"recertify: 0 lapsed, 1 given an end date, 1 challenged, 0 not sent, 0 refused by the policy, 0 ended meanwhile|30" \
 	"$(tail -n 1 <<<"$out")|$(pg_psql "SELECT round(extract(epoch FROM valid_until - now()) / 86400) FROM milterd.requests WHERE account = 'olga' AND state = 'verified'")"
 
-# A challenge that cannot be sent is revoked, to be sent on the next run.
+# A challenge that cannot be sent is withdrawn (its request deleted), to be sent on
+# the next run.
 verify "sam verifies" sam sam@agri.gouv.fr
 pg_psql "UPDATE milterd.requests SET valid_until = now() + interval '5 days' WHERE account = 'sam' AND state = 'verified'" >/dev/null
 printf '#!/bin/sh\nexit 75\n' >"$WORK/sendmail.fail"; chmod +x "$WORK/sendmail.fail"
 write_config "$WORK/fail.conf" "sendmail_path = $WORK/sendmail.fail"
 out=$("$C" -c "$WORK/fail.conf" recertify 2>&1); rc=$?
-expect_eq "sendmail failing: exit 5, the request revoked" "5|revoked" \
-	"$rc|$(pg_psql "SELECT state FROM milterd.requests WHERE account = 'sam' ORDER BY id DESC LIMIT 1")"
+expect_eq "sendmail failing: exit 5, the new request withdrawn (sam's live certification the latest)" \
+	"5|verified|1" "$rc|$(pg_psql "SELECT state FROM milterd.requests WHERE account = 'sam' ORDER BY id DESC LIMIT 1")|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'sam'")"
 out=$($CC recertify 2>&1)
 expect_eq "the next run sends it" "recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 0 refused by the policy, 0 ended meanwhile" \
 	"$(tail -n 1 <<<"$out")"
@@ -290,8 +291,8 @@ mkdir -p "$WORK/tpl"; cp "$TOP"/templates/* "$WORK/tpl/"
 sed -i 's/{{ends}}/{{no_such_placeholder}}/' "$WORK/tpl/recertify.fr.eml"
 write_config "$WORK/tpl.conf" "sendmail_path = $WORK/sendmail" "templates = $WORK/tpl"
 out=$("$C" -c "$WORK/tpl.conf" recertify 2>&1); rc=$?
-expect_eq "a broken template: exit 5, ugo's new request revoked" "5|revoked" \
-	"$rc|$(pg_psql "SELECT state FROM milterd.requests WHERE account = 'ugo' ORDER BY id DESC LIMIT 1")"
+expect_eq "a broken template: exit 5, ugo's new request withdrawn" "5|verified|1" \
+	"$rc|$(pg_psql "SELECT state FROM milterd.requests WHERE account = 'ugo' ORDER BY id DESC LIMIT 1")|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'ugo'")"
 out=$($CC recertify 2>&1)
 expect_eq "the template mended, the next run asks ugo" \
 	"recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 2 refused by the policy, 0 ended meanwhile" \

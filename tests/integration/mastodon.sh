@@ -281,6 +281,43 @@ pg_psql "DELETE FROM accounts WHERE username = 'Alice' AND domain IS NULL" >/dev
 expect_eq "deleted user: certification revoked by the kit, said once" \
 	"0|revoked|1|0" "$rc|$(pg_psql "SELECT state FROM milterd.verification_status('Alice')")|$(grep -c 'Alice: no longer a user' "$WORK/run15")|$(grep -c 'Alice' "$WORK/run16")"
 
+# 7b. Asked again where the last request did not reach the user, and not where
+# it did. A challenge sendmail could not take leaves no request: the next run
+# asks (it used to be revoked, and a revoked request counted as asked, for ever).
+# A username freed by a deletion (an admin rejecting a sign-up) and taken again
+# is a new user, asked at once (the old user's requests used to count).
+pg_psql "INSERT INTO accounts (username, domain, created_at, updated_at) VALUES ('Alice', NULL, now(), now());
+	INSERT INTO users (email, approved, disabled, confirmed_at, account_id, created_at, updated_at)
+	SELECT 'alice@agri.gouv.fr', false, false, now() AT TIME ZONE 'UTC', id, now() AT TIME ZONE 'UTC',
+	       now() AT TIME ZONE 'UTC' FROM accounts WHERE username = 'Alice' AND domain IS NULL" >/dev/null
+sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/fail.conf'|" "$WORK/mastodon.conf"
+printf '#!/bin/sh\ncat >/dev/null\nexit 75\n' >"$WORK/sendmail.fail"; chmod +x "$WORK/sendmail.fail"
+write_config "$WORK/fail.conf" "sendmail_path = $WORK/sendmail.fail"
+before=$(mails)
+"$KIT" >"$WORK/run17" 2>&1; rc=$?
+expect_eq "sendmail failing: exit 1, no challenge, no request left for the new Alice" "1|$before|0" \
+	"$rc|$(mails)|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'Alice' AND state = 'pending'")"
+expect_grep "... said, with when it is sent again" \
+	"Alice: new user: milterctl: challenge not sent: .*exit 75\); the next run sends it again" "$WORK/run17"
+sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/milterd.conf'|" "$WORK/mastodon.conf"
+"$KIT" >"$WORK/run18" 2>&1; rc=$?
+"$KIT" >"$WORK/run19" 2>&1
+expect_eq "the next run asks the new Alice, once" "0|1|pending alice@agri.gouv.fr|" \
+	"$rc|$(grep -c 'Alice: new user: challenge sent' "$WORK/run18")|$(state_of Alice) $(pg_psql "SELECT email FROM milterd.verification_status('Alice')")|$(cat "$WORK/run19")"
+# A request made by hand in another case than the username: the kit disabled Grace
+# (her lapse, section 6); 'grace' verifies, and cron mode enables her again.
+out=$("$C" -c "$WORK/milterd.conf" request --account grace --email grace@agri.gouv.fr --send 2>&1)
+if reply "a hand-made request for 'grace' (the user is Grace) verifies" grace@agri.gouv.fr agri.gouv.fr; then
+	"$KIT" >"$WORK/run20" 2>&1; rc=$?
+	expect_eq "... the kit enables Grace again and lifts her suspension (its row names 'Grace')" \
+		"0|t f|1|0" "$rc|$(user Grace)|$(tootctl_count "accounts modify Grace --enable")|$(pg_psql "SELECT count(*) FROM milterd.suspensions")"
+fi
+# A relative MASTODON_SYNC_LOCK is a file in the working directory.
+mkdir -p "$WORK/cwd"
+out=$(cd "$WORK/cwd" && MASTODON_SYNC_LOCK=sync.lock "$KIT" 2>&1); rc=$?
+expect_eq "a relative lock file: made in the working directory, the run goes on" "0|f|0" \
+	"$rc|$([ -f "$WORK/cwd/sync.lock" ] && echo f)|$(grep -c 'lock' <<<"$out")"
+
 # 8. A wrong mastodon.conf: exit 4 before anything is done, the file and line named.
 kitconf() {	# kitconf LINES...: a configuration file of these lines; prints mastodon-sync's rc|stderr
 	printf '%s\n' "$@" >"$WORK/bad.conf"
