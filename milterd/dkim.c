@@ -54,6 +54,77 @@ dkimv_dns_close(void *srv)
 	(void)srv;
 }
 
+/* Appends n bytes at *at if they fit before end; 0 when they did not. */
+static int
+dkimv_put(unsigned char **at, const unsigned char *end, const void *p, size_t n)
+{
+	if ((size_t)(end - *at) < n)
+		return 0;
+	memcpy(*at, p, n);
+	*at += n;
+	return 1;
+}
+
+/* name in wire format at *at; the root name when it is not one the DNS can
+ * hold (the answer then says NXDOMAIN, and the name is only for messages). */
+static int
+dkimv_put_name(unsigned char **at, const unsigned char *end, const char *name)
+{
+	unsigned char wire[256];
+	size_t n = 0, len;
+	const char *dot;
+
+	for (const char *p = name; *p != '\0'; p = *dot ? dot + 1 : dot) {
+		dot = p + strcspn(p, ".");
+		len = (size_t)(dot - p);
+		if (len == 0 || len > 63 || n + len + 2 > sizeof(wire)) {
+			n = 0;
+			break;
+		}
+		wire[n++] = (unsigned char)len;
+		memcpy(wire + n, p, len);
+		n += len;
+	}
+	wire[n++] = 0;
+	return dkimv_put(at, end, wire, n);
+}
+
+/* The answer libopendkim parses, made from what the resolver found: the
+ * question, then the records of the queried type alone, each as owned by
+ * the question's name. libopendkim skips only CNAME and RRSIG records in a
+ * packet and fails on any other (a DNAME, which libunbound's answer packet
+ * keeps with the CNAME it synthesizes: 451 for ever), and takes a failure
+ * for a temporary one: a name the DNS cannot hold is answered NXDOMAIN, "key
+ * not found". Returns the length, 0 when it does not fit. */
+static size_t
+dkimv_dns_packet(const struct dns_answer *a, const char *name, int type, unsigned char *buf,
+    size_t buflen)
+{
+	unsigned char *at = buf, *end = buf + buflen;
+	int nxdomain = a->status == DNS_BADNAME || a->rcode == 3;
+	int n = a->status == DNS_OK && !nxdomain && a->havedata ? a->nrdata : 0;
+	const unsigned char hdr[12] = { 0, 0, 0x81, (unsigned char)(0x80 | (nxdomain ? 3 : 0)),
+	    0, 1, (unsigned char)(n >> 8), (unsigned char)n, 0, 0, 0, 0 };
+	const unsigned char qtail[4] = { (unsigned char)(type >> 8), (unsigned char)type, 0, 1 };
+	uint32_t ttl = a->ttl > 0 ? (uint32_t)a->ttl : 0;
+
+	if (!dkimv_put(&at, end, hdr, sizeof(hdr)) ||
+	    !dkimv_put_name(&at, end, a->status == DNS_BADNAME ? "" : name) ||
+	    !dkimv_put(&at, end, qtail, sizeof(qtail)))
+		return 0;
+	for (int i = 0; i < n; i++) {
+		const unsigned char rr[12] = { 0xc0, 12, qtail[0], qtail[1], 0, 1,
+		    (unsigned char)(ttl >> 24), (unsigned char)(ttl >> 16),
+		    (unsigned char)(ttl >> 8), (unsigned char)ttl,
+		    (unsigned char)(a->rdlen[i] >> 8), (unsigned char)a->rdlen[i] };
+
+		if (a->rdlen[i] > 65535 || !dkimv_put(&at, end, rr, sizeof(rr)) ||
+		    !dkimv_put(&at, end, a->rdata[i], a->rdlen[i]))
+			return 0;
+	}
+	return (size_t)(at - buf);
+}
+
 static int
 dkimv_dns_start(void *srv, int type, unsigned char *query, unsigned char *buf,
     size_t buflen, void **qh)
@@ -67,15 +138,15 @@ dkimv_dns_start(void *srv, int type, unsigned char *query, unsigned char *buf,
 	q->dnssec = a.security == DNS_SEC_SECURE ? DKIM_DNSSEC_SECURE :
 	    a.security == DNS_SEC_INSECURE ? DKIM_DNSSEC_INSECURE :
 	    a.security == DNS_SEC_BOGUS ? DKIM_DNSSEC_BOGUS : DKIM_DNSSEC_UNKNOWN;
-	if (a.status != DNS_OK || a.packet == NULL || a.len > buflen) {
-		log_debug("dkim key lookup %s: %s", (const char *)query,
-		    a.status == DNS_OK ? "answer too large" : a.why);
+	if (a.status != DNS_OK && a.status != DNS_BADNAME) {
+		log_debug("dkim key lookup %s: %s", (const char *)query, a.why);
 		q->status = DKIM_DNS_ERROR;
-	} else {
-		memcpy(buf, a.packet, a.len);
-		q->bytes = a.len;
+	} else if ((q->bytes = dkimv_dns_packet(&a, (const char *)query, type, buf,
+	    buflen)) == 0) {
+		log_debug("dkim key lookup %s: answer too large", (const char *)query);
+		q->status = DKIM_DNS_ERROR;
+	} else
 		q->status = DKIM_DNS_SUCCESS;
-	}
 	dns_answer_free(&a);
 	*qh = q;
 	return DKIM_DNS_SUCCESS;

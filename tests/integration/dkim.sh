@@ -310,6 +310,24 @@ printf 'From: nina@agri.gouv.fr\0 <intruder@example.com>\nSubject: Re: [%s]\n\nY
 expect_eq "... milterctl check on the same bytes: malformed, NUL in From" "malformed|NUL in From" \
 	"$(/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["reason"] + "|" + d["detail"])' "$WORK/m25.json" 2>&1)"
 
+# 23. A key reached through a DNAME (alias.gouv.fr's _domainkey is agri.gouv.fr's:
+# tests/lib/dns.sh): the resolver's answer holds the DNAME, its CNAME and the key.
+# It used to be 451 on every retry: libopendkim refuses a DNAME in an answer.
+ta=$(new_token alix alix@alias.gouv.fr)
+reply "$WORK/m26" alix@alias.gouv.fr "$ta"
+"$SIGN" --domain alias.gouv.fr --selector rsa2048 --key "$DNS_KEYS/agri.gouv.fr.rsa2048.key" \
+	<"$WORK/m26" >"$WORK/m26.s"
+deliver "a key reached through a DNAME: verified" "$WORK/m26.s" "$ta" accept verified \
+	"ar=dkim=pass reason=\"aligned, token signed\" header.d=alias.gouv.fr header.s=rsa2048" \
+	mailfrom="<alix@alias.gouv.fr>"
+# 24. A selector no DNS name can hold (a 64-character label): no key can exist
+# there, so the signature fails for good, 550. It used to be 451 on every retry.
+tb=$(new_token bea bea@agri.gouv.fr)
+reply "$WORK/m27" bea@agri.gouv.fr "$tb"
+sign "$WORK/m27" "$WORK/m27.s" agri.gouv.fr "$(printf 's%.0s' {1..64})"
+deliver "a selector the DNS cannot hold: 550 not_authenticated, not 451" "$WORK/m27.s" "$tb" reply \
+	not_authenticated rcode=550 xcode=5.7.20
+
 # Each decision, at RCPT or at end of message, left one evidence row with the
 # reason the MTA was given: the rows counted by stage and reason.
 count_lines() { LC_ALL=C sort | uniq -c | awk '{printf "%s=%s ", $2, $1}'; }

@@ -21,7 +21,10 @@
 #   there that never answers (the caller runs it): they time out.
 #   Any query under broken.gouv.fr (e.g. rsa2048._domainkey.broken.gouv.fr TXT) gets an immediate SERVFAIL:
 #   it is an unbound auth-zone with no data and no primary (fallback-enabled: no), which unbound answers with
-#   SERVFAIL (no network, no timeout). Every other name: NXDOMAIN (local-zone "." static).
+#   SERVFAIL (no network, no timeout). alias.gouv.fr is an auth-zone whose _domainkey is a DNAME
+#   to agri.gouv.fr's: SELECTOR._domainkey.alias.gouv.fr answers the DNAME and the CNAME it makes,
+#   to SELECTOR._domainkey.agri.gouv.fr, which a resolver then asks (libunbound does, and
+#   returns all three). Every other name: NXDOMAIN (local-zone "." static).
 # Keys in $DNS_KEYS: DOMAIN.SELECTOR.key (dkimpy format: PEM for RSA, base64 32-byte seed for
 #   Ed25519), DOMAIN.SELECTOR.pem (PEM private key, for OpenSSL users), DOMAIN.SELECTOR.txt (TXT content).
 #   $DNS_KEYSPECS lists them as DOMAIN:SELECTOR:TYPE (TYPE rsa2048|rsa1024|ed25519), handy for loops.
@@ -80,6 +83,7 @@ _dns_write_conf() {
         echo "  access-control: 127.0.0.0/8 allow"
         echo "  local-zone: \".\" static"
         echo "  local-zone: \"broken.gouv.fr.\" transparent"
+        echo "  local-zone: \"alias.gouv.fr.\" transparent"
         for d in $DNS_ZONES; do
             i=$((i + 1))
             echo "  local-zone: \"$d.\" static"
@@ -104,10 +108,17 @@ _dns_write_conf() {
         fi
         echo "remote-control:"; echo "  control-enable: no"
         echo "auth-zone:"; echo "  name: \"broken.gouv.fr.\""; echo "  fallback-enabled: no"
+        echo "auth-zone:"; echo "  name: \"alias.gouv.fr.\""; echo "  zonefile: \"$w/alias.gouv.fr.zone\""
+        echo "  for-upstream: no"
+        echo "  fallback-enabled: no"
         if [ -n "${DNS_DEAD_ADDR:-}" ]; then
             echo "stub-zone:"; echo "  name: \"dead.agri.gouv.fr.\""; echo "  stub-addr: $DNS_DEAD_ADDR"
         fi
     } > "$w/unbound.conf"
+    printf '%s\n' '$ORIGIN alias.gouv.fr.' '$TTL 60' \
+        '@ IN SOA ns.alias.gouv.fr. hostmaster.alias.gouv.fr. 1 3600 600 86400 60' \
+        '@ IN NS ns.alias.gouv.fr.' 'ns IN A 127.0.0.1' '_domainkey IN DNAME _domainkey.agri.gouv.fr.' \
+        >"$w/alias.gouv.fr.zone"
 }
 
 # dns_start WORKDIR: generate keys, write config, start unbound on a free port, wait until it answers.

@@ -34,6 +34,9 @@ check "answers are authoritative (aa)" eval 'q TXT rsa2048._domainkey.agri.gouv.
 check "A mx.agri.gouv.fr = 127.0.0.2" [ "$(q +short A mx.agri.gouv.fr)" = 127.0.0.2 ]
 check "extra record from dns_add_record" [ "$(txt outside.org)" = "v=spf1 -all" ]
 check "extra record from WORKDIR/extra-records" [ "$(txt spf.agri.gouv.fr)" = "v=spf1 ip4:127.0.0.1 -all" ]
+check "rsa2048._domainkey.alias.gouv.fr -> DNAME to agri.gouv.fr's, and its CNAME" \
+    eval '[ "$(q TXT rsa2048._domainkey.alias.gouv.fr | grep -E "IN[[:space:]]+(DNAME|CNAME)" | awk "{print \$4 \" \" \$5}" | tr "\n" " ")" = \
+          "DNAME _domainkey.agri.gouv.fr. CNAME rsa2048._domainkey.agri.gouv.fr. " ]'
 check "unknown name in test zone -> NXDOMAIN" eval 'q TXT nope._domainkey.agri.gouv.fr | grep -q "status: NXDOMAIN"'
 t=$(ms q A www.google.com)
 check "outside name -> NXDOMAIN in ${t} ms" eval 'q A www.google.com | grep -q "status: NXDOMAIN" && [ $t -lt 1000 ]'
