@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 
 #include <pthread.h>
@@ -33,6 +34,18 @@ struct dkimv {
 	unsigned char last;	/* the body's last byte so far */
 	struct buf hdr;		/* "name:value", reused for every header */
 };
+
+/* The key lookups of this thread that failed, the newest last: why, for the
+ * signature's error (libopendkim's text is only "key retrieval failed"), and
+ * whether DNSSEC found the answer bogus, which libopendkim records only for an
+ * answer it got. Keys are fetched by the thread that ends the message. */
+#define DKIMV_FAILS 8
+static __thread struct {
+	char	 name[256];
+	char	 why[80];
+	int	 bogus;
+} dkimv_fails[DKIMV_FAILS];
+static __thread unsigned int dkimv_nfails;
 
 /* A finished query, handed from query_start to waitreply. */
 struct dkimv_query {
@@ -139,7 +152,14 @@ dkimv_dns_start(void *srv, int type, unsigned char *query, unsigned char *buf,
 	    a.security == DNS_SEC_INSECURE ? DKIM_DNSSEC_INSECURE :
 	    a.security == DNS_SEC_BOGUS ? DKIM_DNSSEC_BOGUS : DKIM_DNSSEC_UNKNOWN;
 	if (a.status != DNS_OK && a.status != DNS_BADNAME) {
+		unsigned int i = dkimv_nfails++ % DKIMV_FAILS;
+
 		log_debug("dkim key lookup %s: %s", (const char *)query, a.why);
+		(void)str_copy(dkimv_fails[i].name, (const char *)query, sizeof(dkimv_fails[i].name));
+		/* libunbound's own words for a bogus answer run long: the log has them. */
+		(void)str_copy(dkimv_fails[i].why, a.status == DNS_BOGUS ?
+		    "DNSSEC validation failed (bogus)" : a.why, sizeof(dkimv_fails[i].why));
+		dkimv_fails[i].bogus = a.status == DNS_BOGUS;
 		q->status = DKIM_DNS_ERROR;
 	} else if ((q->bytes = dkimv_dns_packet(&a, (const char *)query, type, buf,
 	    buflen)) == 0) {
@@ -581,6 +601,27 @@ dkimv_describe(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 	}
 }
 
+/* Why this thread's lookup of out's key failed, from dkimv_fails: 0 if it
+ * is not there. */
+static int
+dkimv_lookup_failure(struct dkimv_sig *out)
+{
+	char name[sizeof(out->selector) + sizeof(out->domain) + 16];
+
+	snprintf(name, sizeof(name), "%s._domainkey.%s", out->selector, out->domain);
+	for (unsigned int n = 0; n < DKIMV_FAILS && n < dkimv_nfails; n++) {
+		unsigned int i = (dkimv_nfails - 1 - n) % DKIMV_FAILS;
+
+		if (strcasecmp(dkimv_fails[i].name, name) != 0)
+			continue;
+		snprintf(out->error, sizeof(out->error), "key lookup failed: %s", dkimv_fails[i].why);
+		if (dkimv_fails[i].bogus)
+			out->dnssec = "bogus";
+		return 1;
+	}
+	return 0;
+}
+
 /* How the verification went: result, why not, DNSSEC status of the key. */
 static void
 dkimv_verdict(DKIM_SIGINFO *sig, struct dkimv_sig *out)
@@ -605,6 +646,8 @@ dkimv_verdict(DKIM_SIGINFO *sig, struct dkimv_sig *out)
 	/* The texts are short: they fit out->error. A body hash mismatch comes
 	 * first: libopendkim calls it "signature verification failed" too, and a
 	 * gateway that adds a footer is the usual cause, worth naming. */
+	if (out->temporary && dkimv_lookup_failure(out))
+		return;
 	if (dkim_sig_getbh(sig) == DKIM_SIGBH_MISMATCH)
 		(void)str_copy(out->error, "body hash mismatch", sizeof(out->error));
 	else if (err != DKIM_SIGERROR_OK && dkim_sig_geterrorstr(err) != NULL)

@@ -867,7 +867,14 @@ dns_resolve(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
 		snprintf(out->why, sizeof(out->why), "dnssec bogus: %s",
 		    r->why_bogus ? r->why_bogus : "?");
 	} else if (r->rcode != 0 && r->rcode != 3) {
-		snprintf(out->why, sizeof(out->why), "rcode %d", r->rcode);
+		/* The names RFC 1035 and 6895 give the codes a server sends. */
+		static const char *const rcodes[] = { "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
+		    "NOTIMP", "REFUSED" };
+
+		if (r->rcode > 0 && r->rcode < (int)(sizeof(rcodes) / sizeof(rcodes[0])))
+			snprintf(out->why, sizeof(out->why), "%s from the resolver", rcodes[r->rcode]);
+		else
+			snprintf(out->why, sizeof(out->why), "rcode %d from the resolver", r->rcode);
 	} else {
 		out->status = DNS_OK;
 		if (r->answer_len > 0 && (out->packet = malloc((size_t)r->answer_len)) != NULL) {

@@ -194,6 +194,7 @@ policy_screen(const struct policy *pol, const struct policy_header *from, const 
 
 	memset(d, 0, sizeof(*d));
 	d->sig = -1;
+	d->named = -1;
 	d->rules = &pol->defaults;
 	if (from_bad != NULL || from->count != 1) {
 		if (from_bad != NULL)
@@ -392,24 +393,37 @@ policy_temporary(const struct policy_input *in, const struct policy_decision *d,
 	return dkim_temporary || spf_temp;
 }
 
-/* Why the signature that mattered most did not count, for the detail: the
- * first aligned with From, else the first considered; "" when none. */
+/* The signature that mattered most when none was relied on: the first whose
+ * key lookup failed temporarily (when that decides), else the first aligned
+ * with From, else the first considered; -1 when none. The detail names it,
+ * and the evidence records it. */
+static int
+policy_sig_pick(const struct policy_input *in, const struct policy_decision *d, int temporary)
+{
+	int pick = -1;
+
+	for (size_t i = 0; i < in->nsigs && i < DKIMV_MAXSIGS; i++) {
+		const struct policy_sigverdict *v = &d->verdicts[i];
+
+		if (in->sigs[i].skipped || v->why == NULL)
+			continue;
+		if (temporary && v->aligned && in->sigs[i].temporary)
+			return (int)i;
+		if (pick == -1 || (v->aligned && !d->verdicts[pick].aligned))
+			pick = (int)i;
+	}
+	return pick;
+}
+
+/* Why the named signature did not count, for the detail; "" when none. */
 static const char *
 policy_sig_why(const struct policy_input *in, const struct policy_decision *d, char *out,
     size_t size)
 {
-	size_t pick = DKIMV_MAXSIGS;
-
-	for (size_t i = 0; i < in->nsigs && i < DKIMV_MAXSIGS; i++) {
-		if (in->sigs[i].skipped || d->verdicts[i].why == NULL)
-			continue;
-		if (pick == DKIMV_MAXSIGS || (d->verdicts[i].aligned && !d->verdicts[pick].aligned))
-			pick = i;
-	}
 	out[0] = '\0';
-	if (pick < DKIMV_MAXSIGS)
-		snprintf(out, size, " (d=%.60s s=%.40s: %.60s)", in->sigs[pick].domain,
-		    in->sigs[pick].selector, d->verdicts[pick].why);
+	if (d->named >= 0)
+		snprintf(out, size, " (d=%.60s s=%.40s: %.60s)", in->sigs[d->named].domain,
+		    in->sigs[d->named].selector, d->verdicts[d->named].why);
 	return out;
 }
 
@@ -451,6 +465,7 @@ policy_decide(const struct policy_input *in, struct policy_decision *d)
 		return;
 	d->sig = policy_judge_sigs(in, d, &c);
 	d->dkim_ok = d->sig >= 0;
+	d->named = d->dkim_ok ? d->sig : policy_sig_pick(in, d, c.temporary);
 	policy_spf(in, d);
 	if (policy_authenticated(d)) {
 		if (d->dkim_ok)
@@ -462,9 +477,15 @@ policy_decide(const struct policy_input *in, struct policy_decision *d)
 			    in->spf_mailfrom->domain);
 		if (in->req != NULL)
 			policy_settle(d, in->req, 0);
-	} else if (policy_temporary(in, d, c.temporary))
-		policy_set(d, R_TEMPORARY, "4.7.5", c.temporary ?
-		    "DKIM key lookup failed temporarily" : "SPF lookup failed temporarily");
+	} else if (policy_temporary(in, d, c.temporary)) {
+		char why[256];
+
+		if (c.temporary)
+			policy_set(d, R_TEMPORARY, "4.7.5", "DKIM key lookup failed temporarily%s",
+			    policy_sig_why(in, d, why, sizeof(why)));
+		else
+			policy_set(d, R_TEMPORARY, "4.7.5", "SPF lookup failed temporarily");
+	}
 	else if (c.acceptable > 0 && !d->dkim_ok)
 		policy_set(d, R_TOKEN_NOT_SIGNED, "5.7.1",
 		    "aligned signature does not cover the token");

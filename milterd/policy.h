@@ -162,6 +162,8 @@ struct policy_decision {
 	const char		*xcode;		/* enhanced status code for a refusal */
 	char			 detail[400];
 	int			 sig;		/* the signature relied on, or -1 */
+	int			 named;		/* the one the detail names (sig, else the
+						 * one that mattered most), or -1 */
 	struct from_addr	 from;
 	int			 from_ok;
 	const struct policy_rules *rules;

@@ -570,11 +570,12 @@ session_spf_summary(const struct session_eom *out, const struct policy_decision 
 	    out->internal_client ? " internal" : "");
 }
 
-/* The signature the decision relied on, else the first one, for evidence. */
+/* The signature the decision relied on or names, else the first one, for
+ * evidence and the log. */
 static const struct dkimv_sig *
 session_used_sig(const struct session_eom *out, const struct policy_decision *d)
 {
-	return d->sig >= 0 ? &out->sigs[d->sig] : out->nsigs > 0 ? &out->sigs[0] : NULL;
+	return d->named >= 0 ? &out->sigs[d->named] : out->nsigs > 0 ? &out->sigs[0] : NULL;
 }
 
 static void

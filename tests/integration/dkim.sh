@@ -140,6 +140,10 @@ reply "$WORK/m11" dan@broken.gouv.fr "$tb"
 sign "$WORK/m11" "$WORK/m11.s" broken.gouv.fr rsa2048
 deliver "key lookup SERVFAIL: 451 temporary" "$WORK/m11.s" "$tb" reply temporary rcode=451 xcode=4.7.5
 expect_eq "temporary failure leaves the request pending" pending "$(state dan)"
+expect_eq "... its evidence names the signature and what the resolver said" \
+	"DKIM key lookup failed temporarily (d=broken.gouv.fr s=rsa2048: key lookup failed: SERVFAIL from the resolver)|broken.gouv.fr/rsa2048" \
+	"$(pg_psql "SELECT detail || '|' || dkim_domain || '/' || dkim_selector FROM milterd.evidence e
+	  JOIN milterd.requests r ON r.id = e.request_id WHERE r.account = 'dan' ORDER BY e.id DESC LIMIT 1")"
 
 # 12. An expired request: refused at RCPT, and at end of message if it expires meanwhile.
 te=$(new_token erin erin@agri.gouv.fr '2 seconds')
@@ -327,6 +331,22 @@ reply "$WORK/m27" bea@agri.gouv.fr "$tb"
 sign "$WORK/m27" "$WORK/m27.s" agri.gouv.fr "$(printf 's%.0s' {1..64})"
 deliver "a selector the DNS cannot hold: 550 not_authenticated, not 451" "$WORK/m27.s" "$tb" reply \
 	not_authenticated rcode=550 xcode=5.7.20
+
+# 25. A relay's signature on top of the agent's, which a footer broke: the log and
+# the evidence name the agent's signature, the one the detail speaks of (they
+# named the first, the relay's, which cannot even align).
+tl=$(new_token lea lea@agri.gouv.fr)
+reply "$WORK/m28" lea@agri.gouv.fr "$tl"
+sign "$WORK/m28" "$WORK/m28.a" agri.gouv.fr rsa2048
+echo "-- footer added by a gateway" >>"$WORK/m28.a"
+sign "$WORK/m28.a" "$WORK/m28.s" example.com rsa2048
+deliver "a relay's signature over a broken one: 550 not_authenticated" "$WORK/m28.s" "$tl" reply \
+	not_authenticated rcode=550 xcode=5.7.20
+expect_eq "... the evidence names the agent's signature, as its detail does" \
+	"agri.gouv.fr/rsa2048|no DKIM signature verified (d=agri.gouv.fr s=rsa2048: body hash mismatch)" \
+	"$(pg_psql "SELECT dkim_domain || '/' || dkim_selector || '|' || detail FROM milterd.evidence e
+	  JOIN milterd.requests r ON r.id = e.request_id WHERE r.account = 'lea'")"
+expect_grep "... and so does the log line" "account=lea .*dkim=agri.gouv.fr/rsa2048 .*reason=not_authenticated" "$MILTERD_LOG"
 
 # Each decision, at RCPT or at end of message, left one evidence row with the
 # reason the MTA was given: the rows counted by stage and reason.

@@ -19,10 +19,16 @@ cat >"$D/$z.zone" <<ZONE
 @ IN NS ns.$z.
 ns IN A 127.0.0.1
 rsa2048._domainkey IN TXT $txt
+bad._domainkey IN TXT $txt
 ZONE
 (cd "$D" && ksk=$(ldns-keygen -a RSASHA256 -b 2048 -k $z) && zsk=$(ldns-keygen -a RSASHA256 -b 1024 $z) &&
 	ldns-signzone -o $z $z.zone "$zsk" "$ksk" && cp "$ksk.key" ta.key) >/dev/null 2>&1 ||
 	{ not_ok "zone signed with ldns-signzone"; exit 1; }
+# bad._domainkey's record changed after signing: its signature no longer matches (bogus).
+# (Same length: a TXT string holds at most 255 characters.)
+sed -i '/^bad\._domainkey\./s/"v=DKIM1; k=rsa;/"v=DKIM1; k=RSA;/' "$D/$z.zone.signed"
+grep -q '^bad\._domainkey\..*"v=DKIM1; k=RSA;' "$D/$z.zone.signed" ||
+	{ not_ok "bad._domainkey changed after signing"; exit 1; }
 port=$(free_port)
 cat >"$D/unbound.conf" <<CONF
 server:
@@ -54,7 +60,7 @@ remote-control:
 CONF
 /usr/sbin/unbound -d -c "$D/unbound.conf" >"$D/unbound.out" 2>&1 &
 upid=$!
-wait_for 5 dig +short -p "$port" @127.0.0.1 SOA "$z" || { not_ok "signed zone served: $(cat "$D/unbound.out")"; exit 1; }
+wait_for 5 dig +short -p "$port" @127.0.0.1 SOA "$z" || { not_ok "signed zone served: $(cat "$D/unbound.out" "$D/unbound.log")"; exit 1; }
 
 cat >"$D/policy.conf" <<'POL'
 [default]
@@ -91,3 +97,19 @@ signed "$WORK/r" rec.gouv.fr "$t_rec"
 deliver "dnssec = record: an unsigned zone verifies" "$WORK/r" "$t_rec" accept verified
 expect_eq "and the evidence says insecure" insecure \
 	"$(pg_psql "SELECT dnssec FROM milterd.evidence ORDER BY id DESC LIMIT 1")"
+# A key record whose signature does not match (changed after signing): the
+# validator says bogus, 451 (the zone's owner may be rolling keys); the evidence
+# says bogus and why, where it said "unknown" and "DKIM key lookup failed
+# temporarily" alone.
+t_bad=$(new_token bad b@signed.gouv.fr)
+make_reply - b@signed.gouv.fr "$t_bad" --name "" --subject "Re: [$t_bad]" --body yes |
+	"$TOP/tests/lib/dkim-sign" --domain signed.gouv.fr --selector bad \
+	--key "$DNS_KEYS/signed.gouv.fr.rsa2048.key" >"$WORK/b"
+deliver "a bogus key record (changed after signing): 451 temporary" "$WORK/b" "$t_bad" reply \
+	temporary rcode=451 xcode=4.7.5
+out=$(pg_psql "SELECT dnssec || '|' || detail FROM milterd.evidence ORDER BY id DESC LIMIT 1")
+case "$out" in
+"bogus|DKIM key lookup failed temporarily (d=signed.gouv.fr s=bad: key lookup failed: DNSSEC validation failed (bogus))")
+	ok "... the evidence says bogus, and the detail why: ${out#*|}" ;;
+*)	not_ok "... the evidence says bogus, and the detail why: $out" ;;
+esac

@@ -187,6 +187,8 @@ decide(struct state *st, const char *name)
 	print_verdict(name, d.reason, &v);
 	if (d.sig >= 0)
 		printf(" sig=%s", st->sigs[d.sig].domain);
+	else if (d.named >= 0)	/* the one the detail and the evidence name */
+		printf(" named=%d:%s", d.named, st->sigs[d.named].domain);
 	if (st->has_spf)
 		printf(" spf=%s", spf_result_name(st->spf.result));
 	printf(" detail=\"%s\"\n", d.detail);
