@@ -634,6 +634,7 @@ dkimv_verdict(DKIM_SIGINFO *sig, struct dkimv_sig *out)
 	case DKIM_DNSSEC_BOGUS:		out->dnssec = "bogus"; break;
 	default:			out->dnssec = "unknown"; break;
 	}
+	out->testing = (dkim_sig_getflags(sig) & DKIM_SIGFLAG_TESTKEY) != 0;
 	out->pass = (dkim_sig_getflags(sig) & DKIM_SIGFLAG_PASSED) != 0 &&
 	    dkim_sig_getbh(sig) == DKIM_SIGBH_MATCH;
 	err = dkim_sig_geterror(sig);

@@ -28,6 +28,7 @@ struct dkimv_sig {
 	int		 pass;		/* signature and body hash verified */
 	int		 skipped;	/* not evaluated (DKIMV_SKIPPED) */
 	int		 temporary;	/* key lookup failed temporarily */
+	int		 testing;	/* the key says t=y: its domain is testing DKIM */
 	char		 error[96];	/* why it did not pass */
 	char		 headers[512];	/* h=, lowercased, ':'-separated, no spaces */
 	int		 has_length;	/* l= present */

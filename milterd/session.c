@@ -632,8 +632,10 @@ session_sig_why(const struct policy_decision *d, const struct dkimv_sig *s, int 
 
 	if (s->result != DKIMV_PASS)
 		return s->error;
-	return v->binds_token ? "aligned, token signed" : v->why ? v->why :
-	    v->aligned ? "aligned" : "not judged";
+	if (v->binds_token)
+		return s->testing ? "aligned, token signed, key in testing mode (t=y)" :
+		    "aligned, token signed";
+	return v->why ? v->why : v->aligned ? "aligned" : "not judged";
 }
 
 static const char *

@@ -348,6 +348,17 @@ expect_eq "... the evidence names the agent's signature, as its detail does" \
 	  JOIN milterd.requests r ON r.id = e.request_id WHERE r.account = 'lea'")"
 expect_grep "... and so does the log line" "account=lea .*dkim=agri.gouv.fr/rsa2048 .*reason=not_authenticated" "$MILTERD_LOG"
 
+# 26. A key in testing mode (t=y): the signature counts (it is the domain's), and
+# Authentication-Results and the evidence say the key is in testing mode.
+tt=$(new_token theo theo@agri.gouv.fr)
+reply "$WORK/m29" theo@agri.gouv.fr "$tt"
+sign "$WORK/m29" "$WORK/m29.s" agri.gouv.fr testing
+deliver "a key in testing mode (t=y): verified, said in Authentication-Results" "$WORK/m29.s" "$tt" \
+	accept verified "ar=dkim=pass reason=\"aligned, token signed, key in testing mode (t=y)\" header.d=agri.gouv.fr header.s=testing"
+expect_eq "... and in the evidence" "dkim d=agri.gouv.fr s=testing (key in testing mode, t=y)" \
+	"$(pg_psql "SELECT detail FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id
+	  WHERE r.account = 'theo'")"
+
 # Each decision, at RCPT or at end of message, left one evidence row with the
 # reason the MTA was given: the rows counted by stage and reason.
 count_lines() { LC_ALL=C sort | uniq -c | awk '{printf "%s=%s ", $2, $1}'; }
