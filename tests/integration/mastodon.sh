@@ -312,6 +312,28 @@ if reply "a hand-made request for 'grace' (the user is Grace) verifies" grace@ag
 	expect_eq "... the kit enables Grace again and lifts her suspension (its row names 'Grace')" \
 		"0|t f|1|0" "$rc|$(user Grace)|$(tootctl_count "accounts modify Grace --enable")|$(pg_psql "SELECT count(*) FROM milterd.suspensions")"
 fi
+# An address change whose challenge sendmail could not take (MASTODON_ON_END=disable,
+# cron mode): the certification ends and Hugo is disabled; the next run challenges
+# the new address (he used to stay disabled with no challenge, for good).
+pg_psql "INSERT INTO accounts (username, domain, created_at, updated_at) VALUES ('Hugo', NULL, now(), now());
+	INSERT INTO users (email, approved, disabled, confirmed_at, account_id, created_at, updated_at)
+	SELECT 'hugo@agri.gouv.fr', false, false, now() AT TIME ZONE 'UTC', id, now() AT TIME ZONE 'UTC',
+	       now() AT TIME ZONE 'UTC' FROM accounts WHERE username = 'Hugo' AND domain IS NULL" >/dev/null
+"$KIT" >"$WORK/run21" 2>&1
+if reply "Hugo's reply verifies him" hugo@agri.gouv.fr agri.gouv.fr; then
+	"$KIT" >"$WORK/run22" 2>&1
+	pg_psql "UPDATE users SET email = 'hugo.b@agri.gouv.fr' FROM accounts a
+		WHERE a.id = users.account_id AND a.username = 'Hugo' AND a.domain IS NULL" >/dev/null
+	sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/fail.conf'|" "$WORK/mastodon.conf"
+	"$KIT" >"$WORK/run23" 2>&1; rc=$?
+	sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/milterd.conf'|" "$WORK/mastodon.conf"
+	expect_eq "address change, sendmail failing: exit 1, certification ended, Hugo disabled, no request for the new address" \
+		"1|address_changed|t t|0" \
+		"$rc|$(state_of Hugo)|$(user Hugo)|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'Hugo' AND email = 'hugo.b@agri.gouv.fr'")"
+	"$KIT" >"$WORK/run24" 2>&1; rc=$?
+	expect_eq "... the next run challenges the new address" "0|1|pending hugo.b@agri.gouv.fr" \
+		"$rc|$(grep -lx "To: <hugo.b@agri.gouv.fr>" "$WORK/mail"/* | wc -l)|$(state_of Hugo) $(pg_psql "SELECT email FROM milterd.verification_status('Hugo')")"
+fi
 # A relative MASTODON_SYNC_LOCK is a file in the working directory.
 mkdir -p "$WORK/cwd"
 out=$(cd "$WORK/cwd" && MASTODON_SYNC_LOCK=sync.lock "$KIT" 2>&1); rc=$?
