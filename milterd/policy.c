@@ -427,17 +427,33 @@ policy_sig_why(const struct policy_input *in, const struct policy_decision *d, c
 	return out;
 }
 
+/* Why SPF erred, for the detail (" (spf=permerror: 2 SPF records)"); "" when
+ * it did not err. libspf2's result alone does not say what to mend. */
+static const char *
+policy_spf_why(const struct policy_input *in, char *out, size_t size)
+{
+	const struct spf_outcome *o = in->spf_mailfrom;
+
+	out[0] = '\0';
+	if (o != NULL && o->why[0] != '\0' &&
+	    (o->result == SPF_R_PERMERROR || o->result == SPF_R_TEMPERROR))
+		snprintf(out, size, " (spf=%s: %.100s)", spf_result_name(o->result), o->why);
+	return out;
+}
+
 /* Not authenticated: RFC 7372's codes say which way. */
 static void
 policy_not_authenticated(const struct policy_input *in, struct policy_decision *d,
     const struct policy_sigcount *c)
 {
-	const char *spf = d->rules->require == PR_DKIM_OR_SPF && !d->spf_ok ?
-	    ", no aligned SPF pass" : "";
-	char why[256];
+	char why[256], spfwhy[140], spf[180] = "";
 
+	if (d->rules->require == PR_DKIM_OR_SPF && !d->spf_ok)
+		snprintf(spf, sizeof(spf), ", no aligned SPF pass%s",
+		    policy_spf_why(in, spfwhy, sizeof(spfwhy)));
 	if (d->rules->require == PR_DKIM_AND_SPF && d->dkim_ok)
-		policy_set(d, R_NOT_AUTHENTICATED, "5.7.23", "SPF did not pass");
+		policy_set(d, R_NOT_AUTHENTICATED, "5.7.23", "SPF did not pass%s",
+		    policy_spf_why(in, spfwhy, sizeof(spfwhy)));
 	else if (in->nsigs == 0)
 		policy_set(d, R_NOT_AUTHENTICATED, "5.7.20", "no DKIM signature%s", spf);
 	else if (c->considered == 0)

@@ -59,6 +59,12 @@ expect_eq "an unaligned MAIL FROM is not even evaluated (skipped)" \
 	"mailfrom=skipped helo=skipped" \
 	"$(pg_psql "SELECT spf_result FROM milterd.evidence ORDER BY id DESC LIMIT 1")"
 fresh 7
+deliver "dkim-or-spf: two SPF records (permerror) do not pass" "$WORK/u1" "$t" reply not_authenticated \
+	"mailfrom=<bounce@two.interieur.gouv.fr>" client_ip=198.51.100.7 rcode=550 xcode=5.7.20
+expect_eq "... the evidence says what is wrong with SPF" \
+	"no DKIM signature, no aligned SPF pass (spf=permerror: Multiple SPF or TXT records for domain.)" \
+	"$(pg_psql "SELECT detail FROM milterd.evidence ORDER BY id DESC LIMIT 1")"
+fresh 7
 deliver "dkim-or-spf: a HELO pass is recorded, never a pass" "$WORK/u1" "$t" reply \
 	not_authenticated "mailfrom=<ivan@mx.interieur.gouv.fr>" helo=interieur.gouv.fr \
 	client_ip=198.51.100.7 rcode=550 xcode=5.7.20
