@@ -359,6 +359,17 @@ expect_eq "... and in the evidence" "dkim d=agri.gouv.fr s=testing (key in testi
 	"$(pg_psql "SELECT detail FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id
 	  WHERE r.account = 'theo'")"
 
+# 27. Two key records at one selector (the signing key and a revoked one): which
+# applies is undefined, so neither does; refused for good (550), not 451.
+tw=$(new_token wim wim@agri.gouv.fr)
+reply "$WORK/m30" wim@agri.gouv.fr "$tw"
+sign "$WORK/m30" "$WORK/m30.s" agri.gouv.fr two
+deliver "two key records at one selector: 550 not_authenticated" "$WORK/m30.s" "$tw" reply \
+	not_authenticated rcode=550 xcode=5.7.20
+expect_eq "... the evidence says why" "no DKIM signature verified (d=agri.gouv.fr s=two: multiple keys found)" \
+	"$(pg_psql "SELECT detail FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id
+	  WHERE r.account = 'wim'")"
+
 # Each decision, at RCPT or at end of message, left one evidence row with the
 # reason the MTA was given: the rows counted by stage and reason.
 count_lines() { LC_ALL=C sort | uniq -c | awk '{printf "%s=%s ", $2, $1}'; }
