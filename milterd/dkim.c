@@ -33,19 +33,23 @@ struct dkimv {
 	int	 failed;	/* a bad signature header: report, don't crash */
 	unsigned char last;	/* the body's last byte so far */
 	struct buf hdr;		/* "name:value", reused for every header */
+	/* Its key lookups that failed, the newest last: why, for the
+	 * signature's error (libopendkim's text is only "key DNS query
+	 * failed"), and whether DNSSEC found the answer bogus, which
+	 * libopendkim records only for an answer it got. */
+	struct dkimv_fail {
+		char	 name[256];
+		char	 why[80];
+		int	 bogus;
+	} fails[DKIMV_MAXSIGS];
+	unsigned int nfails;
 };
 
-/* The key lookups of this thread that failed, the newest last: why, for the
- * signature's error (libopendkim's text is only "key retrieval failed"), and
- * whether DNSSEC found the answer bogus, which libopendkim records only for an
- * answer it got. Keys are fetched by the thread that ends the message. */
-#define DKIMV_FAILS 8
-static __thread struct {
-	char	 name[256];
-	char	 why[80];
-	int	 bogus;
-} dkimv_fails[DKIMV_FAILS];
-static __thread unsigned int dkimv_nfails;
+/* The message whose libopendkim call (dkim_eoh, dkim_eom) this thread is in:
+ * the DNS hook, which libopendkim gives no message, records its failures
+ * there. Keys are fetched at the end of the headers, and the verdict read at
+ * the end of the message, maybe by another worker: kept per message. */
+static __thread struct dkimv *dkimv_current;
 
 /* A finished query, handed from query_start to waitreply. */
 struct dkimv_query {
@@ -152,14 +156,18 @@ dkimv_dns_start(void *srv, int type, unsigned char *query, unsigned char *buf,
 	    a.security == DNS_SEC_INSECURE ? DKIM_DNSSEC_INSECURE :
 	    a.security == DNS_SEC_BOGUS ? DKIM_DNSSEC_BOGUS : DKIM_DNSSEC_UNKNOWN;
 	if (a.status != DNS_OK && a.status != DNS_BADNAME) {
-		unsigned int i = dkimv_nfails++ % DKIMV_FAILS;
+		struct dkimv *v = dkimv_current;
 
 		log_debug("dkim key lookup %s: %s", (const char *)query, a.why);
-		(void)str_copy(dkimv_fails[i].name, (const char *)query, sizeof(dkimv_fails[i].name));
-		/* libunbound's own words for a bogus answer run long: the log has them. */
-		(void)str_copy(dkimv_fails[i].why, a.status == DNS_BOGUS ?
-		    "DNSSEC validation failed (bogus)" : a.why, sizeof(dkimv_fails[i].why));
-		dkimv_fails[i].bogus = a.status == DNS_BOGUS;
+		if (v != NULL) {
+			struct dkimv_fail *f = &v->fails[v->nfails++ % DKIMV_MAXSIGS];
+
+			(void)str_copy(f->name, (const char *)query, sizeof(f->name));
+			/* libunbound's words for a bogus answer run long: the log has them. */
+			(void)str_copy(f->why, a.status == DNS_BOGUS ?
+			    "DNSSEC validation failed (bogus)" : a.why, sizeof(f->why));
+			f->bogus = a.status == DNS_BOGUS;
+		}
 		q->status = DKIM_DNS_ERROR;
 	} else if ((q->bytes = dkimv_dns_packet(&a, (const char *)query, type, buf,
 	    buflen)) == 0) {
@@ -467,7 +475,9 @@ dkimv_eoh(struct dkimv *v, dkimv_worth_fn worth, void *arg, struct buf *err)
 		return 0;
 	v->worth = worth;
 	v->worth_arg = arg;
+	dkimv_current = v;
 	st = dkim_eoh(v->dkim);
+	dkimv_current = NULL;
 	v->worth = NULL;	/* arg lives only as long as this call */
 	if (st == DKIM_STAT_NOSIG) {
 		/* libopendkim says "no signature" when the prescreen set them
@@ -601,21 +611,21 @@ dkimv_describe(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 	}
 }
 
-/* Why this thread's lookup of out's key failed, from dkimv_fails: 0 if it
- * is not there. */
+/* Why the message's lookup of out's key failed, from v->fails: 0 if it is
+ * not there. */
 static int
-dkimv_lookup_failure(struct dkimv_sig *out)
+dkimv_lookup_failure(const struct dkimv *v, struct dkimv_sig *out)
 {
 	char name[sizeof(out->selector) + sizeof(out->domain) + 16];
 
 	snprintf(name, sizeof(name), "%s._domainkey.%s", out->selector, out->domain);
-	for (unsigned int n = 0; n < DKIMV_FAILS && n < dkimv_nfails; n++) {
-		unsigned int i = (dkimv_nfails - 1 - n) % DKIMV_FAILS;
+	for (unsigned int n = 0; n < DKIMV_MAXSIGS && n < v->nfails; n++) {
+		const struct dkimv_fail *f = &v->fails[(v->nfails - 1 - n) % DKIMV_MAXSIGS];
 
-		if (strcasecmp(dkimv_fails[i].name, name) != 0)
+		if (strcasecmp(f->name, name) != 0)
 			continue;
-		snprintf(out->error, sizeof(out->error), "key lookup failed: %s", dkimv_fails[i].why);
-		if (dkimv_fails[i].bogus)
+		snprintf(out->error, sizeof(out->error), "key lookup failed: %s", f->why);
+		if (f->bogus)
 			out->dnssec = "bogus";
 		return 1;
 	}
@@ -624,7 +634,7 @@ dkimv_lookup_failure(struct dkimv_sig *out)
 
 /* How the verification went: result, why not, DNSSEC status of the key. */
 static void
-dkimv_verdict(DKIM_SIGINFO *sig, struct dkimv_sig *out)
+dkimv_verdict(const struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 {
 	int err;
 
@@ -647,7 +657,7 @@ dkimv_verdict(DKIM_SIGINFO *sig, struct dkimv_sig *out)
 	/* The texts are short: they fit out->error. A body hash mismatch comes
 	 * first: libopendkim calls it "signature verification failed" too, and a
 	 * gateway that adds a footer is the usual cause, worth naming. */
-	if (out->temporary && dkimv_lookup_failure(out))
+	if (out->temporary && dkimv_lookup_failure(v, out))
 		return;
 	if (dkim_sig_getbh(sig) == DKIM_SIGBH_MISMATCH)
 		(void)str_copy(out->error, "body hash mismatch", sizeof(out->error));
@@ -672,7 +682,7 @@ dkimv_report(struct dkimv *v, DKIM_SIGINFO *sig, struct dkimv_sig *out)
 		(void)str_copy(out->error, "skipped: cannot align with From", sizeof(out->error));
 		return;
 	}
-	dkimv_verdict(sig, out);
+	dkimv_verdict(v, sig, out);
 }
 
 int
@@ -685,7 +695,9 @@ dkimv_eom(struct dkimv *v, struct dkimv_sig *sigs, size_t max, struct buf *err)
 	if (v->nosig || v->failed)
 		return 0;
 	if (!v->allskipped) {
+		dkimv_current = v;
 		st = dkim_eom(v->dkim, NULL);
+		dkimv_current = NULL;
 		if (dkimv_status(st, "eom", err) == -1)
 			return -1;
 	}
