@@ -436,13 +436,11 @@ dns_answer_free(struct dns_answer *a)
 		for (char **t = a->txt; *t; t++)
 			free(*t);
 	free(a->txt);
-	free(a->packet);
 	for (int i = 0; i < a->nrdata; i++)
 		free(a->rdata[i]);
 	free(a->rdata);
 	free(a->rdlen);
 	a->txt = NULL;
-	a->packet = NULL;
 	a->rdata = NULL;
 	a->rdlen = NULL;
 	a->nrdata = 0;
@@ -536,16 +534,10 @@ dns_answer_copy(struct dns_answer *dst, const struct dns_answer *src)
 	int n = 0;
 
 	*dst = *src;
-	dst->packet = NULL;
 	dst->txt = NULL;
 	dst->rdata = NULL;
 	dst->rdlen = NULL;
 	dst->nrdata = 0;
-	if (src->len > 0) {
-		if ((dst->packet = malloc(src->len)) == NULL)
-			goto fail;
-		memcpy(dst->packet, src->packet, src->len);
-	}
 	if (src->txt != NULL) {
 		while (src->txt[n] != NULL)
 			n++;
@@ -877,10 +869,6 @@ dns_resolve(struct dns *d, const char *name, int rrtype, struct dns_answer *out)
 			snprintf(out->why, sizeof(out->why), "rcode %d from the resolver", r->rcode);
 	} else {
 		out->status = DNS_OK;
-		if (r->answer_len > 0 && (out->packet = malloc((size_t)r->answer_len)) != NULL) {
-			memcpy(out->packet, r->answer_packet, (size_t)r->answer_len);
-			out->len = (size_t)r->answer_len;
-		}
 		if (rrtype == 16 && r->havedata)
 			out->txt = dns_txt(r);
 		out->ttl = r->ttl;

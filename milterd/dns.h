@@ -27,8 +27,6 @@ struct dns_answer {
 	enum dns_security security;
 	int		  rcode;	/* DNS rcode (0 NOERROR, 3 NXDOMAIN, ...) */
 	int		  havedata;
-	unsigned char	 *packet;	/* wire-format answer, malloc'ed */
-	size_t		  len;
 	char		**txt;		/* TXT: strings of each record joined, NULL-terminated */
 	int		  nrdata;	/* records of the queried type (after CNAMEs) */
 	unsigned char	**rdata;	/* their uncompressed wire rdata, malloc'ed */

@@ -134,7 +134,7 @@ txt(struct dns *d, const char *name, char *out, size_t size)
 	else if (a.txt == NULL || a.txt[0] == NULL)
 		snprintf(out, size, "no data");
 	else if (a.nrdata != 1 || a.rdlen[0] != strlen(a.txt[0]) + 1 ||
-	    memcmp(a.rdata[0] + 1, a.txt[0], a.rdlen[0] - 1) != 0 || a.len == 0)
+	    memcmp(a.rdata[0] + 1, a.txt[0], a.rdlen[0] - 1) != 0)
 		snprintf(out, size, "rdata and txt disagree");
 	else
 		snprintf(out, size, "%s", a.txt[0]);
