@@ -122,27 +122,21 @@ ctl_json_row(const PGresult *res, int row)
 	return o;
 }
 
-/* The schema must be at least the one this milterctl was built for (the
- * highest migration in milterd/sql): an older one fails with raw SQL errors
- * ("column valid_until does not exist") that do not say to migrate. */
+/* The schema must be at least the one this milterctl was built for: an older
+ * one fails with raw SQL errors ("column valid_until does not exist"). */
 static int
 ctl_schema_check(struct ctl *c)
 {
 	struct buf err;
-	int version;
+	int rc = EX_DONE;
 
 	buf_init(&err);
-	if ((version = store_schema_version(c->conn, &err)) == -1)
+	if (store_schema_check(c->conn, "this milterctl", &err) == -1) {
 		fprintf(stderr, "milterctl: %s\n", err.s);
-	buf_free(&err);
-	if (version < 0)
-		return EX_DB;
-	if (version < SCHEMA_VERSION) {
-		fprintf(stderr, "milterctl: the database's schema is at version %d, this milterctl"
-		    " needs %d: run milterctl db migrate\n", version, SCHEMA_VERSION);
-		return EX_DB;
+		rc = EX_DB;
 	}
-	return EX_DONE;
+	buf_free(&err);
+	return rc;
 }
 
 const char *
@@ -562,13 +556,14 @@ print_row(const struct ctl *c, PGresult *res, int row)
 		return;
 	}
 	for (int f = 0; f < PQnfields(res); f++) {
+		const unsigned char *p = (const unsigned char *)PQgetvalue(res, row, f);
+
 		printf("%-12s ", PQfname(res, f));
 		if (PQgetisnull(res, row, f))
 			putchar('-');
 		/* A control byte in a value (an account name from the backend)
 		 * must not forge a line or drive the terminal: shown as \xNN. */
-		for (const unsigned char *p = (const unsigned char *)PQgetvalue(res, row, f);
-		    !PQgetisnull(res, row, f) && *p; p++)
+		for (; *p; p++)
 			if (*p < ' ' || *p == 0x7f)
 				printf("\\x%02x", *p);
 			else

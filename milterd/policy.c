@@ -196,11 +196,12 @@ policy_screen(const struct policy *pol, const struct policy_header *from, const 
 	d->sig = -1;
 	d->named = -1;
 	d->rules = &pol->defaults;
-	if (from_bad != NULL || from->count != 1) {
-		if (from_bad != NULL)
-			policy_set(d, R_MALFORMED, "5.6.0", "%s", from_bad);
-		else
-			policy_set(d, R_MALFORMED, "5.6.0", "%d From headers", from->count);
+	if (from_bad != NULL) {
+		policy_set(d, R_MALFORMED, "5.6.0", "%s", from_bad);
+		return;
+	}
+	if (from->count != 1) {
+		policy_set(d, R_MALFORMED, "5.6.0", "%d From headers", from->count);
 		return;
 	}
 	if (address_parse_from(from->value, &d->from, &why) == -1) {
@@ -506,8 +507,7 @@ policy_decide(const struct policy_input *in, struct policy_decision *d)
 			    policy_sig_why(in, d, why, sizeof(why)));
 		else
 			policy_set(d, R_TEMPORARY, "4.7.5", "SPF lookup failed temporarily");
-	}
-	else if (c.acceptable > 0 && !d->dkim_ok)
+	} else if (c.acceptable > 0 && !d->dkim_ok)
 		policy_set(d, R_TOKEN_NOT_SIGNED, "5.7.1",
 		    "aligned signature does not cover the token");
 	else

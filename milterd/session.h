@@ -17,7 +17,6 @@
 #include "store.h"
 #include "token.h"
 
-
 /* The header value of a kept header, and how often it appeared. */
 struct session_header {
 	int	 count;

@@ -432,7 +432,8 @@ store_session(struct store *st, struct store_slot *s, struct buf *err)
 	return 0;
 }
 
-int
+/* The highest migration applied (0: never migrated), or -1 with err set. */
+static int
 store_schema_version(PGconn *conn, struct buf *err)
 {
 	PGresult *res = PQexec(conn, "SELECT coalesce(max(version), 0)"
@@ -450,6 +451,20 @@ store_schema_version(PGconn *conn, struct buf *err)
 	return version;
 }
 
+int
+store_schema_check(PGconn *conn, const char *who, struct buf *err)
+{
+	int version;
+
+	if ((version = store_schema_version(conn, err)) == -1)
+		return -1;
+	if (version >= SCHEMA_VERSION)
+		return 0;
+	buf_printf(err, "the database's schema is at version %d, %s needs %d: run milterctl"
+	    " db migrate", version, who, SCHEMA_VERSION);
+	return -1;
+}
+
 /* Opens and prepares s's connection; -1 with err set on failure. */
 static int
 store_connect(struct store *st, struct store_slot *s, struct buf *err)
@@ -459,7 +474,6 @@ store_connect(struct store *st, struct store_slot *s, struct buf *err)
 	char tmo[16];
 	const char *vals[] = { tmo, st->appname, st->conninfo, NULL };
 	PGresult *res;
-	int version;
 
 	snprintf(tmo, sizeof(tmo), "%d", st->timeout);
 	/* expand_dbname: the conninfo string may itself set any of these. */
@@ -471,13 +485,8 @@ store_connect(struct store *st, struct store_slot *s, struct buf *err)
 	PQsetNoticeReceiver(s->conn, store_notice, NULL);
 	if (store_session(st, s, err) == -1)
 		goto fail;
-	if ((version = store_schema_version(s->conn, err)) == -1)
+	if (store_schema_check(s->conn, "milterd", err) == -1)
 		goto fail;
-	if (version < SCHEMA_VERSION) {
-		buf_printf(err, "the database's schema is at version %d, milterd needs %d:"
-		    " run milterctl db migrate", version, SCHEMA_VERSION);
-		goto fail;
-	}
 	for (size_t i = 0; i < NSTATEMENTS; i++) {
 		res = PQprepare(s->conn, store_statements[i].name, store_statements[i].sql,
 		    store_statements[i].nparams, NULL);

@@ -30,12 +30,13 @@ struct store_request {
 struct store;
 struct pg_conn;		/* libpq's PGconn */
 
-/* The highest migration applied to conn's database (0: never migrated), or
- * -1 with err set. Both binaries refuse a schema older than SCHEMA_VERSION,
- * the highest migration they were built with: its statements fail otherwise
- * with raw SQL errors that do not say to migrate. A newer one is not refused:
- * the MX hosts that share one database are upgraded one after another. */
-int		 store_schema_version(struct pg_conn *, struct buf *err);
+/* 0 when conn's database has at least SCHEMA_VERSION, the highest migration
+ * the binary was built with; else -1 with err set, saying to migrate when
+ * the schema is older ("the database's schema is at version 6, <who> needs
+ * 11: ..."). Statements fail otherwise with raw SQL errors that do not say
+ * to migrate. A newer schema is not refused: the MX hosts that share one
+ * database are upgraded one after another. */
+int		 store_schema_check(struct pg_conn *, const char *who, struct buf *err);
 
 /* Nothing is connected yet: connections are made on first use. appname is
  * sent as application_name and so recorded in every evidence row. */
