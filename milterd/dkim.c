@@ -106,6 +106,70 @@ dkimv_put_name(unsigned char **at, const unsigned char *end, const char *name)
 	return dkimv_put(at, end, wire, n);
 }
 
+/* libopendkim copies a key record into 1,024 characters (BUFRSZ, in
+ * dkim_get_key_dns) and cuts the rest: a longer one no longer decodes, and
+ * the signature fails for good ("unable to apply public key"), where dkimpy
+ * verifies it. A 2048-bit key behind a note of 650 characters is enough. A
+ * record over that length is handed over without its notes (n=, "not
+ * interpreted by the verifier", RFC 6376 3.6.1) and white space (FWS, which
+ * no other tag's value keeps). Writes the record (character strings of at
+ * most 255 bytes) at out, which holds len bytes; returns its new length, or
+ * 0 when it is left as it is. */
+#define DKIMV_KEY_RECORD_MAX 1024
+#define DKIMV_T_TXT 16			/* the DNS's TXT type */
+
+static int
+dkimv_fws(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static size_t
+dkimv_key_record_fit(const unsigned char *rdata, size_t len, unsigned char *out)
+{
+	unsigned char *text, *kept;
+	size_t tn = 0, kn = 0, on = 0;
+
+	if (len <= DKIMV_KEY_RECORD_MAX + 1)	/* its text is shorter still */
+		return 0;
+	if ((text = malloc(2 * len)) == NULL)
+		return 0;
+	kept = text + len;
+	for (size_t i = 0; i < len; i += 1 + (size_t)rdata[i]) {
+		if (i + 1 + rdata[i] > len) {
+			free(text);		/* malformed: libopendkim says so */
+			return 0;
+		}
+		memcpy(text + tn, rdata + i + 1, rdata[i]);
+		tn += rdata[i];
+	}
+	for (size_t i = 0, end = 0; tn > DKIMV_KEY_RECORD_MAX && i < tn; i = end + 1) {
+		const unsigned char *semi = memchr(text + i, ';', tn - i);
+		size_t name = i;
+
+		end = semi != NULL ? (size_t)(semi - text) : tn;
+		while (name < end && dkimv_fws(text[name]))
+			name++;
+		if (name + 1 < end && text[name] == 'n' &&
+		    (text[name + 1] == '=' || dkimv_fws(text[name + 1])))
+			continue;		/* a note */
+		if (kn > 0)
+			kept[kn++] = ';';
+		for (size_t j = i; j < end; j++)
+			if (!dkimv_fws(text[j]))
+				kept[kn++] = text[j];
+	}
+	for (size_t i = 0; i < kn; i += 255) {
+		size_t n = kn - i < 255 ? kn - i : 255;
+
+		out[on++] = (unsigned char)n;
+		memcpy(out + on, kept + i, n);
+		on += n;
+	}
+	free(text);
+	return on;
+}
+
 /* The answer libopendkim parses, made from what the resolver found: the
  * question, then the records of the queried type alone, each as owned by
  * the question's name. libopendkim skips only CNAME and RRSIG records in a
@@ -130,14 +194,23 @@ dkimv_dns_packet(const struct dns_answer *a, const char *name, int type, unsigne
 	    !dkimv_put(&at, end, qtail, sizeof(qtail)))
 		return 0;
 	for (int i = 0; i < n; i++) {
-		const unsigned char rr[12] = { 0xc0, 12, qtail[0], qtail[1], 0, 1,
+		size_t len = a->rdlen[i], fit;
+		unsigned char rr[12] = { 0xc0, 12, qtail[0], qtail[1], 0, 1,
 		    (unsigned char)(ttl >> 24), (unsigned char)(ttl >> 16),
-		    (unsigned char)(ttl >> 8), (unsigned char)ttl,
-		    (unsigned char)(a->rdlen[i] >> 8), (unsigned char)a->rdlen[i] };
+		    (unsigned char)(ttl >> 8), (unsigned char)ttl, 0, 0 };
 
-		if (a->rdlen[i] > 65535 || !dkimv_put(&at, end, rr, sizeof(rr)) ||
-		    !dkimv_put(&at, end, a->rdata[i], a->rdlen[i]))
+		if (len > 65535 || (size_t)(end - at) < sizeof(rr) + len)
 			return 0;
+		/* The record after its header, shortened there if it must be. */
+		if (type == DKIMV_T_TXT &&
+		    (fit = dkimv_key_record_fit(a->rdata[i], len, at + sizeof(rr))) != 0)
+			len = fit;
+		else
+			memcpy(at + sizeof(rr), a->rdata[i], len);
+		rr[10] = (unsigned char)(len >> 8);
+		rr[11] = (unsigned char)len;
+		memcpy(at, rr, sizeof(rr));
+		at += sizeof(rr) + len;
 	}
 	return (size_t)(at - buf);
 }

@@ -370,6 +370,17 @@ expect_eq "... the evidence says why" "no DKIM signature verified (d=agri.gouv.f
 	"$(pg_psql "SELECT detail FROM milterd.evidence e JOIN milterd.requests r ON r.id = e.request_id
 	  WHERE r.account = 'wim'")"
 
+# 28. A key record over the 1,024 characters libopendkim copies (the key behind
+# a long note, n=): it verifies, as with dkimpy; cut, it was "unable to apply
+# public key", 550 for good.
+tn=$(new_token nina nina@agri.gouv.fr)
+reply "$WORK/m31" nina@agri.gouv.fr "$tn"
+sign "$WORK/m31" "$WORK/m31.s" agri.gouv.fr notes
+expect_eq "dkimpy verifies it with the record as served" "PASS d=agri.gouv.fr s=notes" \
+	"$("$TOP/tests/lib/dkim-verify-check" <"$WORK/m31.s")"
+deliver "a key record over 1,024 characters (a long note): verified" "$WORK/m31.s" "$tn" \
+	accept verified "ar=dkim=pass reason=\"aligned, token signed\" header.d=agri.gouv.fr header.s=notes"
+
 # Each decision, at RCPT or at end of message, left one evidence row with the
 # reason the MTA was given: the rows counted by stage and reason.
 count_lines() { LC_ALL=C sort | uniq -c | awk '{printf "%s=%s ", $2, $1}'; }

@@ -19,6 +19,8 @@
 #   fakegouv.fr: rsa2048;  mx.DOMAIN A 127.0.0.x and DOMAIN MX 10 mx.DOMAIN.
 #   testing._domainkey.agri.gouv.fr: agri.gouv.fr's rsa2048 key with t=y (testing mode);
 #   two._domainkey.agri.gouv.fr: that key and a revoked one (two records at one selector).
+#   notes._domainkey.agri.gouv.fr: that key behind a note (n=) of 700 characters, the record
+#   over the 1,024 that libopendkim copies.
 #   With DNS_DEAD_ADDR=IP@PORT set before dns_start, queries under dead.agri.gouv.fr go to a server
 #   there that never answers (the caller runs it): they time out.
 #   Any query under broken.gouv.fr (e.g. rsa2048._domainkey.broken.gouv.fr TXT) gets an immediate SERVFAIL:
@@ -100,6 +102,10 @@ _dns_write_conf() {
         # Two key records at one selector (RFC 6376 3.6.2.2: the result is undefined).
         echo "  local-data: 'two._domainkey.agri.gouv.fr. 60 IN TXT $(_dns_txt_rdata "$DNS_KEYS/agri.gouv.fr.rsa2048.txt")'"
         echo "  local-data: 'two._domainkey.agri.gouv.fr. 60 IN TXT \"v=DKIM1; p=\"'"
+        # agri.gouv.fr's rsa2048 key again, after a long note (n=, folded by white space).
+        echo "  local-data: 'notes._domainkey.agri.gouv.fr. 60 IN TXT $(_dns_txt_rdata \
+            <(sed "s/^v=DKIM1;/v=DKIM1; n=$(printf 'Cle de la passerelle du ministere, %.0s' {1..20});/" \
+            "$DNS_KEYS/agri.gouv.fr.rsa2048.txt"))'"
         # agri.gouv.fr's rsa2048 key again, flagged as testing DKIM (t=y).
         echo "  local-data: 'testing._domainkey.agri.gouv.fr. 60 IN TXT $(_dns_txt_rdata \
             <(sed 's/^v=DKIM1;/v=DKIM1; t=y;/' "$DNS_KEYS/agri.gouv.fr.rsa2048.txt"))'"
