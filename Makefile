@@ -161,6 +161,7 @@ demo: deps
 	tests/demo.sh
 
 SYSTEMDDIR ?= /lib/systemd/system
+TMPFILESDIR ?= /usr/lib/tmpfiles.d
 # Every unit in milterd/ (milterd.service, and any other .service or .timer added there).
 SYSTEMD_UNITS := $(wildcard milterd/*.service milterd/*.timer)
 
@@ -182,9 +183,14 @@ install: all
 			-e 's|@DATADIR@|$(DATADIR)|g' "$$u" >$(DESTDIR)$(SYSTEMDDIR)/$${u##*/} && \
 		chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/$${u##*/} || exit 1; \
 	done
+	install -d $(DESTDIR)$(TMPFILESDIR)
+	install -m 0644 milterd/milterd.tmpfiles $(DESTDIR)$(TMPFILESDIR)/milterd.conf
 	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
-	for m in milterd/*.8; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man8/; done; true
-	for m in milterd/*.5; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man5/; done; true
+	for m in milterd/*.[58]; do \
+		d=$(DESTDIR)$(MANDIR)/man$${m##*.}; \
+		sed -e 's|/usr/local/share/milterd|$(DATADIR)|g' "$$m" >$$d/$${m##*/} && \
+		chmod 0644 $$d/$${m##*/} || exit 1; \
+	done
 	install -m 0644 policies/*.conf $(DESTDIR)$(DATADIR)/policies/
 	install -d $(DESTDIR)$(DATADIR)/templates
 	install -m 0644 templates/* $(DESTDIR)$(DATADIR)/templates/

@@ -164,11 +164,17 @@ fi
 # valid for systemd, and not enabled (an unconfigured milterd would fail).
 unit=/lib/systemd/system/milterd.service
 if grep -qx 'ExecStart=/usr/sbin/milterd -f -c /etc/milterd/milterd.conf' "$unit" &&
-	grep -qx 'RuntimeDirectory=milterd' "$unit"; then
-	ok "the unit runs /usr/sbin/milterd on /etc/milterd/milterd.conf in /run/milterd"
+	grep -qx 'ReadWritePaths=/run/milterd' "$unit"; then
+	ok "the unit runs /usr/sbin/milterd on /etc/milterd/milterd.conf, writing in /run/milterd"
 else
-	not_ok "the unit's ExecStart or RuntimeDirectory: $(grep -E '^(ExecStart|RuntimeDirectory)=' "$unit" | tr '\n' ' ')"
+	not_ok "the unit's ExecStart or ReadWritePaths: $(grep -E '^(ExecStart|ReadWritePaths)=' "$unit" | tr '\n' ' ')"
 fi
+# /run/milterd is the user's (tmpfiles.d, applied by postinst and at boot): the
+# unit's RuntimeDirectory= would make it root's, where milterd, once it has
+# dropped to its user, can write no pid file or statistics, nor remove its socket.
+expect_eq "dpkg -i makes /run/milterd, the user milterd's (tmpfiles.d/milterd.conf)" \
+	"milterd:milterd 755 /usr/lib/tmpfiles.d/milterd.conf" \
+	"$(stat -c '%U:%G %a' /run/milterd 2>&1) $(dpkg -L milterd | grep -x /usr/lib/tmpfiles.d/milterd.conf)"
 if out=$(systemd-analyze verify $(for u in $units; do echo "/lib/systemd/system/$u"; done) 2>&1) && [ -z "$out" ]; then
 	ok "systemd-analyze verify accepts the installed units"
 else
@@ -197,9 +203,12 @@ if env -u MILTERD_SQLDIR /usr/sbin/milterctl -c /etc/milterd/milterd.conf --data
 else
 	not_ok "milterctl request --print: $(head -n 3 "$WORK/challenge.eml" | tr '\n' ' ')"
 fi
-# The daemon binds as root and drops to the package's user.
-write_config "$WORK/run.conf" "database = $conninfo" "user = milterd" "stats_file =" \
-	"policy = /etc/milterd/policies/gouv-fr.conf"
+# The daemon binds as root and drops to the package's user; its socket, pid file
+# and statistics where the shipped milterd.conf puts them.
+mapfile -t shipped < <(grep -E '^(socket|pidfile) = ' /etc/milterd/milterd.conf)
+write_config "$WORK/run.conf" "database = $conninfo" "user = milterd" \
+	"policy = /etc/milterd/policies/gouv-fr.conf" "${shipped[@]}" "socket_owner = milterd:milterd"
+sed -i '/^stats_file = /d' "$WORK/run.conf"	# the default: /run/milterd/stats
 sed -i '/^templates = /d' "$WORK/run.conf"
 runs_as_milterd() { [ "$(ps -o user= -p "$MILTERD_PID")" = milterd ]; }
 if BUILD=/usr/sbin milterd_start "$WORK/run.conf" && wait_for 5 runs_as_milterd; then
@@ -207,7 +216,14 @@ if BUILD=/usr/sbin milterd_start "$WORK/run.conf" && wait_for 5 runs_as_milterd;
 else
 	not_ok "the installed milterd as milterd: $(tail -n 3 "$WORK/milterd.log" | tr '\n' ' ')"
 fi
+wait_for 15 test -s /run/milterd/stats
+expect_eq "... its pid file, socket and statistics in /run/milterd" \
+	"$MILTERD_PID srw-rw---- yes" \
+	"$(cat /run/milterd/milterd.pid 2>&1) $(stat -c %A /run/milterd/milterd.sock 2>&1)$(
+	/usr/sbin/milterctl -c "$WORK/run.conf" stats 2>&1 | grep -q . && echo ' yes')"
 milterd_stop
+expect_eq "... and it removes its socket and pid file when it stops, with no error" \
+	"" "$(ls /run/milterd/milterd.sock /run/milterd/milterd.pid 2>/dev/null; grep -i 'denied' "$WORK/milterd.log")"
 
 # A conffile the admin edited survives a reinstall; dpkg -r keeps it.
 echo "# edited by deb.sh" >>/etc/milterd/milterd.conf
