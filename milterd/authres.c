@@ -30,6 +30,23 @@ authres_quoted(struct buf *out, const char *s)
 	buf_putc(out, '"');
 }
 
+/* " name=value": the value as it is when it is a domain name, an address,
+ * an algorithm or a piece of base64 (all RFC 8601 2.2 allows bare), else
+ * quoted. Values come from the sender (a signature's tags, the HELO name),
+ * and a bare "x(milterd: verified)" would put a comment in our header. */
+static void
+authres_value(struct buf *out, const char *name, const char *value)
+{
+	size_t n = strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789-._+/=@");
+
+	buf_printf(out, " %s=", name);
+	if (n > 0 && value[n] == '\0')
+		buf_puts(out, value);
+	else
+		authres_quoted(out, value);
+}
+
 static void
 authres_dkim(struct buf *out, const struct authres_input *in)
 {
@@ -41,13 +58,13 @@ authres_dkim(struct buf *out, const struct authres_input *in)
 		buf_printf(out, "%s\n\tdkim=%s reason=", i ? ";" : "", authres_result(s->result));
 		authres_quoted(out, s->result == DKIMV_PASS ? in->sig_why[i] : s->error);
 		if (s->domain[0] != '\0')
-			buf_printf(out, " header.d=%s", s->domain);
+			authres_value(out, "header.d", s->domain);
 		if (s->selector[0] != '\0')
-			buf_printf(out, " header.s=%s", s->selector);
+			authres_value(out, "header.s", s->selector);
 		if (s->algorithm[0] != '\0')
-			buf_printf(out, " header.a=%s", s->algorithm);
+			authres_value(out, "header.a", s->algorithm);
 		if (s->b_prefix[0] != '\0')
-			buf_printf(out, " header.b=%s", s->b_prefix);
+			authres_value(out, "header.b", s->b_prefix);
 	}
 }
 
@@ -66,12 +83,12 @@ authres_build(struct buf *out, const struct authres_input *in)
 	if (in->mailfrom != NULL) {
 		buf_printf(out, ";\n\tspf=%s reason=", authres_spf_result(in->mailfrom->result));
 		authres_quoted(out, in->mailfrom_why);
-		buf_printf(out, " smtp.mailfrom=%s", in->mailfrom->domain);
+		authres_value(out, "smtp.mailfrom", in->mailfrom->domain);
 	}
 	if (in->helo != NULL && in->helo_name != NULL) {
 		buf_printf(out, ";\n\tspf=%s reason=", authres_spf_result(in->helo->result));
 		authres_quoted(out, in->helo_why);
-		buf_printf(out, " smtp.helo=%s", in->helo_name);
+		authres_value(out, "smtp.helo", in->helo_name);
 	}
 	/* The verdict as a comment: our own method name is not registered. */
 	buf_printf(out, "\n\t(milterd: %s)", in->verdict);
