@@ -105,6 +105,17 @@ policy_rcpt(const struct policy *pol, const struct replies *rep, const struct po
 	const char *detail;
 	enum reason r;
 
+	/* One verification reply per message, with no other recipient: the
+	 * MTA applies the end of message's answer (a refusal, a temporary
+	 * failure, on_success = discard) to the whole message, so postmaster@
+	 * beside a token would share its fate. 452 4.5.3: the sending MTA sends
+	 * the recipient again, in a message of its own (RFC 5321 4.5.3.1.10). */
+	if (in->mixed || (in->kind == RCPT_VERIFY && in->second_token)) {
+		policy_reply(v, R_MALFORMED, "452", "4.5.3", rep, -1);
+		v->detail = in->second_token ? "second token in one message" :
+		    "a token and other recipients in one message";
+		return 1;
+	}
 	switch (in->kind) {
 	case RCPT_OTHER:
 		return 0;
@@ -117,12 +128,6 @@ policy_rcpt(const struct policy *pol, const struct replies *rep, const struct po
 	if (in->envelope_bad) {
 		policy_reply(v, R_MALFORMED, "550", "5.1.7", rep, -1);
 		v->detail = "MAIL FROM longer than an address";
-		return 1;
-	}
-	if (in->second_token) {
-		/* One token per message: the MTA sends the other one again. */
-		policy_reply(v, R_MALFORMED, "452", "4.5.3", rep, -1);
-		v->detail = "second token in one message";
 		return 1;
 	}
 	if (in->lookup_failed) {

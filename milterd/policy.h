@@ -104,6 +104,8 @@ struct policy_decision;
 struct policy_rcpt {
 	enum rcpt_kind	 kind;		/* address_verify_rcpt() */
 	int		 second_token;	/* another token is already in this message */
+	int		 mixed;		/* a token and another recipient: the one is
+					 * here, the other already in this message */
 	int		 envelope_bad;	/* MAIL FROM too long to be an address */
 	int		 lookup_failed;	/* the database could not be asked */
 	const struct policy_request *req;	/* NULL: no request has this token */

@@ -260,17 +260,22 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 		if (m->has_token && memcmp(m->hash, hash, sizeof(hash)) == 0)
 			return 0;	/* the same token twice */
 		in.second_token = m->has_token;
+		in.mixed = m->has_other;
 		in.envelope_bad = m->mail_from_bad;
-		if (!in.second_token) {
+		if (!in.second_token && !in.mixed) {
 			memcpy(m->hash, hash, sizeof(hash));
 			memcpy(m->hash_prefix, prefix, sizeof(prefix));
 			if (!in.envelope_bad)
 				session_lookup(s, st, hash, &in);
 		}
 	}
+	else if (in.kind == RCPT_OTHER)
+		in.mixed = m->has_token;
 	if (policy_rcpt(snap->pol, snap->replies, &in, v) == 0) {
 		if (in.kind == RCPT_VERIFY)
 			session_take_token(s, token);
+		else if (in.kind == RCPT_OTHER)
+			m->has_other = 1;
 		return 0;
 	}
 	stats_decision(v->reason, 1);
@@ -281,8 +286,9 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 		    reason_name(v->reason), v->rcode, v->xcode, in.req ? m->req.id : 0LL,
 		    v->detail ? v->detail : "");
 	else
-		log_msg(LOG_NOTICE, m->qid, "rcpt=%s reason=%s reply=%s xcode=%s", rcpt,
-		    reason_name(v->reason), v->rcode, v->xcode);
+		log_msg(LOG_NOTICE, m->qid, "rcpt=%s reason=%s reply=%s xcode=%s%s%s", rcpt,
+		    reason_name(v->reason), v->rcode, v->xcode, v->detail ? " detail=" : "",
+		    v->detail ? v->detail : "");
 	/* A refusal of a known request is evidence; unknown tokens are not
 	 * (anyone can send them: they would fill the table). */
 	if (in.req != NULL)

@@ -30,6 +30,7 @@ struct msg {
 	char		 mail_from[ADDRESS_MAXLEN + 3];	/* as the MTA gave it, <> kept */
 	int		 mail_from_bad;	/* too long to be an address */
 	int		 has_token;
+	int		 has_other;	/* a recipient other than the verify address */
 	char		 token[TOKEN_LEN + 1];
 	unsigned char	 hash[TOKEN_HASH_LEN];
 	char		 hash_prefix[TOKEN_PREFIX_LEN + 1];

@@ -55,6 +55,31 @@ rcpt_case "expired token refused 550 expired" "<verify+$old@certify.test>" reply
 rcpt_case "superseded (revoked) token refused 550 unknown_token" "<verify+$revoked@certify.test>" \
 	reply "reason=unknown_token reply=550"
 rcpt_case "other recipients pass untouched" "<postmaster@certify.test>" continue
+# A token and another recipient never share a message: the end of message's
+# answer (550, 451, on_success = discard) would be the other's too. The one
+# that comes second gets 452 4.5.3, and its MTA sends it again on its own.
+rcpt_case2() {	# NAME RCPT EXPECT RCPT2 EXPECT2 [LOG_REGEX]
+	local before; before=$(wc -l <"$MILTERD_LOG")
+	if mt rcpt.lua "rcpt=$2" "expect=$3" "rcpt2=$4" "expect2=$5" "qid=Q$RANDOM" >"$WORK/mt.out" 2>&1; then
+		if [ -z "${6:-}" ] || tail -n +"$((before + 1))" "$MILTERD_LOG" | grep -Eq -- "$6"; then
+			ok "$1"
+		else
+			not_ok "$1: no /$6/ in milterd's log"
+		fi
+	else
+		not_ok "$1: $(tr '\n' ' ' <"$WORK/mt.out")"
+	fi
+}
+rcpt_case2 "a token, then postmaster: postmaster told 452 4.5.3 (sent again on its own)" \
+	"<verify+$live@certify.test>" continue "<postmaster@certify.test>" reply \
+	"rcpt=<postmaster@certify.test> reason=malformed reply=452 xcode=4.5.3 detail=a token and other recipients"
+rcpt_case2 "postmaster, then a token: the token told 452 4.5.3" \
+	"<postmaster@certify.test>" continue "<verify+$live@certify.test>" reply \
+	"reason=malformed reply=452 xcode=4.5.3 .*detail=a token and other recipients"
+rcpt_case2 "two other recipients pass untouched" \
+	"<postmaster@certify.test>" continue "<abuse@certify.test>" continue
+rcpt_case2 "a token twice: the same reply, passes" \
+	"<verify+$live@certify.test>" continue "<verify+$live@certify.test>" continue
 QID=QTAG1 rcpt_case "log lines carry the MTA queue id" "<verify+$unknown@certify.test>" reply \
 	"QTAG1: token=[0-9a-f]{12} reason=unknown_token"
 if grep -qi -e "$live" -e "$unknown" "$MILTERD_LOG"; then

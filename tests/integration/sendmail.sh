@@ -116,25 +116,27 @@ else
 fi
 
 # 5. Several recipients in one transaction: the verification address, another local one, and a
-#    second token (452 4.5.3: sent again separately); the message verifies the first and is
-#    delivered to the two accepted recipients.
+#    second token: both after the first told 452 4.5.3 (sent again separately: the end of
+#    message's answer would be theirs too); the message verifies the first and is delivered
+#    to it alone.
 t=$(new_token dave dave@agri.gouv.fr)
 t2=$(new_token erin erin@agri.gouv.fr)
 signed_reply "$WORK/m5" dave@agri.gouv.fr "$t"
 n=$(postfix_mail_count "$SM_MAILDIR")
 reply=$(swaks_send "$SM_PORT" dave@agri.gouv.fr \
 	"verify+$t@certify.test,postmaster@certify.test,verify+$t2@certify.test" "$WORK/m5"); rc=$?
-if [[ "$reply" == "250 "* ]] && smtp_line "452 4\.5\.3 " && [ "$(grep -Ec '^ *<- +250 2\.1\.5 ' "$WORK/swaks.log")" = 2 ]; then
-	ok "several recipients: two accepted, the second token told 452 4.5.3, the message $reply"
+if [[ "$reply" == "250 "* ]] && [ "$(grep -Ec '^ *<(-|\*\*) +452 4\.5\.3 ' "$WORK/swaks.log")" = 2 ] &&
+	[ "$(grep -Ec '^ *<- +250 2\.1\.5 ' "$WORK/swaks.log")" = 1 ]; then
+	ok "several recipients: the token accepted, postmaster and the second token told 452 4.5.3, the message $reply"
 else
 	not_ok "several recipients: rc=$rc $reply: $(grep -E '^ *<' "$WORK/swaks.log" | tail -n 6 | tr '\n' ' ')"
 fi
 expect_eq "several recipients: the first token verified, the second still pending" \
 	"verified pending" "$(state dave) $(state erin)"
-if postfix_mail_wait "$SM_MAILDIR" $((n + 2)) 10 && [ "$(postfix_mail_count "$SM_MAILDIR")" = $((n + 2)) ]; then
-	ok "several recipients: one copy for each accepted recipient"
+if postfix_mail_wait "$SM_MAILDIR" $((n + 1)) 10 && sleep 1 && [ "$(postfix_mail_count "$SM_MAILDIR")" = $((n + 1)) ]; then
+	ok "several recipients: one copy, for the accepted recipient"
 else
-	not_ok "several recipients: $(( $(postfix_mail_count "$SM_MAILDIR") - n )) copies delivered, expected 2"
+	not_ok "several recipients: $(( $(postfix_mail_count "$SM_MAILDIR") - n )) copies delivered, expected 1"
 fi
 
 # 6. milterd down: F=T makes Sendmail answer 4xx (the sender's MTA keeps the reply); back up,
