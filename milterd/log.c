@@ -1,6 +1,9 @@
 /* log.c — one logging path for the daemon and the CLI: syslog or stderr. */
+#include <sys/stat.h>
+
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <pthread.h>
@@ -8,6 +11,8 @@
 #include "log.h"
 
 static int log_to_stderr = 1;
+/* stderr is journald's stream: each line starts with <N>, its syslog priority. */
+static int log_to_journal;
 /* Written by the signal thread on reload, read by every worker. */
 static int log_threshold = LOG_INFO;
 static const char *log_ident = "milterd";
@@ -28,11 +33,32 @@ static const struct {
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
+/* systemd sets JOURNAL_STREAM=DEV:INODE when it connects stdout or stderr to
+ * journald; it is stderr's only if fd 2 is still that very stream (a shell
+ * under the unit may have redirected it), as sd_journal_stream_fd(3) says.
+ * journald reads a leading <N> as the line's priority (SyslogLevelPrefix=, on
+ * by default): without it every line is recorded at info. */
+static int
+log_stderr_is_journal(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	char end;
+
+	if (env == NULL || sscanf(env, "%llu:%llu%c", &dev, &ino, &end) != 2)
+		return 0;
+	if (fstat(2, &st) == -1)
+		return 0;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void
 log_open(const char *ident, int to_stderr, int facility)
 {
 	log_ident = ident;
 	log_to_stderr = to_stderr;
+	log_to_journal = to_stderr && log_stderr_is_journal();
 	if (!to_stderr)
 		openlog(ident, LOG_PID | LOG_NDELAY, facility);
 }
@@ -94,7 +120,11 @@ log_msg(int level, const char *qid, const char *fmt, ...)
 		return;
 	}
 	pthread_mutex_lock(&log_lock);
-	fprintf(stderr, "%s[%s]: %s\n", log_ident, log_level_name(level), line);
+	/* One write per line: stderr is unbuffered. */
+	if (log_to_journal)
+		fprintf(stderr, "<%d>%s[%s]: %s\n", level, log_ident, log_level_name(level), line);
+	else
+		fprintf(stderr, "%s[%s]: %s\n", log_ident, log_level_name(level), line);
 	fflush(stderr);
 	pthread_mutex_unlock(&log_lock);
 }
