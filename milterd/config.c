@@ -668,6 +668,12 @@ config_load(const char *path, struct buf *errors)
 		config_unref(p.cfg);
 		return NULL;
 	}
+	if ((p.cfg->lines = malloc(sizeof(p.seen))) == NULL) {
+		buf_printf(errors, "%s: out of memory\n", path);
+		config_unref(p.cfg);
+		return NULL;
+	}
+	memcpy(p.cfg->lines, p.seen, sizeof(p.seen));
 	return p.cfg;
 }
 
@@ -693,6 +699,7 @@ config_unref(struct config *cfg)
 		}
 	}
 	free(cfg->nets);
+	free(cfg->lines);
 	free(cfg->verify_local);
 	free(cfg->verify_domain);
 	free(cfg->path);
@@ -766,11 +773,17 @@ config_reload_conflicts(const struct config *old, const struct config *new,
 			continue;
 		config_format(old, &config_keys[i], a, sizeof(a));
 		config_format(new, &config_keys[i], b, sizeof(b));
-		if (strcmp(a, b) != 0) {
-			buf_printf(errors, "%s: %s: changing it needs a restart\n",
-			    new->path, config_keys[i].name);
-			n++;
-		}
+		if (strcmp(a, b) == 0)
+			continue;
+		/* Where it was changed, as every other error; a key taken out
+		 * of the file is back to its default, and on no line. */
+		if (new->lines != NULL && new->lines[i] > 0)
+			config_file_error(errors, new->path, new->lines[i], config_keys[i].name,
+			    "changing it needs a restart");
+		else
+			buf_printf(errors, "%s: %s: changing it needs a restart (removed: "
+			    "back to its default, %s)\n", new->path, config_keys[i].name, b);
+		n++;
 	}
 	return n;
 }

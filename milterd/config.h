@@ -60,6 +60,10 @@ struct config {
 	int	 log_level;
 	int	 syslog_facility;
 
+	/* The line that set each key (config_keys order), 0 for a default:
+	 * a refused reload names it. */
+	int	*lines;
+
 	/* Derived from verify_address, lowercased. */
 	char	*verify_local;
 	char	*verify_domain;

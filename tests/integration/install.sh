@@ -17,6 +17,10 @@ done
 	not_ok "make install: missing$missing"
 expect_grep "the unit starts the installed binary in the foreground" \
 	'^ExecStart=/usr/sbin/milterd -f -c /etc/milterd/milterd.conf$' "$root/lib/systemd/system/milterd.service"
+# systemctl reload checks the file first (a broken one fails the reload), then signals.
+expect_eq "the unit's reload checks the configuration, then sends SIGHUP" \
+	"ExecReload=/usr/sbin/milterd -n -c /etc/milterd/milterd.conf|ExecReload=/bin/kill -HUP \$MAINPID" \
+	"$(grep '^ExecReload=' "$root/lib/systemd/system/milterd.service" | paste -sd '|')"
 for k in NoNewPrivileges=yes ProtectSystem=strict PrivateTmp=yes ExecReload=; do
 	grep -q "^$k" "$root/lib/systemd/system/milterd.service" || bad="${bad:-} $k"
 done

@@ -39,7 +39,17 @@ fi
 # A change that needs a restart is refused too.
 cp "$WORK/good.conf" "$WORK/milterd.conf"
 sed -i "s|^socket = .*|socket = unix:$WORK/other.sock|" "$WORK/milterd.conf"
+n=$(grep -n '^socket = ' "$WORK/milterd.conf" | cut -d: -f1)
 kill -HUP "$MILTERD_PID"
 wait_for 5 grep -q "socket: changing it needs a restart" "$MILTERD_LOG" &&
 	ok "a change of socket on reload is refused: it needs a restart" ||
 	not_ok "a change of socket on reload is refused"
+# Named with file and line, as every other configuration error.
+expect_grep "the refused socket change is named with file and line" \
+	"milterd\[err\]: NOQUEUE:   $WORK/milterd.conf:$n: socket: changing it needs a restart\$" "$MILTERD_LOG"
+# A key taken out of the file is back to its default: no line to name, the default said.
+grep -v '^stats_file ' "$WORK/good.conf" >"$WORK/milterd.conf"
+kill -HUP "$MILTERD_PID"
+wait_for 5 grep -q "stats_file: changing it needs a restart" "$MILTERD_LOG"
+expect_grep "a key removed on reload: refused, its default named" \
+	"$WORK/milterd.conf: stats_file: changing it needs a restart \(removed: back to its default, /run/milterd/stats\)" "$MILTERD_LOG"
