@@ -305,6 +305,13 @@ drop_privileges(const struct config *cfg)
 		log_err("user: unknown user %s", cfg->user);
 		return -1;
 	}
+	/* Started as that user already (a unit's User=, a shell): nothing to
+	 * drop, and initgroups() would fail with EPERM. */
+	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid &&
+	    getgid() == pw->pw_gid && getegid() == pw->pw_gid) {
+		log_info("running as user %s", cfg->user);
+		return 0;
+	}
 	if (initgroups(pw->pw_name, pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
 	    setuid(pw->pw_uid) == -1) {
 		log_err("cannot drop privileges to %s: %s", cfg->user, strerror(errno));

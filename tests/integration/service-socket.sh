@@ -20,6 +20,15 @@ if [ "$(id -u)" = 0 ]; then
 	rcpt_ok "<verify+$tok@certify.test>" continue && ok "answers after dropping privileges" ||
 		not_ok "answers after dropping privileges: $(tail -n 2 "$MILTERD_LOG")"
 	milterd_stop
+	# Started as that user already (a unit with User=, a test run): nothing to
+	# drop, and initgroups() would fail with EPERM.
+	MILTERD_WRAPPER="setpriv --reuid=nobody --regid=nogroup --init-groups" \
+		milterd_start "$WORK/milterd.conf" &&
+		ok "milterd started as user nobody, with user = nobody, runs" ||
+		not_ok "milterd started as user nobody, with user = nobody: $(grep -v debug "$MILTERD_LOG" | tail -n 2 | tr '\n' ' ')"
+	rcpt_ok "<verify+$tok@certify.test>" continue && ok "... and answers" ||
+		not_ok "... and answers: $(tail -n 2 "$MILTERD_LOG")"
+	milterd_stop
 else
 	echo "skip - privilege drop: tests not run as root"
 fi
