@@ -21,7 +21,7 @@ expect_grep "the unit starts the installed binary in the foreground" \
 expect_eq "the unit's reload checks the configuration, then sends SIGHUP" \
 	"ExecReload=/usr/sbin/milterd -n -c /etc/milterd/milterd.conf|ExecReload=/bin/kill -HUP \$MAINPID" \
 	"$(grep '^ExecReload=' "$root/lib/systemd/system/milterd.service" | paste -sd '|')"
-for k in NoNewPrivileges=yes ProtectSystem=strict PrivateTmp=yes ExecReload=; do
+for k in NoNewPrivileges=yes ProtectSystem=strict PrivateTmp=yes ExecReload= ReadWritePaths=-/var/spool/postfix/milterd; do
 	grep -q "^$k" "$root/lib/systemd/system/milterd.service" || bad="${bad:-} $k"
 done
 [ -z "${bad:-}" ] && ok "the unit is hardened and reloads with SIGHUP" || not_ok "unit lacks$bad"
