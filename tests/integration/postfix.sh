@@ -3,7 +3,8 @@
 # dkimpy-signed replies. A genuine reply verifies, a refused one gets the reason in the
 # SMTP dialogue, and with milterd down the mail waits in the sender's queue until
 # Postfix's retry verifies it: nothing lost. Stopping milterd turns new transactions away
-# with 421 while the one under way finishes.
+# with 421 while the one under way finishes. With smtpd chrooted (Debian's default) and
+# the socket inside the chroot, a genuine reply verifies.
 . "$TOP/tests/lib/pg.sh"
 . "$TOP/tests/lib/common.sh"
 . "$TOP/tests/lib/postfix.sh"
@@ -159,3 +160,31 @@ if wait "$late"; then ok "milterd stopping: the transaction under way gets its a
 else not_ok "milterd stopping: the transaction under way: $(cat "$WORK/late.out")"; fi
 expect_eq "milterd stopping: the account under way verified, the new one still pending" \
 	"verified pending" "$(state dave) $(state erin)"
+
+# 5. smtpd chrooted in the queue directory (Debian's master.cf: chroot column y):
+#    the socket goes inside the chroot, and smtpd_milters names it as smtpd sees
+#    it (milterd(8), MTA CONFIGURATION); the path from outside gives 451.
+chroot_sock="$PF_RECV_QUEUE/milterd/milterd.sock"
+install -d -g postfix -m 0750 "$PF_RECV_QUEUE/milterd"
+write_config "$WORK/chroot.conf" "socket = unix:$chroot_sock" "socket_owner = :postfix" "socket_mode = 0660"
+milterd_start "$WORK/chroot.conf" || not_ok "milterd starts with its socket in the chroot"
+sed -i "s/^\(127\.0\.0\.1:$PF_RECV_PORT inet *n *- *\)n /\1y /" "$PF_RECV_CONF/master.cf"
+if grep -Eq "^127\.0\.0\.1:$PF_RECV_PORT +inet +n +- +y " "$PF_RECV_CONF/master.cf"; then
+	ok "smtpd chrooted in the receiver's queue directory"
+else
+	not_ok "smtpd chrooted: $(grep smtpd "$PF_RECV_CONF/master.cf")"
+fi
+postfix_reconfig recv "smtpd_milters = unix:$chroot_sock"
+t=$(new_token frank frank@agri.gouv.fr)
+signed_reply "$WORK/m7" frank@agri.gouv.fr "$t"
+reply=$(swaks_send "$PF_RECV_PORT" frank@agri.gouv.fr "verify+$t@certify.test" "$WORK/m7")
+if [[ "$reply" == "451 4.7.1 Service unavailable"* ]]; then
+	ok "chrooted smtpd, the socket's path from outside: $reply"
+else
+	not_ok "chrooted smtpd, the socket's path from outside: expected 451 4.7.1, got $reply"
+fi
+postfix_reconfig recv "smtpd_milters = unix:/milterd/milterd.sock"
+reply=$(swaks_send "$PF_RECV_PORT" frank@agri.gouv.fr "verify+$t@certify.test" "$WORK/m7"); rc=$?
+if [ "$rc" = 0 ] && [[ "$reply" == 250* ]]; then ok "chrooted smtpd, smtpd_milters = unix:/milterd/milterd.sock: $reply"
+else not_ok "chrooted smtpd, smtpd_milters = unix:/milterd/milterd.sock: rc=$rc $reply"; fi
+expect_eq "chrooted smtpd: the genuine reply verifies the account" verified "$(state frank)"
