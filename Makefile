@@ -23,10 +23,14 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN      := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
              -Wpointer-arith -Wcast-qual -Wsign-compare -Wformat=2
 CFLAGS    ?= -O2 -g
+# The version -V prints: debian/changelog's newest entry, without its Debian revision
+# (the package's own, not the program's). Read with sed: no dpkg needed to build.
+VERSION := $(shell head -n 1 debian/changelog | cut -d ' ' -f 2 | tr -d '()' | sed 's/-[^-]*$$//')
 # The schema the binaries are built for: the highest migration in milterd/sql.
 SCHEMA_VERSION := $(shell ls milterd/sql | sed -n 's/^0*\([0-9][0-9]*\)_.*\.sql$$/\1/p' | sort -n | tail -n 1)
 CPPFLAGS  += -D_GNU_SOURCE -DSQLDIR='"$(DATADIR)/sql"' -DDATADIR='"$(DATADIR)"' \
-             -DSYSCONFDIR='"$(SYSCONFDIR)"' -DSCHEMA_VERSION=$(SCHEMA_VERSION)
+             -DSYSCONFDIR='"$(SYSCONFDIR)"' -DSCHEMA_VERSION=$(SCHEMA_VERSION) \
+             -DMILTERD_VERSION='"$(VERSION)"' 
 ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(PKG_CFLAGS) -pthread
 LDLIBS    += $(PKG_LIBS) -lunbound -lspf2 -lpthread
 

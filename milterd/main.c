@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <malloc.h>
 #include <grp.h>
 #include <pthread.h>
@@ -241,9 +242,11 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: milterd [-f] [-n[n]] [-c FILE]\n"
+	    "       milterd -V|--version\n"
 	    "  -c FILE  configuration (default %s)\n"
 	    "  -f       stay in the foreground, log to stderr\n"
-	    "  -n       check the configuration and exit; -nn prints it\n",
+	    "  -n       check the configuration and exit; -nn prints it\n"
+	    "  -V       print the version and exit (also --version)\n",
 	    CONFIG_DEFAULT_PATH);
 	exit(2);
 }
@@ -347,6 +350,9 @@ write_pidfile(const char *path)
 int
 main(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 },
+	};
 	const char *path = CONFIG_DEFAULT_PATH;
 	char *abspath = NULL;	/* path made absolute; lives as long as the process */
 	struct snapshot *snap;
@@ -359,11 +365,12 @@ main(int argc, char **argv)
 	sigset_t sigs;
 	int ch, check = 0, foreground = 0, rc, active, connecting;
 
-	while ((ch = getopt(argc, argv, "c:fn")) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:fnV", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
 		case 'f': foreground = 1; break;
 		case 'n': check++; break;
+		case 'V': printf("milterd %s\n", MILTERD_VERSION); return 0;
 		default: usage();
 		}
 	}

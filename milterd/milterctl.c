@@ -40,6 +40,7 @@ ctl_usage(void)
 {
 	fprintf(stderr,
 	    "usage: milterctl [-c FILE] [--database CONNINFO] [--json] COMMAND ...\n"
+	    "  or:  milterctl -V|--version\n"
 	    "commands:\n"
 	    "  db migrate [--sql-dir DIR]          apply pending schema migrations\n"
 	    "  db prune [--batch N]                delete evidence and finished requests past\n"
@@ -719,6 +720,7 @@ main(int argc, char **argv)
 		{ "database", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const struct {
@@ -736,8 +738,9 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);	/* a sendmail that exits early */
 	log_open("milterctl", 1, LOG_MAIL);
 	log_set_level(LOG_WARNING);
-	while ((ch = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+c:V", opts, NULL)) != -1) {
 		switch (ch) {
+		case 'V': printf("milterctl %s\n", MILTERD_VERSION); return EX_DONE;
 		case 'c': c.config_path = optarg; c.config_given = 1; break;
 		case 'd': c.database = optarg; break;
 		case 'j': c.json = 1; break;

@@ -127,6 +127,12 @@ for o in $(grep -Eo '^ +-[a-zA-Z]+' "$WORK/usage"); do
 done
 expect_eq "milterd(8) documents every option of the usage text" "" "$missing"
 
+# -V and --version: the version of debian/changelog, without the Debian revision.
+version=$(head -n 1 "$TOP/debian/changelog" | sed -E 's/^[^(]*\(([^)]*)\).*/\1/; s/-[^-]*$//')
+expect_eq "milterd -V, milterd --version, milterctl -V, milterctl --version: debian/changelog's version" \
+	"milterd $version/0|milterd $version/0|milterctl $version/0|milterctl $version/0" \
+	"$("$M" -V 2>&1)/$?|$("$M" --version 2>&1)/$?|$("$C" -V 2>&1)/$?|$("$C" --version 2>&1)/$?"
+
 # --- milterctl(8): every command and option of the usage text --------------------
 
 "$C" >/dev/null 2>"$WORK/ctl.usage"; rc=$?
