@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
@@ -20,8 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "ctl.h"
 #include "log.h"
+#include "store.h"
 
 #define FOLLOW_RESCAN	60	/* seconds between full scans without a notification */
 #define FOLLOW_RETRY_MAX 300	/* seconds: the longest wait before retrying a program */
@@ -47,6 +50,7 @@ struct follow {
 	struct follow_backoff	*backoff;
 	size_t			 nbackoff;
 	int			 failures;	/* programs that failed (for --once) */
+	char			 why[512];	/* what the last failure was, to log */
 };
 
 static volatile sig_atomic_t follow_stop;
@@ -65,6 +69,48 @@ follow_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Says in f->why what failed, on one line without a trailing newline (libpq's
+ * messages end with one). */
+static void __attribute__((format(printf, 2, 3)))
+follow_why(struct follow *f, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(f->why, sizeof(f->why), fmt, ap);
+	va_end(ap);
+	for (n = strlen(f->why); n > 0 && (f->why[n - 1] == '\n' || f->why[n - 1] == ' '); n--)
+		f->why[n - 1] = '\0';
+}
+
+/* A query; NULL with f->why set (what failed, unless what is NULL, then the
+ * server's message alone). A failed query is not a lost connection:
+ * the server may refuse one statement (a missing privilege, statement_timeout)
+ * on a session that is fine, and the caller must tell the two apart (PQstatus)
+ * to react to what happened, not reconnect and run the program again. */
+static PGresult *
+follow_query(struct follow *f, const char *what, const char *sql, int n,
+    const char *const *params)
+{
+	PGconn *conn = f->c->conn;
+	PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY);
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)
+		return res;
+	if (PQstatus(conn) != CONNECTION_OK)
+		follow_why(f, "database connection lost: %s", PQerrorMessage(conn));
+	else if (msg != NULL)
+		follow_why(f, "%s%s%s: %s", what ? what : "", what ? ": " : "",
+		    sev != NULL ? sev : "ERROR", msg);
+	else
+		follow_why(f, "%s%s%s", what ? what : "", what ? ": " : "", PQerrorMessage(conn));
+	PQclear(res);
+	return NULL;
 }
 
 static struct follow_backoff *
@@ -217,15 +263,14 @@ follow_held(struct follow *f, const char *account, char **failed, int nfailed)
 static int
 follow_pass(struct follow *f)
 {
-	struct ctl *c = f->c;
 	PGresult *res, *ack;
 	const char *params[2];
 	char **failed;
 	int nfailed = 0, rc = 0;
 
-	if ((res = ctl_query(c, "SELECT request_id, event, account, coalesce(email, '')"
-	    " FROM milterd.events ORDER BY min(at) OVER (PARTITION BY account), account,"
-	    " request_id, event <> 'verified'", 0, NULL)) == NULL)
+	if ((res = follow_query(f, "reading milterd.events", "SELECT request_id, event, account,"
+	    " coalesce(email, '') FROM milterd.events ORDER BY min(at) OVER (PARTITION BY"
+	    " account), account, request_id, event <> 'verified'", 0, NULL)) == NULL)
 		return -1;
 	if ((failed = calloc((size_t)PQntuples(res) + 1, sizeof(*failed))) == NULL) {
 		PQclear(res);
@@ -242,16 +287,29 @@ follow_pass(struct follow *f)
 			f->failures++;
 			continue;
 		}
-		follow_backoff_clear(f, account);
 		params[0] = PQgetvalue(res, i, 0);
 		params[1] = PQgetvalue(res, i, 1);
 		/* Lost here, the acknowledgement makes the program run again on
 		 * the next pass: at least once, as promised. */
-		if ((ack = ctl_query(c, "SELECT milterd.ack_event($1::bigint, $2)", 2,
-		    params)) == NULL) {
-			rc = -1;
-			break;
+		if ((ack = follow_query(f, NULL, "SELECT milterd.ack_event($1::bigint,"
+		    " $2)", 2, params)) == NULL) {
+			if (PQstatus(f->c->conn) != CONNECTION_OK) {
+				rc = -1;
+				break;
+			}
+			/* Refused on a sound connection (no UPDATE right on
+			 * milterd.requests, statement_timeout behind a lock):
+			 * reconnecting would run the program again at once,
+			 * forever, the other accounts waiting. It is this
+			 * account's failure: its backoff, the others go on. */
+			log_warn("follow: %s %s: done, but not acknowledged: %s", params[1], account,
+			    f->why);
+			follow_backoff_add(f, account);
+			failed[nfailed++] = (char *)(uintptr_t)account;
+			f->failures++;
+			continue;
 		}
+		follow_backoff_clear(f, account);
 		PQclear(ack);
 	}
 	if (rc == 0 && !follow_stop)
@@ -267,6 +325,8 @@ static int
 follow_connect(struct follow *f)
 {
 	struct ctl *c = f->c;
+	const char *conninfo;
+	struct buf err;
 	PGresult *res;
 	char sql[64];
 	int said = 0, have;
@@ -274,11 +334,25 @@ follow_connect(struct follow *f)
 	if (c->conn != NULL)
 		PQfinish(c->conn);
 	c->conn = NULL;
-	if (ctl_connect(c) != EX_DONE)
+	if ((conninfo = ctl_conninfo(c)) == NULL)
+		return -2;
+	/* Not ctl_connect(): its failures are printed, not said in the log line
+	 * that tells when the follower tries again. */
+	c->conn = PQconnectdb(conninfo);
+	if (PQstatus(c->conn) != CONNECTION_OK) {
+		follow_why(f, "cannot connect to the database: %s", PQerrorMessage(c->conn));
 		return -1;
+	}
+	buf_init(&err);
+	if (store_schema_check(c->conn, "this milterctl", &err) == -1) {
+		follow_why(f, "%s", err.s != NULL ? err.s : "schema check failed");
+		buf_free(&err);
+		return -1;
+	}
+	buf_free(&err);
 	for (;;) {
-		if ((res = ctl_query(c, "SELECT pg_try_advisory_lock(hashtext('milterd.follow'))",
-		    0, NULL)) == NULL)
+		if ((res = follow_query(f, "taking the follower lock", "SELECT"
+		    " pg_try_advisory_lock(hashtext('milterd.follow'))", 0, NULL)) == NULL)
 			return -1;
 		have = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 		PQclear(res);
@@ -294,7 +368,7 @@ follow_connect(struct follow *f)
 	}
 	for (size_t i = 0; i < sizeof(follow_channels) / sizeof(follow_channels[0]); i++) {
 		snprintf(sql, sizeof(sql), "LISTEN %s", follow_channels[i]);
-		if ((res = ctl_query(c, sql, 0, NULL)) == NULL)
+		if ((res = follow_query(f, sql, sql, 0, NULL)) == NULL)
 			return -1;
 		PQclear(res);
 	}
@@ -323,8 +397,10 @@ follow_wait(struct follow *f)
 		/* Notifications first: those that came while the last pass's
 		 * queries ran are already read and queued by libpq, and poll()
 		 * would not wake for them. */
-		if (PQconsumeInput(conn) == 0)
+		if (PQconsumeInput(conn) == 0) {
+			follow_why(f, "database connection lost: %s", PQerrorMessage(conn));
 			return -1;
+		}
 		while ((n = PQnotifies(conn)) != NULL) {
 			got = 1;
 			PQfreemem(n);
@@ -332,10 +408,16 @@ follow_wait(struct follow *f)
 		if (got || follow_stop || (left = due - follow_now()) <= 0)
 			break;
 		if (poll(&pfd, 1, left > 1 ? 1000 : (int)(left * 1000) + 1) == -1 &&
-		    errno != EINTR)
+		    errno != EINTR) {
+			follow_why(f, "poll: %s", strerror(errno));
 			return -1;
+		}
 	}
-	return PQstatus(conn) == CONNECTION_OK ? 0 : -1;
+	if (PQstatus(conn) != CONNECTION_OK) {
+		follow_why(f, "database connection lost: %s", PQerrorMessage(conn));
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -410,14 +492,18 @@ cmd_follow(struct ctl *c, int argc, char **argv)
 			log_debug("follow: another follower is active: nothing done");
 			return EX_DONE;
 		}
+		if (rc == -2)
+			return EX_CONFIG;	/* said by ctl_conninfo() */
 		if (rc == -1 && follow_stop)
 			break;		/* asked to stop while standing by */
 		if (rc == -1 || follow_pass(&f) == -1) {
-			if (f.once)
+			if (f.once) {
+				log_warn("follow: %s", f.why);
 				return EX_DB;
+			}
 			delay = delay == 0 ? 1 : delay * 2 > FOLLOW_RECONNECT_MAX ?
 			    FOLLOW_RECONNECT_MAX : delay * 2;
-			log_warn("follow: database connection lost; again in %d s", delay);
+			log_warn("follow: %s; again in %d s", f.why, delay);
 			continue;
 		}
 		delay = 0;
@@ -429,7 +515,7 @@ cmd_follow(struct ctl *c, int argc, char **argv)
 				break;
 		if (!follow_stop) {
 			delay = 1;
-			log_warn("follow: database connection lost; again in %d s", delay);
+			log_warn("follow: %s; again in %d s", f.why, delay);
 		}
 	}
 	for (size_t i = 0; i < f.nbackoff; i++)

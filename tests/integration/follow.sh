@@ -395,6 +395,42 @@ expect_eq "--once: ivy verified then address_changed; jude lapsed then verified"
 	"0|verified ivy ivy@agri.gouv.fr 3 address_changed ivy ivy@agri.gouv.fr 3|lapsed jude jude@agri.gouv.fr 3 verified jude jude@agri.gouv.fr 3|0" \
 	"$rc|$(calls_of ivy | xargs)|$(calls_of jude | xargs)|$(pending)"
 
+# ------------------------------------------------- refused query, sound connection
+# The follower's role may read but not update milterd.requests: ack_event() is refused
+# while the connection is fine. That is the account's failure (logged with the server's
+# message, retried with backoff), not a lost connection: no reconnection, no run again at
+# once, and the next account's event runs meanwhile.
+pg_psql "CREATE ROLE follow_ro LOGIN; GRANT USAGE ON SCHEMA milterd TO follow_ro;
+	GRANT SELECT ON ALL TABLES IN SCHEMA milterd TO follow_ro" >/dev/null
+sql_verify rita sam
+: >"$WORK/ro.log"
+"$CTL" --database "host=$PGHOST user=follow_ro dbname=milterd" follow --exec "$PROG" \
+	>>"$WORK/ro.log" 2>&1 &
+FPID[ro]=$!
+sleep 4.5
+stop_follower ro
+if [ "$(runs_of rita)" -ge 2 ] && [ "$(runs_of rita)" -le 4 ] && [ "$(runs_of sam)" -ge 1 ] &&
+	! grep -q "connection lost" "$WORK/ro.log" &&
+	grep -q "follow: verified rita: done, but not acknowledged: ERROR: permission denied" "$WORK/ro.log"; then
+	ok "ack_event refused (no UPDATE right): said with the server's message, rita retried with backoff ($(runs_of rita) runs in 4.5 s), sam not held up"
+else
+	not_ok "ack_event refused: rita ran $(runs_of rita) times, sam $(runs_of sam) in 4.5 s: $(head -n 4 "$WORK/ro.log" | tr '\n' ' ')"
+fi
+pg_psql "SELECT count(milterd.ack_event(request_id, event)) FROM milterd.events" >/dev/null
+
+# Failures to connect are said as what they are, not as a connection lost.
+: >"$WORK/nowhere.log"
+"$CTL" --database "host=$WORK/nowhere dbname=milterd" follow --exec "$PROG" >>"$WORK/nowhere.log" 2>&1 &
+FPID[nowhere]=$!
+: >"$WORK/unmigrated.log"
+"$CTL" --database "host=$PGHOST dbname=postgres" follow --exec "$PROG" >>"$WORK/unmigrated.log" 2>&1 &
+FPID[unmigrated]=$!
+sleep 1.5
+stop_follower nowhere
+stop_follower unmigrated
+expect_eq "a database that cannot be reached, an unmigrated one: each said so, with the retry" \
+	"1|1|0" "$(grep -c "follow: cannot connect to the database: .*; again in 1 s" "$WORK/nowhere.log")|$(grep -c "schema is at version 0, this milterctl needs .*: run milterctl db migrate; again in 1 s" "$WORK/unmigrated.log")|$(cat "$WORK/nowhere.log" "$WORK/unmigrated.log" | grep -c "connection lost")"
+
 # ------------------------------------------------------------ systemd units
 # The units as make install writes them (SBINDIR, SYSCONFDIR substituted), checked by
 # systemd-analyze, and their commands run as the units would run them (--once added).
