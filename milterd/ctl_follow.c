@@ -29,6 +29,14 @@
 #define FOLLOW_RESCAN	60	/* seconds between full scans without a notification */
 #define FOLLOW_RETRY_MAX 300	/* seconds: the longest wait before retrying a program */
 #define FOLLOW_RECONNECT_MAX 30	/* seconds: the longest wait between reconnections */
+/* A dead peer is found 20 + 3 x 10 = 50 s after the last traffic, by either
+ * side: the server then ends the session of a follower whose host died, and
+ * frees its lock for a standby (the OS default is 2 h 11 min); the follower
+ * gives up a server that vanished. */
+#define FOLLOW_KA_IDLE	"20"
+#define FOLLOW_KA_INTERVAL "10"
+#define FOLLOW_KA_COUNT	"3"
+#define FOLLOW_USER_TIMEOUT "50000"	/* ms: data sent and never acknowledged */
 
 static const char *const follow_channels[] = {
 	"milterd_verified", "milterd_lapsed", "milterd_address_changed", "milterd_revoked",
@@ -337,8 +345,14 @@ follow_connect(struct follow *f)
 	if ((conninfo = ctl_conninfo(c)) == NULL)
 		return -2;
 	/* Not ctl_connect(): its failures are printed, not said in the log line
-	 * that tells when the follower tries again. */
-	c->conn = PQconnectdb(conninfo);
+	 * that tells when the follower tries again. Keys before dbname are
+	 * defaults that the conninfo (expand_dbname) may override. */
+	const char *keys[] = { "keepalives", "keepalives_idle", "keepalives_interval",
+	    "keepalives_count", "tcp_user_timeout", "application_name", "dbname", NULL };
+	const char *vals[] = { "1", FOLLOW_KA_IDLE, FOLLOW_KA_INTERVAL, FOLLOW_KA_COUNT,
+	    FOLLOW_USER_TIMEOUT, "milterctl follow", conninfo, NULL };
+
+	c->conn = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(c->conn) != CONNECTION_OK) {
 		follow_why(f, "cannot connect to the database: %s", PQerrorMessage(c->conn));
 		return -1;
@@ -350,6 +364,18 @@ follow_connect(struct follow *f)
 		return -1;
 	}
 	buf_free(&err);
+	/* The server's side of the keepalives (user-settable; ignored on a unix
+	 * socket), and a bound on each query, unless the role has its own: a
+	 * statement stuck behind a lock fails instead of holding the follower. */
+	if ((res = follow_query(f, "setting keepalives", "SELECT set_config("
+	    "'tcp_keepalives_idle', '" FOLLOW_KA_IDLE "', false), set_config("
+	    "'tcp_keepalives_interval', '" FOLLOW_KA_INTERVAL "', false), set_config("
+	    "'tcp_keepalives_count', '" FOLLOW_KA_COUNT "', false), set_config("
+	    "'tcp_user_timeout', '" FOLLOW_USER_TIMEOUT "', false), CASE WHEN"
+	    " current_setting('statement_timeout') = '0' THEN set_config('statement_timeout',"
+	    " '60s', false) END", 0, NULL)) == NULL)
+		return -1;
+	PQclear(res);
 	for (;;) {
 		if ((res = follow_query(f, "taking the follower lock", "SELECT"
 		    " pg_try_advisory_lock(hashtext('milterd.follow'))", 0, NULL)) == NULL)

@@ -418,6 +418,54 @@ else
 fi
 pg_psql "SELECT count(milterd.ack_event(request_id, event)) FROM milterd.events" >/dev/null
 
+# ------------------------------------------------------------------ keepalives
+# The follower over TCP (a proxy to PostgreSQL's unix socket stands for the network):
+# its socket probes a silent server after 20 s (the OS default: 2 h), and it asks the
+# server to probe it likewise (tcp_keepalives_*, user-settable; the server applies them
+# on TCP only, so the test reads the statement from the server's log), so that a dead
+# follower host's session, and its lock, end within a minute.
+cat >"$WORK/proxy.py" <<'PY'
+import socket, sys, threading
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(8)
+open(sys.argv[2], "w").write(str(ls.getsockname()[1]))
+def pump(a, b):
+    try:
+        while (d := a.recv(65536)):
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try: s.shutdown(socket.SHUT_RDWR)
+        except OSError: pass
+while True:
+    c, _ = ls.accept()
+    u = socket.socket(socket.AF_UNIX); u.connect(sys.argv[1])
+    threading.Thread(target=pump, args=(c, u), daemon=True).start()
+    threading.Thread(target=pump, args=(u, c), daemon=True).start()
+PY
+rm -f "$WORK/proxy.port"
+python3 "$WORK/proxy.py" "$PGHOST/.s.PGSQL.5432" "$WORK/proxy.port" &
+FPID[proxy]=$!
+wait_for 5 test -s "$WORK/proxy.port"
+pport=$(cat "$WORK/proxy.port")
+pg_psql "CREATE ROLE follow_ka LOGIN SUPERUSER; ALTER ROLE follow_ka SET log_statement = 'all'" >/dev/null
+: >"$WORK/ka.log"
+"$CTL" --database "host=127.0.0.1 port=$pport user=follow_ka dbname=milterd" follow --exec "$PROG" >>"$WORK/ka.log" 2>&1 &
+FPID[ka]=$!
+wait_eq 5 1 actives ka
+timer=$(ss -tnoH state established "( dport = :$pport )" | grep -o 'timer:(keepalive,[^,]*' | head -n 1)
+stop_follower ka
+stop_follower proxy
+case "$timer" in
+*,[0-9]sec|*,1[0-9]sec|*,20sec) ok "keepalives: the follower's socket probes after 20 s ($timer)" ;;
+*) not_ok "keepalives: the follower's socket: '${timer:-no keepalive timer}'" ;;
+esac
+if grep -q "tcp_keepalives_idle', '20'.*tcp_keepalives_interval', '10'.*tcp_keepalives_count', '3'" "$PG_DIR/server.log"; then
+	ok "keepalives: the follower asks the server for them in its session (20 s, 3 x 10 s)"
+else
+	not_ok "keepalives: no tcp_keepalives_* set by the follower in the server's log"
+fi
+
 # Failures to connect are said as what they are, not as a connection lost.
 : >"$WORK/nowhere.log"
 "$CTL" --database "host=$WORK/nowhere dbname=milterd" follow --exec "$PROG" >>"$WORK/nowhere.log" 2>&1 &
