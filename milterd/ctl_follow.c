@@ -182,26 +182,38 @@ follow_backoff_prune(struct follow *f, PGresult *res)
 
 /* Whether pid has ended (then *status is set): waits at most ms, on its pidfd
  * when there is one, else polling (pidfd_open refused: kernel before 5.3, or a
- * container's seccomp profile). */
+ * container's seccomp profile); and on the database connection (dbfd), whose
+ * end wakes it too. */
 static int
-follow_ended(pid_t pid, int pidfd, int ms, int *status)
+follow_ended(pid_t pid, int pidfd, int dbfd, int ms, int *status)
 {
-	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+	struct pollfd pfd[2] = { { .fd = pidfd, .events = POLLIN },
+	    { .fd = dbfd, .events = POLLIN } };
 
 	if (pidfd != -1)
-		(void)poll(&pfd, 1, ms);
+		(void)poll(pfd, 2, ms);
 	else
-		(void)poll(NULL, 0, ms < 50 ? ms : 50);
+		(void)poll(&pfd[1], 1, ms < 50 ? ms : 50);
 	return waitpid(pid, status, WNOHANG) == pid;
 }
 
-/* Runs PROGRAM EVENT ACCOUNT EMAIL, no shell; 0 when it exited 0 in time. */
+/* Whether the session, and with it the follower lock, is still ours. Reads
+ * what came (notifications are queued for follow_wait()): a session the
+ * server ended says so, then closes. */
 static int
-follow_run(const struct follow *f, const char *event, const char *account, const char *email)
+follow_alive(PGconn *conn)
+{
+	return PQconsumeInput(conn) != 0 && PQstatus(conn) == CONNECTION_OK;
+}
+
+/* Runs PROGRAM EVENT ACCOUNT EMAIL, no shell; 0 when it exited 0 in time, -2
+ * when the database session was lost meanwhile (not to be acknowledged). */
+static int
+follow_run(struct follow *f, const char *event, const char *account, const char *email)
 {
 	char *const argv[] = { (char *)(uintptr_t)f->program, (char *)(uintptr_t)event,
 	    (char *)(uintptr_t)account, (char *)(uintptr_t)email, NULL };
-	int status = -1, pidfd, devnull, ended = 0;
+	int status = -1, pidfd, devnull, ended = 0, lost = 0;
 	double start = follow_now(), left;
 	pid_t pid;
 
@@ -225,8 +237,28 @@ follow_run(const struct follow *f, const char *event, const char *account, const
 	/* Wait for it, at most the timeout: a pidfd is readable when it ends.
 	 * Signals interrupt poll(); SIGTERM still waits for the program. */
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	while (!ended && (left = f->timeout - (follow_now() - start)) > 0)
-		ended = follow_ended(pid, pidfd, left > 1 ? 1000 : (int)(left * 1000) + 1, &status);
+	/* Its session lost, this follower is no longer the active one: a standby
+	 * may have taken the lock and be running this account's events already,
+	 * so the program is stopped, lest two runs act out of order. */
+	while (!ended && !lost && (left = f->timeout - (follow_now() - start)) > 0) {
+		ended = follow_ended(pid, pidfd, PQsocket(f->c->conn), left > 1 ? 1000 :
+		    (int)(left * 1000) + 1, &status);
+		lost = !follow_alive(f->c->conn);
+	}
+	if (lost) {
+		follow_why(f, "database connection lost while %s %s ran: %s", event, account,
+		    PQerrorMessage(f->c->conn));
+		if (!ended) {
+			log_warn("follow: %s %s %s: stopped: the database connection was lost,"
+			    " another follower may be running its events", f->program, event,
+			    account);
+			kill(-pid, SIGKILL);
+			waitpid(pid, &status, 0);
+		}
+		if (pidfd != -1)
+			close(pidfd);
+		return -2;
+	}
 	if (!ended) {
 		log_warn("follow: %s %s %s: still running after %d s, stopped", f->program, event,
 		    account, f->timeout);
@@ -274,7 +306,7 @@ follow_pass(struct follow *f)
 	PGresult *res, *ack;
 	const char *params[2];
 	char **failed;
-	int nfailed = 0, rc = 0;
+	int nfailed = 0, rc = 0, r;
 
 	if ((res = follow_query(f, "reading milterd.events", "SELECT request_id, event, account,"
 	    " coalesce(email, '') FROM milterd.events ORDER BY min(at) OVER (PARTITION BY"
@@ -289,7 +321,11 @@ follow_pass(struct follow *f)
 
 		if (follow_held(f, account, failed, nfailed))
 			continue;
-		if (follow_run(f, PQgetvalue(res, i, 1), account, PQgetvalue(res, i, 3)) == -1) {
+		if ((r = follow_run(f, PQgetvalue(res, i, 1), account, PQgetvalue(res, i, 3))) == -2) {
+			rc = -1;	/* not acknowledged: it runs again, by whoever is active */
+			break;
+		}
+		if (r == -1) {
 			follow_backoff_add(f, account);
 			failed[nfailed++] = (char *)(uintptr_t)account;
 			f->failures++;

@@ -466,6 +466,30 @@ else
 	not_ok "keepalives: no tcp_keepalives_* set by the follower in the server's log"
 fi
 
+# ------------------------------------------------------- session lost during a run
+# The active follower's session ends (failover, pg_terminate_backend) while its program
+# runs for dora's verification: the standby takes the lock and runs dora's events. The
+# first must stop its run and not acknowledge, or dora's verification would be acted on
+# after her address change.
+follower la
+wait_eq 5 1 actives la
+follower lb
+wait_for 5 grep -q "standing by" "$WORK/lb.log"
+echo 3 >"$F/slow.dora"
+sql_verify dora
+wait_eq 5 1 runs_of dora
+"$CTL" address --account dora --email dora.new@agri.gouv.fr >/dev/null
+pg_psql "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+	AND objid = (hashtext('milterd.follow')::bigint & 4294967295)::oid" >/dev/null
+wait_eq 15 0 pending_of dora
+sleep 3.5	# the first run's end, had it gone on
+expect_eq "session lost during a run: the run stopped, unacknowledged; the standby ran dora's events once each, in order" \
+	"verified address_changed|1|1" \
+	"$(awk -F'\t' '$3 == "dora" { print $2 }' "$F/done" | paste -sd ' ')|$(grep -c "stopped: the database connection was lost" "$WORK/la.log")|$(actives lb)"
+stop_follower la
+stop_follower lb
+rm -f "$F/slow.dora"
+
 # Failures to connect are said as what they are, not as a connection lost.
 : >"$WORK/nowhere.log"
 "$CTL" --database "host=$WORK/nowhere dbname=milterd" follow --exec "$PROG" >>"$WORK/nowhere.log" 2>&1 &
