@@ -59,6 +59,8 @@ struct follow {
 	size_t			 nbackoff;
 	int			 failures;	/* programs that failed (for --once) */
 	char			 why[512];	/* what the last failure was, to log */
+	double			 lapse_next;	/* when to call milterd.lapse() again */
+	int			 lapse_said;	/* its refusal was logged */
 };
 
 static volatile sig_atomic_t follow_stop;
@@ -292,6 +294,35 @@ follow_held(struct follow *f, const char *account, char **failed, int nfailed)
 	return b != NULL && b->next > follow_now();
 }
 
+/* Lapses what is past its end (milterd.lapse()) at start and at each rescan,
+ * so that a lapse is announced within a minute, not at the daily recertify,
+ * while address_holders() frees the address at once. Safe beside recertify
+ * and other hosts: its UPDATE takes each row's lock and rechecks state =
+ * 'verified', so a row lapses once. Refused (a role without the right): said
+ * once, until it works again. -1 only when the connection is lost. */
+static int
+follow_lapse(struct follow *f)
+{
+	PGresult *res;
+	int n;
+
+	if (follow_now() < f->lapse_next)
+		return 0;
+	f->lapse_next = follow_now() + FOLLOW_RESCAN;
+	if ((res = follow_query(f, "milterd.lapse()", "SELECT milterd.lapse()", 0, NULL)) == NULL) {
+		if (PQstatus(f->c->conn) != CONNECTION_OK)
+			return -1;
+		if (!f->lapse_said++)
+			log_warn("follow: %s; lapses wait for milterctl recertify", f->why);
+		return 0;
+	}
+	f->lapse_said = 0;
+	if ((n = atoi(PQgetvalue(res, 0, 0))) > 0)
+		log_info("follow: %d certification%s past its end lapsed", n, n > 1 ? "s" : "");
+	PQclear(res);
+	return 0;
+}
+
 /* One pass over every unacknowledged event, the accounts oldest first, each
  * account's events in the order they happened to its requests: request by
  * request (each request after the one it replaced), a verification before its
@@ -308,6 +339,8 @@ follow_pass(struct follow *f)
 	char **failed;
 	int nfailed = 0, rc = 0, r;
 
+	if (follow_lapse(f) == -1)
+		return -1;
 	if ((res = follow_query(f, "reading milterd.events", "SELECT request_id, event, account,"
 	    " coalesce(email, '') FROM milterd.events ORDER BY min(at) OVER (PARTITION BY"
 	    " account), account, request_id, event <> 'verified'", 0, NULL)) == NULL)
@@ -400,6 +433,7 @@ follow_connect(struct follow *f)
 		return -1;
 	}
 	buf_free(&err);
+	f->lapse_next = 0;	/* lapse at once: nobody may have since we left */
 	/* The server's side of the keepalives (user-settable; ignored on a unix
 	 * socket), and a bound on each query, unless the role has its own: a
 	 * statement stuck behind a lock fails instead of holding the follower. */

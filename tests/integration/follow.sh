@@ -490,6 +490,30 @@ stop_follower la
 stop_follower lb
 rm -f "$F/slow.dora"
 
+# --------------------------------------------------------------------- lapses
+# pia's certification is past its end and nobody called milterd.lapse() (recertify is
+# daily): the follower lapses it at start (and at each rescan), and runs 'lapsed' at once.
+# A role that may not lapse (no UPDATE right) gets one line saying so, not one a pass.
+sql_verify pia
+pg_psql "SELECT milterd.ack_event(id, 'verified') FROM milterd.requests WHERE account = 'pia';
+	UPDATE milterd.requests SET valid_until = now() - interval '1 second'
+	WHERE account = 'pia' AND state = 'verified'" >/dev/null
+: >"$WORK/ro.log"
+"$CTL" --database "host=$PGHOST user=follow_ro dbname=milterd" follow --exec "$PROG" \
+	>>"$WORK/ro.log" 2>&1 &
+FPID[ro]=$!
+sleep 2.5
+stop_follower ro
+expect_eq "lapse refused to the follower's role: one line with the server's message, nothing lapsed" \
+	"1|0" "$(grep -c "milterd.lapse(): ERROR: permission denied.*lapses wait for milterctl recertify" "$WORK/ro.log")|$(pending_of pia)"
+follower lp
+if wait_eq 5 0 pending_of pia && [ "$(calls_of pia | tail -n 1 | cut -d' ' -f1)" = lapsed ]; then
+	ok "a certification past its end: lapsed by the follower at start, 'lapsed' run and acknowledged"
+else
+	not_ok "a certification past its end: $(pending_of pia) events of pia; runs: $(calls_of pia | paste -sd '|')"
+fi
+stop_follower lp
+
 # Failures to connect are said as what they are, not as a connection lost.
 : >"$WORK/nowhere.log"
 "$CTL" --database "host=$WORK/nowhere dbname=milterd" follow --exec "$PROG" >>"$WORK/nowhere.log" 2>&1 &
