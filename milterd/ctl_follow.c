@@ -577,6 +577,7 @@ cmd_follow(struct ctl *c, int argc, char **argv)
 	sa.sa_handler = follow_signal;	/* no SA_RESTART: poll() returns at once */
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);	/* a closed terminal, or a stray reload */
 	log_set_level(LOG_INFO);
 	while (!follow_stop) {
 		if (delay > 0) {

@@ -277,6 +277,18 @@ unset "FPID[main]"
 expect_eq "SIGTERM during a run: exit 0 once the program finished, its event acknowledged" "0|1|0" \
 	"$rc|$(awk -F'\t' '$3 == "hank"' "$F/done" | wc -l)|$(pending_of hank)"
 
+# SIGHUP (a closed terminal, systemctl reload by mistake) is SIGTERM's: not a silent death.
+follower hup
+wait_eq 5 1 actives hup
+echo 1 >"$F/slow.hugo"
+sql_verify hugo
+wait_eq 5 1 runs_of hugo
+kill -HUP "${FPID[hup]}"
+wait "${FPID[hup]}"; rc=$?
+unset "FPID[hup]"
+expect_eq "SIGHUP during a run: exit 0 once the program finished, its event acknowledged" "0|1|0" \
+	"$rc|$(awk -F'\t' '$3 == "hugo"' "$F/done" | wc -l)|$(pending_of hugo)"
+
 # ---------------------------------------------------------- PostgreSQL restart
 # The follower runs; PostgreSQL stops and starts again; events made at once after the
 # start (before the follower is back: it waits 1 s or more before reconnecting) and a
