@@ -115,19 +115,19 @@ fi
 #    first recipient and tells the second 452 4.5.3 (the end of message's answer would be
 #    its too: the relay may send either first); the relay sends it again on its own. The
 #    account is verified, both copies arrive: nothing is lost.
-t=$(new_token frank frank@agri.gouv.fr)
-signed_reply "$WORK/m3b" frank@agri.gouv.fr "$t"
+t=$(new_token gus gus@agri.gouv.fr)
+signed_reply "$WORK/m3b" gus@agri.gouv.fr "$t"
 n=$(postfix_mail_count "$PF_RECV_MAILDIR")
-reply=$(swaks_send "$PF_SEND_PORT" frank@agri.gouv.fr "verify+$t@certify.test,postmaster@certify.test" "$WORK/m3b")
+reply=$(swaks_send "$PF_SEND_PORT" gus@agri.gouv.fr "verify+$t@certify.test,postmaster@certify.test" "$WORK/m3b")
 # (Postfix's client takes a 452 after an accepted recipient as "too many recipients"
 # and sends the rest at once, in a new transaction; a flush in case it deferred.)
 postfix_mail_wait "$PF_RECV_MAILDIR" $((n + 2)) 10 || postfix_sender_flush 20
 if [[ "$reply" == 250* ]] && postfix_sender_wait_queue 0 20 && postfix_mail_wait "$PF_RECV_MAILDIR" $((n + 2)) 10 &&
-	[ "$(state frank)" = verified ] &&
+	[ "$(state gus)" = verified ] &&
 	grep -q "reason=malformed reply=452 xcode=4\.5\.3 .*detail=a token and other recipients" "$MILTERD_LOG"; then
 	ok "a reply to the verify address and postmaster: the second told 452, sent again; verified, both delivered"
 else
-	not_ok "verify address and postmaster: $reply, state $(state frank), $(( $(postfix_mail_count "$PF_RECV_MAILDIR") - n )) copies, queue $(postfix_sender_queue_count all): $(grep -E "452|postmaster" "$MILTERD_LOG" "$PF_RECV_LOG" | tail -n 6 | tr '\n' ' ')"
+	not_ok "verify address and postmaster: $reply, state $(state gus), $(( $(postfix_mail_count "$PF_RECV_MAILDIR") - n )) copies, queue $(postfix_sender_queue_count all): $(grep -E "452|postmaster" "$MILTERD_LOG" "$PF_RECV_LOG" | tail -n 6 | tr '\n' ' ')"
 fi
 
 # 4. SIGTERM while a transaction is under way: that one finishes, and a new one through
