@@ -1,8 +1,10 @@
 /* ctl_follow.c — milterctl follow: the backend's program run at once on every
  * verification, lapse and address change (LISTEN), after catching up on all it
  * has not acknowledged; in order for each account, at least once, acknowledged
- * only once the program exits 0. One follower acts at a time per database (a
- * session advisory lock); others wait as standbys. */
+ * only once the program exits 0. Up to --jobs programs run at once, one per
+ * account, so that a slow or hanging one holds up its own account only. One
+ * follower acts at a time per database (a session advisory lock); others wait
+ * as standbys. */
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -29,6 +31,8 @@
 #define FOLLOW_RESCAN	60	/* seconds between full scans without a notification */
 #define FOLLOW_RETRY_MAX 300	/* seconds: the longest wait before retrying a program */
 #define FOLLOW_RECONNECT_MAX 30	/* seconds: the longest wait between reconnections */
+#define FOLLOW_JOBS	4	/* --jobs: programs at once, by default */
+#define FOLLOW_JOBS_MAX	64
 /* A dead peer is found 20 + 3 x 10 = 50 s after the last traffic, by either
  * side: the server then ends the session of a follower whose host died, and
  * frees its lock for a standby (the OS default is 2 h 11 min); the follower
@@ -50,11 +54,24 @@ struct follow_backoff {
 	int	 delay;
 };
 
+/* A program under way for one event. */
+struct follow_job {
+	char	*id, *event, *account;
+	pid_t	 pid;
+	int	 pidfd;		/* -1: its end is polled for */
+	double	 start;
+};
+
 struct follow {
 	struct ctl		*c;
 	const char		*program;
 	int			 once;
 	int			 timeout;	/* seconds a program may run */
+	int			 jobs;		/* programs at once, at most */
+	struct follow_job	 job[FOLLOW_JOBS_MAX];	/* those under way */
+	int			 njob;
+	char			**held;		/* accounts passed over until the next read */
+	int			 nheld;
 	struct follow_backoff	*backoff;
 	size_t			 nbackoff;
 	int			 failures;	/* programs that failed (for --once) */
@@ -182,118 +199,6 @@ follow_backoff_prune(struct follow *f, PGresult *res)
 	}
 }
 
-/* Whether pid has ended (then *status is set): waits at most ms, on its pidfd
- * when there is one, else polling (pidfd_open refused: kernel before 5.3, or a
- * container's seccomp profile); and on the database connection (dbfd), whose
- * end wakes it too. */
-static int
-follow_ended(pid_t pid, int pidfd, int dbfd, int ms, int *status)
-{
-	struct pollfd pfd[2] = { { .fd = pidfd, .events = POLLIN },
-	    { .fd = dbfd, .events = POLLIN } };
-
-	if (pidfd != -1)
-		(void)poll(pfd, 2, ms);
-	else
-		(void)poll(&pfd[1], 1, ms < 50 ? ms : 50);
-	return waitpid(pid, status, WNOHANG) == pid;
-}
-
-/* Whether the session, and with it the follower lock, is still ours. Reads
- * what came (notifications are queued for follow_wait()): a session the
- * server ended says so, then closes. */
-static int
-follow_alive(PGconn *conn)
-{
-	return PQconsumeInput(conn) != 0 && PQstatus(conn) == CONNECTION_OK;
-}
-
-/* Runs PROGRAM EVENT ACCOUNT EMAIL, no shell; 0 when it exited 0 in time, -2
- * when the database session was lost meanwhile (not to be acknowledged). */
-static int
-follow_run(struct follow *f, const char *event, const char *account, const char *email)
-{
-	char *const argv[] = { (char *)(uintptr_t)f->program, (char *)(uintptr_t)event,
-	    (char *)(uintptr_t)account, (char *)(uintptr_t)email, NULL };
-	int status = -1, pidfd, devnull, ended = 0, lost = 0;
-	double start = follow_now(), left;
-	pid_t pid;
-
-	if ((pid = fork()) == -1) {
-		log_warn("follow: fork: %s", strerror(errno));
-		return -1;
-	}
-	if (pid == 0) {
-		if ((devnull = open("/dev/null", O_RDONLY)) != -1)
-			dup2(devnull, 0);
-		/* Its own process group, so that a timeout kills what it started
-		 * too (sudo, a shell's children); and SIGPIPE back to its default:
-		 * milterctl ignores it, and an ignored signal stays so across exec. */
-		setpgid(0, 0);
-		signal(SIGPIPE, SIG_DFL);
-		execv(f->program, argv);
-		fprintf(stderr, "milterctl: follow: %s: %s\n", f->program, strerror(errno));
-		_exit(127);
-	}
-	setpgid(pid, pid);	/* as the child does: whichever runs first */
-	/* Wait for it, at most the timeout: a pidfd is readable when it ends.
-	 * Signals interrupt poll(); SIGTERM still waits for the program. */
-	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	/* Its session lost, this follower is no longer the active one: a standby
-	 * may have taken the lock and be running this account's events already,
-	 * so the program is stopped, lest two runs act out of order. */
-	while (!ended && !lost && (left = f->timeout - (follow_now() - start)) > 0) {
-		ended = follow_ended(pid, pidfd, PQsocket(f->c->conn), left > 1 ? 1000 :
-		    (int)(left * 1000) + 1, &status);
-		lost = !follow_alive(f->c->conn);
-	}
-	if (lost) {
-		follow_why(f, "database connection lost while %s %s ran: %s", event, account,
-		    PQerrorMessage(f->c->conn));
-		if (!ended) {
-			log_warn("follow: %s %s %s: stopped: the database connection was lost,"
-			    " another follower may be running its events", f->program, event,
-			    account);
-			kill(-pid, SIGKILL);
-			waitpid(pid, &status, 0);
-		}
-		if (pidfd != -1)
-			close(pidfd);
-		return -2;
-	}
-	if (!ended) {
-		log_warn("follow: %s %s %s: still running after %d s, stopped", f->program, event,
-		    account, f->timeout);
-		kill(-pid, SIGKILL);
-		waitpid(pid, &status, 0);
-		status = -1;
-	}
-	if (pidfd != -1)
-		close(pidfd);
-	if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		log_info("follow: %s %s: done in %.3f s", event, account, follow_now() - start);
-		return 0;
-	}
-	if (status != -1)
-		log_warn("follow: %s %s %s: %s %d", f->program, event, account,
-		    WIFEXITED(status) ? "exit" : "signal",
-		    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-	return -1;
-}
-
-/* Whether account is held back in this pass: an earlier event of it is
- * waiting for a retry, or failed in this pass (its order is kept). */
-static int
-follow_held(struct follow *f, const char *account, char **failed, int nfailed)
-{
-	struct follow_backoff *b = follow_backoff_find(f, account);
-
-	for (int i = 0; i < nfailed; i++)
-		if (strcmp(failed[i], account) == 0)
-			return 1;
-	return b != NULL && b->next > follow_now();
-}
-
 /* Lapses what is past its end (milterd.lapse()) at start and at each rescan,
  * so that a lapse is announced within a minute, not at the daily recertify,
  * while address_holders() frees the address at once. Safe beside recertify
@@ -323,75 +228,354 @@ follow_lapse(struct follow *f)
 	return 0;
 }
 
-/* One pass over every unacknowledged event, the accounts oldest first, each
- * account's events in the order they happened to its requests: request by
- * request (each request after the one it replaced), a verification before its
- * end. Not by time alone: an event's time is its transaction's start, and an
- * end written by a transaction that began before the reply verified (the
- * backend's own, saving a new address) bears the earlier time; a lapse and the
- * renewal that raced it likewise. In time order the program would undo the
- * last word (enable after disable). -1 when the database connection failed. */
+/* Whether the session, and with it the follower lock, is still ours. Reads
+ * what came (notifications are queued for follow_pass() and follow_wait()): a
+ * session the server ended says so, then closes. */
 static int
-follow_pass(struct follow *f)
+follow_alive(PGconn *conn)
 {
-	PGresult *res, *ack;
-	const char *params[2];
-	char **failed;
-	int nfailed = 0, rc = 0, r;
+	return PQconsumeInput(conn) != 0 && PQstatus(conn) == CONNECTION_OK;
+}
 
-	if (follow_lapse(f) == -1)
+static void
+follow_job_free(struct follow_job *j)
+{
+	if (j->pidfd != -1)
+		close(j->pidfd);
+	free(j->id);
+	free(j->event);
+	free(j->account);
+}
+
+/* Starts PROGRAM EVENT ACCOUNT EMAIL for row r of res as job j, no shell. -1
+ * when it could not (said), j then holding nothing. */
+static int
+follow_spawn(struct follow *f, struct follow_job *j, PGresult *res, int r)
+{
+	char *const argv[] = { (char *)(uintptr_t)f->program, PQgetvalue(res, r, 1),
+	    PQgetvalue(res, r, 2), PQgetvalue(res, r, 3), NULL };
+	int devnull;
+
+	/* Copies: the events may be read again while it runs. */
+	*j = (struct follow_job){ .id = strdup(PQgetvalue(res, r, 0)), .event = strdup(argv[1]),
+	    .account = strdup(argv[2]), .pid = -1, .pidfd = -1, .start = follow_now() };
+	if (j->id == NULL || j->event == NULL || j->account == NULL) {
+		log_warn("follow: %s %s: %s", argv[1], argv[2], strerror(ENOMEM));
+		follow_job_free(j);
 		return -1;
+	}
+	if ((j->pid = fork()) == -1) {
+		log_warn("follow: fork: %s", strerror(errno));
+		follow_job_free(j);
+		return -1;
+	}
+	if (j->pid == 0) {
+		if ((devnull = open("/dev/null", O_RDONLY)) != -1)
+			dup2(devnull, 0);
+		/* Its own process group, so that a timeout kills what it started
+		 * too (sudo, a shell's children); and SIGPIPE back to its default:
+		 * milterctl ignores it, and an ignored signal stays so across exec. */
+		setpgid(0, 0);
+		signal(SIGPIPE, SIG_DFL);
+		execv(f->program, argv);
+		fprintf(stderr, "milterctl: follow: %s: %s\n", f->program, strerror(errno));
+		_exit(127);
+	}
+	setpgid(j->pid, j->pid);	/* as the child does: whichever runs first */
+	/* A pidfd is readable when it ends; without one (kernel before 5.3, a
+	 * container's seccomp profile) follow_await() polls. */
+	j->pidfd = (int)syscall(SYS_pidfd_open, j->pid, 0);
+	return 0;
+}
+
+/* Passes over account's events until the events are read again: its program
+ * failed, or it waits for a retry. Its later events wait behind, in order. */
+static void
+follow_hold(struct follow *f, const char *account)
+{
+	char **grown, *copy = strdup(account);
+
+	if (copy == NULL || (grown = realloc(f->held, (f->nheld + 1) * sizeof(*grown))) == NULL) {
+		free(copy);
+		return;		/* its backoff alone holds it back */
+	}
+	f->held = grown;
+	f->held[f->nheld++] = copy;
+}
+
+static void
+follow_unhold(struct follow *f)
+{
+	while (f->nheld > 0)
+		free(f->held[--f->nheld]);
+}
+
+/* Whether account is held back: since the events were last read, its program
+ * failed, or an earlier event of it waited for a retry (held from then on, so
+ * that a retry falling due later cannot run its later event first). */
+static int
+follow_held(struct follow *f, const char *account)
+{
+	struct follow_backoff *b = follow_backoff_find(f, account);
+
+	for (int i = 0; i < f->nheld; i++)
+		if (strcmp(f->held[i], account) == 0)
+			return 1;
+	if (b == NULL || b->next <= follow_now())
+		return 0;
+	follow_hold(f, account);
+	return 1;
+}
+
+/* Whether a program runs for account: its next event waits for it. */
+static int
+follow_busy(struct follow *f, const char *account)
+{
+	for (int i = 0; i < f->njob; i++)
+		if (strcmp(f->job[i].account, account) == 0)
+			return 1;
+	return 0;
+}
+
+/* The program failed for account (or could not start, or its event was not
+ * acknowledged): its backoff; other accounts go on. */
+static void
+follow_failed(struct follow *f, const char *account)
+{
+	follow_backoff_add(f, account);
+	follow_hold(f, account);
+	f->failures++;
+}
+
+/* Starts the events whose turn it is, in order, while fewer than --jobs
+ * programs run: an account's next event once the one before it is
+ * acknowledged, none of an account held back. state: per row of res, set
+ * once it is started or passed over. */
+static void
+follow_start(struct follow *f, PGresult *res, char *state)
+{
+	for (int i = 0; i < PQntuples(res) && f->njob < f->jobs && !follow_stop; i++) {
+		const char *account = PQgetvalue(res, i, 2);
+
+		if (state[i] || follow_busy(f, account))
+			continue;
+		state[i] = 1;
+		if (follow_held(f, account))
+			continue;
+		if (follow_spawn(f, &f->job[f->njob], res, i) == -1)
+			follow_failed(f, account);
+		else
+			f->njob++;
+	}
+}
+
+/* Job j's program ended (status -1: killed past --timeout): acknowledged if
+ * it exited 0, else its account's failure. -1 when the connection was lost
+ * acknowledging (f->why). */
+static int
+follow_end(struct follow *f, struct follow_job *j, int status)
+{
+	const char *params[2] = { j->id, j->event };
+	PGresult *ack;
+
+	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		if (status != -1)
+			log_warn("follow: %s %s %s: %s %d", f->program, j->event, j->account,
+			    WIFEXITED(status) ? "exit" : "signal",
+			    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+		follow_failed(f, j->account);
+		return 0;
+	}
+	log_info("follow: %s %s: done in %.3f s", j->event, j->account, follow_now() - j->start);
+	/* Lost here, the acknowledgement makes the program run again on the
+	 * next pass: at least once, as promised. */
+	if ((ack = follow_query(f, NULL, "SELECT milterd.ack_event($1::bigint, $2)", 2,
+	    params)) == NULL) {
+		if (PQstatus(f->c->conn) != CONNECTION_OK)
+			return -1;
+		/* Refused on a sound connection (no UPDATE right on
+		 * milterd.requests, statement_timeout behind a lock): reconnecting
+		 * would run the program again at once, forever, the other
+		 * accounts waiting. It is this account's failure: its backoff,
+		 * the others go on. */
+		log_warn("follow: %s %s: done, but not acknowledged: %s", j->event, j->account,
+		    f->why);
+		follow_failed(f, j->account);
+		return 0;
+	}
+	follow_backoff_clear(f, j->account);
+	PQclear(ack);
+	return 0;
+}
+
+/* The session, and with it the lock, is lost: this follower is no longer the
+ * active one, and a standby may be running these accounts' events already, so
+ * every program under way is stopped (its process group, as past --timeout),
+ * lest two runs act out of order; none is acknowledged, each runs again, by
+ * whichever follower is active. */
+static void
+follow_kill_all(struct follow *f)
+{
+	int status;
+
+	for (int i = 0; i < f->njob; i++) {
+		struct follow_job *j = &f->job[i];
+
+		if (waitpid(j->pid, &status, WNOHANG) != j->pid) {
+			log_warn("follow: %s %s %s: stopped: the database connection was lost,"
+			    " another follower may be running its events", f->program, j->event,
+			    j->account);
+			kill(-j->pid, SIGKILL);
+			waitpid(j->pid, &status, 0);
+		}
+		follow_job_free(j);
+	}
+	f->njob = 0;
+}
+
+/* Waits until a program ends or outlives --timeout, the database says
+ * something (a notification, the session's end), or a second passes; then
+ * deals with each program that ended. Signals interrupt poll(); SIGTERM
+ * still waits for the programs. -1 when the session was lost (f->why), every
+ * program then stopped. */
+static int
+follow_await(struct follow *f)
+{
+	struct pollfd pfd[FOLLOW_JOBS_MAX + 1];
+	nfds_t n = 0;
+	int ms = 1000, status, i;
+	double left;
+
+	pfd[n++] = (struct pollfd){ .fd = PQsocket(f->c->conn), .events = POLLIN };
+	for (i = 0; i < f->njob; i++) {
+		if ((left = f->job[i].start + f->timeout - follow_now()) < ms / 1000.0)
+			ms = left > 0 ? (int)(left * 1000) + 1 : 0;
+		if (f->job[i].pidfd == -1)
+			ms = ms < 50 ? ms : 50;
+		else
+			pfd[n++] = (struct pollfd){ .fd = f->job[i].pidfd, .events = POLLIN };
+	}
+	(void)poll(pfd, n, ms);
+	/* Checked before acknowledging what ended, too. */
+	if (!follow_alive(f->c->conn)) {
+		if (f->njob == 1)
+			follow_why(f, "database connection lost while %s %s ran: %s",
+			    f->job[0].event, f->job[0].account, PQerrorMessage(f->c->conn));
+		else
+			follow_why(f, "database connection lost while %d programs ran: %s", f->njob,
+			    PQerrorMessage(f->c->conn));
+		follow_kill_all(f);
+		return -1;
+	}
+	for (i = 0; i < f->njob; ) {
+		struct follow_job *j = &f->job[i];
+		int lost;
+
+		if (waitpid(j->pid, &status, WNOHANG) != j->pid) {
+			if (follow_now() - j->start < f->timeout) {
+				i++;
+				continue;
+			}
+			log_warn("follow: %s %s %s: still running after %d s, stopped", f->program,
+			    j->event, j->account, f->timeout);
+			kill(-j->pid, SIGKILL);
+			waitpid(j->pid, &status, 0);
+			status = -1;
+		}
+		lost = follow_end(f, j, status) == -1;
+		follow_job_free(j);
+		*j = f->job[--f->njob];		/* i is now the last one, or past */
+		if (lost) {
+			follow_kill_all(f);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The unacknowledged events, the accounts oldest first, each account's events
+ * in the order they happened to its requests: request by request (each
+ * request after the one it replaced), a verification before its end. Not by
+ * time alone: an event's time is its transaction's start, and an end written
+ * by a transaction that began before the reply verified (the backend's own,
+ * saving a new address) bears the earlier time; a lapse and the renewal that
+ * raced it likewise. In time order the program would undo the last word
+ * (enable after disable). *state: per row, set for those of programs under
+ * way (follow_start()). NULL when the query failed (f->why). */
+static PGresult *
+follow_read(struct follow *f, char **state)
+{
+	PGresult *res;
+
 	if ((res = follow_query(f, "reading milterd.events", "SELECT request_id, event, account,"
 	    " coalesce(email, '') FROM milterd.events ORDER BY min(at) OVER (PARTITION BY"
 	    " account), account, request_id, event <> 'verified'", 0, NULL)) == NULL)
-		return -1;
-	if ((failed = calloc((size_t)PQntuples(res) + 1, sizeof(*failed))) == NULL) {
+		return NULL;
+	if ((*state = calloc((size_t)PQntuples(res) + 1, 1)) == NULL) {
+		follow_why(f, "reading milterd.events: %s", strerror(ENOMEM));
 		PQclear(res);
-		return 0;
+		return NULL;
 	}
-	for (int i = 0; i < PQntuples(res) && !follow_stop; i++) {
-		const char *account = PQgetvalue(res, i, 2);
+	/* Read again while they run, they are started already. */
+	for (int r = 0; r < PQntuples(res); r++)
+		for (int i = 0; i < f->njob; i++)
+			if (strcmp(PQgetvalue(res, r, 0), f->job[i].id) == 0 &&
+			    strcmp(PQgetvalue(res, r, 1), f->job[i].event) == 0)
+				(*state)[r] = 1;
+	follow_unhold(f);
+	return res;
+}
 
-		if (follow_held(f, account, failed, nfailed))
-			continue;
-		if ((r = follow_run(f, PQgetvalue(res, i, 1), account, PQgetvalue(res, i, 3))) == -2) {
-			rc = -1;	/* not acknowledged: it runs again, by whoever is active */
+/* One pass over every unacknowledged event (follow_read()), up to --jobs
+ * programs at once, one per account. -1 when the database connection failed
+ * (every program then stopped, none acknowledged). */
+static int
+follow_pass(struct follow *f)
+{
+	PGresult *res, *again;
+	PGnotify *n;
+	char *state, *state_again;
+	int rc = 0;
+
+	if (follow_lapse(f) == -1)
+		return -1;
+	if ((res = follow_read(f, &state)) == NULL)
+		return -1;
+	for (;;) {
+		follow_start(f, res, state);
+		if (f->njob == 0)
+			break;
+		if (follow_await(f) == -1) {
+			rc = -1;	/* not acknowledged: they run again, by whoever is active */
 			break;
 		}
-		if (r == -1) {
-			follow_backoff_add(f, account);
-			failed[nfailed++] = (char *)(uintptr_t)account;
-			f->failures++;
+		/* An event that came meanwhile (a sign-up during a burst of
+		 * lapses) starts beside the programs under way, not after the
+		 * slowest of them: read again when a program runs and another
+		 * may start. Not with --jobs 1, which is one program at a time,
+		 * each event that came during the pass in the next pass; nor
+		 * with --once, one pass over what was there. */
+		if (f->once || follow_stop || f->njob == 0 || f->njob >= f->jobs ||
+		    (n = PQnotifies(f->c->conn)) == NULL)
 			continue;
-		}
-		params[0] = PQgetvalue(res, i, 0);
-		params[1] = PQgetvalue(res, i, 1);
-		/* Lost here, the acknowledgement makes the program run again on
-		 * the next pass: at least once, as promised. */
-		if ((ack = follow_query(f, NULL, "SELECT milterd.ack_event($1::bigint,"
-		    " $2)", 2, params)) == NULL) {
-			if (PQstatus(f->c->conn) != CONNECTION_OK) {
-				rc = -1;
-				break;
-			}
-			/* Refused on a sound connection (no UPDATE right on
-			 * milterd.requests, statement_timeout behind a lock):
-			 * reconnecting would run the program again at once,
-			 * forever, the other accounts waiting. It is this
-			 * account's failure: its backoff, the others go on. */
-			log_warn("follow: %s %s: done, but not acknowledged: %s", params[1], account,
-			    f->why);
-			follow_backoff_add(f, account);
-			failed[nfailed++] = (char *)(uintptr_t)account;
-			f->failures++;
-			continue;
-		}
-		follow_backoff_clear(f, account);
-		PQclear(ack);
+		do
+			PQfreemem(n);
+		while ((n = PQnotifies(f->c->conn)) != NULL);
+		if ((again = follow_read(f, &state_again)) != NULL) {
+			PQclear(res);
+			free(state);
+			res = again;
+			state = state_again;
+		} else if (PQstatus(f->c->conn) != CONNECTION_OK) {
+			follow_kill_all(f);
+			rc = -1;
+			break;
+		} else
+			log_warn("follow: %s; the new events wait for the next pass", f->why);
 	}
 	if (rc == 0 && !follow_stop)
 		follow_backoff_prune(f, res);
-	free(failed);
+	free(state);
 	PQclear(res);
 	return rc;
 }
@@ -521,6 +705,7 @@ follow_opts(struct follow *f, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "exec", required_argument, NULL, 'e' },
+		{ "jobs", required_argument, NULL, 'j' },
 		{ "once", no_argument, NULL, 'o' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
@@ -532,6 +717,13 @@ follow_opts(struct follow *f, int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'e': f->program = optarg; break;
+		case 'j':
+			if ((f->jobs = (int)ctl_number(optarg, 1, FOLLOW_JOBS_MAX)) == -1) {
+				fprintf(stderr, "milterctl: follow --jobs %s: not a whole number"
+				    " from 1 to %d\n", optarg, FOLLOW_JOBS_MAX);
+				return EX_USAGE;
+			}
+			break;
 		case 'o': f->once = 1; break;
 		case 't': f->timeout = (int)ctl_number(optarg, 1, 86400); break;
 		default: ctl_usage();
@@ -567,7 +759,7 @@ follow_opts(struct follow *f, int argc, char **argv)
 int
 cmd_follow(struct ctl *c, int argc, char **argv)
 {
-	struct follow f = { .c = c, .timeout = 300 };
+	struct follow f = { .c = c, .timeout = 300, .jobs = FOLLOW_JOBS };
 	struct sigaction sa;
 	int delay = 0, rc;
 
@@ -618,5 +810,7 @@ cmd_follow(struct ctl *c, int argc, char **argv)
 	for (size_t i = 0; i < f.nbackoff; i++)
 		free(f.backoff[i].account);
 	free(f.backoff);
+	follow_unhold(&f);
+	free(f.held);
 	return EX_DONE;
 }

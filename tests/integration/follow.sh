@@ -171,21 +171,6 @@ else
 	not_ok "at once: verification to PROGRAM start (s):$all"
 fi
 
-# An event that comes while the program runs for another starts as soon as that run is
-# acknowledged: its notification, read with the acknowledgement, is not left waiting.
-echo 1 >"$F/slow.dave6"
-sql_verify dave6
-wait_eq 5 1 runs_of dave6
-sql_verify dave7
-wait_eq 5 1 runs_of dave7
-gap=$(awk -F'\t' -v d="$(awk -F'\t' '$3 == "dave6" { print $1 }' "$F/done")" \
-	'$3 == "dave7" { printf "%.3f", $1 - d }' "$F/runs")
-if [ -n "$gap" ] && awk -v g="$gap" 'BEGIN { exit !(g < 0.5) }'; then
-	ok "at once: an event that came during another's run starts when it ends (${gap} s after)"
-else
-	not_ok "at once: an event that came during another's run started ${gap:-never} s after it ended"
-fi
-
 # ------------------------------------------------------------ failing PROGRAM
 # erin's program fails three times: retried after 1, 2, 4 s, acknowledged only after the
 # fourth run; her next event (an address change) waits for it; frank is not held up.
@@ -239,9 +224,72 @@ else
 	not_ok "event acknowledged elsewhere during its backoff: $(runs_of nora) runs, $(( c1 - c0 )) CPU ticks in 2 s"
 fi
 
+# ------------------------------------------------------------------- --jobs
+# Up to --jobs programs at once (default 4), one per account. paul's program takes 6 s;
+# quinn's verification, coming while it runs, is run and acknowledged at once, not after
+# it; paul's is acknowledged when it ends.
+echo 6 >"$F/slow.paul"
+sql_verify paul
+wait_eq 5 1 runs_of paul
+sql_verify quinn
+if wait_eq 2 0 pending_of quinn && [ "$(pending_of paul)" = 1 ]; then
+	ok "--jobs: an event that comes while a slow program runs for another account is acknowledged within 2 s"
+else
+	not_ok "--jobs: quinn $(pending_of quinn) pending, paul $(pending_of paul), 2 s after quinn's verification"
+fi
+if wait_eq 10 0 pending_of paul && [ "$(runs_of paul)|$(runs_of quinn)" = "1|1" ]; then
+	ok "--jobs: the slow program's event acknowledged when it ended, each run once"
+else
+	not_ok "--jobs: paul $(pending_of paul) pending, $(runs_of paul) runs; quinn $(runs_of quinn) runs"
+fi
+rm -f "$F/slow.paul"
+
+# --jobs 2: rose's three events (verified, address_changed, verified again), 1 s each, run
+# one after the other, each after the one before it ended, while sid's runs beside them.
+stop_follower main
+echo 1 >"$F/slow.rose"
+echo 1 >"$F/slow.sid"
+sql_verify rose
+"$CTL" address --account rose --email rose.new@agri.gouv.fr >/dev/null
+pg_psql "SELECT milterd.request_verification('rose', 'rose.new@agri.gouv.fr');
+	UPDATE milterd.requests SET state = 'verified', verified_at = now()
+	WHERE account = 'rose' AND state = 'pending'" >/dev/null
+sql_verify sid
+follower jobs --jobs 2
+wait_eq 10 0 pending
+# Every start and end of rose's and sid's runs, in time order: "start rose", "done rose"...
+span() { { awk -F'\t' '$3 == "rose" || $3 == "sid" { print $1, "start", $3 }' "$F/runs"
+	awk -F'\t' '$3 == "rose" || $3 == "sid" { print $1, "done", $3 }' "$F/done"; } | sort -n | cut -d' ' -f2-; }
+expect_eq "--jobs 2: rose's events in order, each started after the one before it ended" \
+	"verified address_changed verified|start done start done start done" \
+	"$(calls_of rose | cut -d' ' -f1 | xargs)|$(span | awk '$2 == "rose" { print $1 }' | xargs)"
+expect_eq "--jobs 2: sid's event started beside rose's first, before either ended" "start rose|start sid" \
+	"$(span | head -n 2 | sort | paste -sd '|')"
+stop_follower jobs
+rm -f "$F/slow.rose" "$F/slow.sid"
+
+# --jobs 1: one program at a time, as before --jobs: uma's event waits for tom's run, and
+# starts as soon as it is acknowledged: its notification, read with the acknowledgement,
+# is not left waiting.
+follower jobs --jobs 1
+wait_eq 5 1 actives jobs
+echo 2 >"$F/slow.tom"
+sql_verify tom
+wait_eq 5 1 runs_of tom
+sql_verify uma
+wait_eq 10 0 pending
+tom_done=$(awk -F'\t' '$3 == "tom" { print $1 }' "$F/done")
+uma_start=$(awk -F'\t' '$3 == "uma" { print $1 }' "$F/runs")
+if [ -n "$tom_done" ] && [ -n "$uma_start" ] && awk -v d="$tom_done" -v s="$uma_start" 'BEGIN { exit !(s >= d && s - d < 0.5) }'; then
+	ok "--jobs 1: another account's event waits for the program under way, starts when it ends ($(awk -v d="$tom_done" -v s="$uma_start" 'BEGIN { printf "%.3f", s - d }') s after)"
+else
+	not_ok "--jobs 1: tom done at ${tom_done:-never}, uma started at ${uma_start:-never}"
+fi
+stop_follower jobs
+rm -f "$F/slow.tom"
+
 # ------------------------------------------------------------ PROGRAM hangs
 # With --timeout 2, a program that hangs (and its child) is killed, then run again.
-stop_follower main
 follower main --timeout 2
 wait_eq 5 1 actives main
 touch "$F/hang.gina"
@@ -371,6 +419,14 @@ expect_eq "no --exec and no follow_exec: usage error (exit 2)" 2 "$rc"
 expect_grep "no --exec and no follow_exec: says what is needed" "follow needs --exec PROGRAM" "$WORK/usage.out"
 "$CTL" follow --exec "$PROG" --timeout 0 >"$WORK/usage.out" 2>&1; rc=$?
 expect_eq "--timeout 0: usage error (exit 2)" 2 "$rc"
+out=""
+for j in 0 65 abc; do
+	"$CTL" follow --exec "$PROG" --jobs "$j" >"$WORK/usage.out" 2>&1; rc=$?
+	out="$out$rc $(cat "$WORK/usage.out")|"
+done
+expect_eq "--jobs 0, 65, abc: usage error (exit 2), says what it takes" \
+	"2 milterctl: follow --jobs 0: not a whole number from 1 to 64|2 milterctl: follow --jobs 65: not a whole number from 1 to 64|2 milterctl: follow --jobs abc: not a whole number from 1 to 64|" \
+	"$out"
 # Numbers are whole numbers, and nothing is left over: usage errors, not a guess or SQL's.
 rcs=""
 for cmd in "follow --exec $PROG --timeout 5x" "db prune --batch 5x" "db prune --batch 10.5" \
