@@ -558,6 +558,30 @@ stop_follower la
 stop_follower lb
 rm -f "$F/slow.dora"
 
+# Two runs under way (--jobs) when the session ends: both stop, neither is acknowledged,
+# and the standby runs each account's verification once.
+follower lc
+wait_eq 5 1 actives lc
+follower ld
+wait_for 5 grep -q "standing by" "$WORK/ld.log"
+echo 3 >"$F/slow.nell"
+echo 3 >"$F/slow.otto"
+sql_verify nell
+sql_verify otto
+wait_eq 5 1 runs_of nell
+wait_eq 5 1 runs_of otto
+pg_psql "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+	AND objid = (hashtext('milterd.follow')::bigint & 4294967295)::oid" >/dev/null
+wait_eq 15 0 pending_of nell
+wait_eq 15 0 pending_of otto
+sleep 3.5	# the first runs' end, had they gone on
+expect_eq "session lost with two runs under way: both stopped, unacknowledged; the standby ran each once" \
+	"verified verified|2|1" \
+	"$(awk -F'\t' '$3 == "nell" || $3 == "otto" { print $2 }' "$F/done" | paste -sd ' ')|$(grep -c "stopped: the database connection was lost" "$WORK/lc.log")|$(actives ld)"
+stop_follower lc
+stop_follower ld
+rm -f "$F/slow.nell" "$F/slow.otto"
+
 # --------------------------------------------------------------------- lapses
 # pia's certification is past its end and nobody called milterd.lapse() (recertify is
 # daily): the follower lapses it at start (and at each rescan), and runs 'lapsed' at once.
