@@ -143,6 +143,17 @@ flock "$WORK/run/mastodon-sync.lock" "$KIT" >"$WORK/run-locked" 2>&1; rc=$?
 expect_eq "a run while another holds the lock does nothing (Frank, now confirmed, not asked yet)" \
 	"0|3|another run holds $WORK/run/mastodon-sync.lock" \
 	"$rc|$(pg_psql "SELECT count(*) FROM milterd.requests")|$(sed 's/^mastodon-sync: //' "$WORK/run-locked")"
+# Another host's run holds the database lock (a session of its own): this one does
+# nothing, and says nothing (cron would mail it at every run on the other hosts).
+PGAPPNAME=elsewhere psql -X -q -c "SELECT pg_advisory_lock(hashtext('milterd.mastodon-sync'))" \
+	-c "SELECT pg_sleep(30)" >/dev/null 2>&1 &
+holder=$!
+wait_for 5 sh -c "[ \$(psql -X -Atqc \"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted\") -ge 1 ]"
+"$KIT" >"$WORK/run-elsewhere" 2>&1; rc=$?
+expect_eq "a run while another host's holds the database lock does nothing, silently (Frank not asked yet)" \
+	"0|3|" "$rc|$(pg_psql "SELECT count(*) FROM milterd.requests")|$(cat "$WORK/run-elsewhere")"
+pg_psql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'elsewhere'" >/dev/null
+wait "$holder" 2>/dev/null
 "$KIT" >"$WORK/run3" 2>&1
 expect_eq "once the user confirmed the address in Mastodon, the next run asks" "1|4" \
 	"$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'Frank'")|$(mails)"
