@@ -15,9 +15,14 @@ snapshot_load(const char *path, struct buf *errors)
 	snap->refs = 1;
 	/* The policy and the texts are part of the snapshot: checked by -n,
 	 * swapped on reload, never half of them. */
-	if ((snap->cfg = config_load(path, errors)) == NULL ||
-	    (snap->pol = policy_load(snap->cfg->policy, errors)) == NULL ||
-	    (snap->replies = replies_load(snap->cfg->templates, errors)) == NULL) {
+	if ((snap->cfg = config_load(path, errors)) == NULL) {
+		snapshot_unref(snap);
+		return NULL;
+	}
+	/* Both, whatever the other's errors: -n says all there is to mend. */
+	snap->pol = policy_load(snap->cfg->policy, errors);
+	snap->replies = replies_load(snap->cfg->templates, errors);
+	if (snap->pol == NULL || snap->replies == NULL) {
 		snapshot_unref(snap);
 		return NULL;
 	}

@@ -54,6 +54,16 @@ else
 	not_ok "broken policy errors differ: $(tr '\n' ' ' <"$WORK/diff")"
 fi
 
+# A broken policy and broken reply texts: -n names the errors of both at once
+# (it stopped at the policy's, the texts' seen only once those were mended).
+cp -r "$TOP/templates" "$WORK/tpl"
+echo "bogus_reason = x" >>"$WORK/tpl/replies.en"
+sed "s|^templates = .*|templates = $WORK/tpl|" "$WORK/pol.conf" >"$WORK/both.conf"
+"$M" -n -c "$WORK/both.conf" >"$WORK/both.err" 2>&1; rc=$?
+expect_eq "broken policy and reply texts: -n names both, exit 1" \
+	"1|$(ref policy-broken.ref | wc -l)|$WORK/tpl/replies.en:$(wc -l <"$WORK/tpl/replies.en"): bogus_reason: not a reason code" \
+	"$rc|$(grep -c "^$WORK/policy-broken.conf:" "$WORK/both.err")|$(grep "^$WORK/tpl/" "$WORK/both.err")"
+
 # A misspelt section alone still fails the check: its keys would otherwise
 # silently not apply (a stricter rule for one ministry that does not exist).
 printf '[default]\nallow = gouv.fr\n\n[Domain interieur.gouv.fr]\nrequire = dkim-and-spf\n' \
