@@ -326,6 +326,43 @@ config_internal_client(const struct config *cfg, const char *ip)
 	return 0;
 }
 
+/* libpq's parser takes any value; the connection then fails at each attempt
+ * ("invalid sslmode value"), every reply getting 451, where -n said OK. The
+ * options with a fixed set of values (libpq 15) are checked here. */
+static const char *
+config_check_conninfo(const PQconninfoOption *opts, char *msgbuf, size_t msgsize)
+{
+	static const struct {
+		const char *key, *values[7];	/* NULL-terminated */
+	} enums[] = {
+		{ "sslmode", { "disable", "allow", "prefer", "require", "verify-ca",
+		  "verify-full", NULL } },
+		{ "gssencmode", { "disable", "prefer", "require", NULL } },
+		{ "channel_binding", { "disable", "prefer", "require", NULL } },
+		{ "target_session_attrs", { "any", "read-write", "read-only", "primary",
+		  "standby", "prefer-standby", NULL } },
+	};
+
+	for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
+		for (size_t i = 0; o->val != NULL && i < sizeof(enums) / sizeof(enums[0]); i++) {
+			const char *const *v = enums[i].values;
+			size_t len;
+
+			if (strcmp(o->keyword, enums[i].key) != 0)
+				continue;
+			while (*v != NULL && strcmp(*v, o->val) != 0)
+				v++;
+			if (*v != NULL)
+				continue;
+			len = (size_t)snprintf(msgbuf, msgsize, "%s=%s: expected one of", o->keyword,
+			    o->val);
+			for (v = enums[i].values; *v != NULL && len < msgsize; v++)
+				len += (size_t)snprintf(msgbuf + len, msgsize - len, " %s", *v);
+			return msgbuf;
+		}
+	return NULL;
+}
+
 /* Validates one value and stores it; returns NULL or the complaint. The
  * complaint may point into msgbuf. */
 static const char *
@@ -373,6 +410,7 @@ config_set(struct config *cfg, const struct config_key *k, const char *v,
 			PQfreemem(errmsg);
 			return msgbuf;
 		}
+		complaint = config_check_conninfo(opts, msgbuf, msgsize);
 		PQconninfoFree(opts);
 		break;
 	case CT_DIR:

@@ -40,6 +40,17 @@ printf 'policy = %s/policies/gouv-fr.conf\nauthserv_id = %0300d\ntemplates = %s/
 out=$("$M" -n -c "$WORK/long.conf" 2>&1)
 expect_eq "over-long line refused, not truncated" "$WORK/long.conf:2: line longer than 198 characters" "$out"
 
+# A conninfo option with a fixed set of values, misspelt: named at -n, not at each
+# connection (every reply 451); a good one passes.
+printf 'policy = %s/policies/gouv-fr.conf\ntemplates = %s/templates\ndatabase = dbname=m sslmode=requir\n' \
+	"$TOP" "$TOP" >"$WORK/ssl.conf"
+out=$("$M" -n -c "$WORK/ssl.conf" 2>&1); rc=$?
+expect_eq "a misspelt sslmode: named, with the values libpq takes, exit 1" \
+	"$WORK/ssl.conf:3: database: sslmode=requir: expected one of disable allow prefer require verify-ca verify-full/1" \
+	"$out/$rc"
+sed -i 's/sslmode=requir$/sslmode=verify-full target_session_attrs=read-write/' "$WORK/ssl.conf"
+expect_eq "sslmode and target_session_attrs spelt right: config OK" "config OK" "$("$M" -n -c "$WORK/ssl.conf" 2>&1)"
+
 out=$("$M" -x 2>&1); rc=$?
 expect_eq "unknown option: usage, exit 2" 2 "$rc"
 
