@@ -143,7 +143,11 @@ dkimv_key_record_fit(const unsigned char *rdata, size_t len, unsigned char *out)
 		memcpy(text + tn, rdata + i + 1, rdata[i]);
 		tn += rdata[i];
 	}
-	for (size_t i = 0, end = 0; tn > DKIMV_KEY_RECORD_MAX && i < tn; i = end + 1) {
+	if (tn <= DKIMV_KEY_RECORD_MAX) {	/* it fits: as it is */
+		free(text);
+		return 0;
+	}
+	for (size_t i = 0, end = 0; i < tn; i = end + 1) {
 		const unsigned char *semi = memchr(text + i, ';', tn - i);
 		size_t name = i;
 

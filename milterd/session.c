@@ -268,8 +268,7 @@ session_rcpt(struct session *s, struct store *st, const char *rcpt, struct verdi
 			if (!in.envelope_bad)
 				session_lookup(s, st, hash, &in);
 		}
-	}
-	else if (in.kind == RCPT_OTHER)
+	} else if (in.kind == RCPT_OTHER)
 		in.mixed = m->has_token;
 	if (policy_rcpt(snap->pol, snap->replies, &in, v) == 0) {
 		if (in.kind == RCPT_VERIFY)

@@ -108,6 +108,12 @@ runs_of() { awk -F'\t' -v a="$1" '$3 == a' "$F/runs" | wc -l; }
 # The arguments of every start for ACCOUNT, in order: EVENT ACCOUNT EMAIL ARGC.
 calls_of() { awk -F'\t' -v a="$1" '$3 == a { print $2, $3, $4, $5 }' "$F/runs"; }
 actives() { grep -c "follow: active" "$WORK/$1.log"; }
+# end_active_session: the session holding the follower lock ends (a failover,
+# pg_terminate_backend), its follower's program maybe under way.
+end_active_session() {
+	pg_psql "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+		AND objid = (hashtext('milterd.follow')::bigint & 4294967295)::oid" >/dev/null
+}
 
 # ---------------------------------------------------------------- catch-up
 # While no follower runs: alice verified; bob verified then lapsed; carol verified then
@@ -547,8 +553,7 @@ echo 3 >"$F/slow.dora"
 sql_verify dora
 wait_eq 5 1 runs_of dora
 "$CTL" address --account dora --email dora.new@agri.gouv.fr >/dev/null
-pg_psql "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
-	AND objid = (hashtext('milterd.follow')::bigint & 4294967295)::oid" >/dev/null
+end_active_session
 wait_eq 15 0 pending_of dora
 sleep 3.5	# the first run's end, had it gone on
 expect_eq "session lost during a run: the run stopped, unacknowledged; the standby ran dora's events once each, in order" \
@@ -570,8 +575,7 @@ sql_verify nell
 sql_verify otto
 wait_eq 5 1 runs_of nell
 wait_eq 5 1 runs_of otto
-pg_psql "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
-	AND objid = (hashtext('milterd.follow')::bigint & 4294967295)::oid" >/dev/null
+end_active_session
 wait_eq 15 0 pending_of nell
 wait_eq 15 0 pending_of otto
 sleep 3.5	# the first runs' end, had they gone on
