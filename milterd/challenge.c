@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +53,70 @@ challenge_render(const struct config *cfg, const struct challenge *ch, struct bu
 	return render_file(path, vars, sizeof(vars) / sizeof(vars[0]), out, err);
 }
 
+/* Milliseconds from now to deadline, 0 once it has passed. */
+static int
+challenge_ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+	long long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (long long)(deadline->tv_sec - now.tv_sec) * 1000 +
+	    (deadline->tv_nsec - now.tv_nsec) / 1000000;
+	return ms <= 0 ? 0 : ms > 1000 ? 1000 : (int)ms;
+}
+
+/* Waits for pid until deadline: 0 with *status set, 1 when the deadline
+ * passed first, -1 if waitpid failed (errno set). Polled in steps of 10 ms:
+ * a CLI sends one mail at a time, and a pidfd or a SIGCHLD handler would
+ * only save those milliseconds. */
+static int
+challenge_wait(pid_t pid, int *status, const struct timespec *deadline)
+{
+	const struct timespec step = { 0, 10 * 1000 * 1000 };
+
+	for (;;) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+
+		if (r == pid)
+			return 0;
+		if (r == -1 && errno != EINTR)
+			return -1;
+		if (challenge_ms_left(deadline) == 0)
+			return 1;
+		(void)nanosleep(&step, NULL);
+	}
+}
+
+/* Writes all of msg to fd (non-blocking) before deadline; 0, or -1 when the
+ * reader went away or the deadline passed (the caller then kills it). */
+static int
+challenge_write(int fd, const struct buf *msg, const struct timespec *deadline)
+{
+	for (size_t off = 0; off < msg->len; ) {
+		ssize_t n = write(fd, msg->s + off, msg->len - off);
+		struct pollfd p = { fd, POLLOUT, 0 };
+		int ms;
+
+		if (n >= 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN || (ms = challenge_ms_left(deadline)) == 0)
+			return -1;
+		(void)poll(&p, 1, ms);
+	}
+	return 0;
+}
+
 int
 challenge_send(const struct config *cfg, const char *msg, struct buf *err)
 {
-	int fds[2], status;
+	int fds[2], status, late, waited = 0;
+	struct timespec deadline;
 	pid_t pid;
-	size_t len;
 	struct buf lf;
 
 	/* Local submission takes LF line endings. */
@@ -77,31 +137,41 @@ challenge_send(const struct config *cfg, const char *msg, struct buf *err)
 		return -1;
 	}
 	if (pid == 0) {
+		/* A group of its own: Postfix's sendmail runs postdrop, and a
+		 * sendmail killed for its time must take its children along. */
+		(void)setpgid(0, 0);
 		dup2(fds[0], 0);
 		close(fds[0]);
 		close(fds[1]);
 		execl(cfg->sendmail_path, "sendmail", "-t", "-i", (char *)NULL);
 		_exit(127);
 	}
+	(void)setpgid(pid, pid);	/* as the child does: whichever runs first */
 	close(fds[0]);
-	len = lf.len;
-	for (size_t off = 0; off < len; ) {
-		ssize_t n = write(fds[1], lf.s + off, len - off);
-
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		off += (size_t)n;
-	}
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += cfg->sendmail_timeout;
+	(void)fcntl(fds[1], F_SETFL, O_NONBLOCK);
+	/* A write error is the reader's going: its exit status says why. */
+	late = challenge_write(fds[1], &lf, &deadline) == -1 && challenge_ms_left(&deadline) == 0;
 	close(fds[1]);
 	buf_free(&lf);
-	while (waitpid(pid, &status, 0) == -1)
-		if (errno != EINTR) {
-			buf_printf(err, "waitpid: %s", strerror(errno));
-			return -1;
-		}
+	if (!late && (waited = challenge_wait(pid, &status, &deadline)) == -1) {
+		buf_printf(err, "waitpid: %s", strerror(errno));
+		return -1;
+	}
+	late = late || waited == 1;
+	if (late) {
+		/* A sendmail that hangs (a relay that does not answer, for one
+		 * that delivers at once; a full queue) would hold recertify and
+		 * its database lock, and every challenge after it, for ever. */
+		(void)kill(-pid, SIGKILL);
+		(void)kill(pid, SIGKILL);	/* in case neither setpgid took */
+		while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+			;
+		buf_printf(err, "%s -t -i did not finish within sendmail_timeout (%d s); killed",
+		    cfg->sendmail_path, cfg->sendmail_timeout);
+		return -1;
+	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		buf_printf(err, "%s -t -i failed (%s %d)", cfg->sendmail_path,
 		    WIFEXITED(status) ? "exit" : "signal",

@@ -80,6 +80,7 @@ static const struct config_key config_keys[] = {
 	{ "service_name",	CT_NAME,	OFF(service_name), "certify", 1, 0, 0 },
 	{ "challenge_from",	CT_OPTADDRESS,	OFF(challenge_from), "", 1, 0, 0 },
 	{ "sendmail_path",	CT_STRING,	OFF(sendmail_path), "/usr/sbin/sendmail", 1, 0, 0 },
+	{ "sendmail_timeout",	CT_INT,		OFF(sendmail_timeout), "60", 1, 1, 3600 },
 	{ "stats_file",		CT_OPTSTRING,	OFF(stats_file), "/run/milterd/stats", 0, 0, 0 },
 	{ "stats_listen",	CT_LISTEN,	OFF(stats_listen), "", 0, 0, 0 },
 	{ "instance_name",	CT_INSTANCE,	OFF(instance_name), "", 0, 0, 0 },

@@ -49,6 +49,7 @@ struct config {
 	char	*pidfile;
 	char	*templates;
 	char	*sendmail_path;
+	int	 sendmail_timeout;	/* seconds a challenge's sendmail may take */
 	char	*stats_file;
 	char	*stats_listen;
 	char	*challenge_from;

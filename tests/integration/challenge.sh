@@ -74,6 +74,30 @@ printf '#!/bin/sh\ncat >/dev/null\nexit 75\n' >"$WORK/sendmail"
 out=$($CC request --account fail --email fail@agri.gouv.fr --send 2>&1); rc=$?
 expect_eq "a failing sendmail is reported, exit 5" \
 	"5/milterctl: challenge not sent: $WORK/sendmail -t -i failed (exit 75)" "$rc/$out"
+# A sendmail that takes the mail and hangs, with a child of its own (Postfix's
+# runs postdrop): killed after sendmail_timeout, child too; the challenge counts
+# as not sent and its request is withdrawn.
+cat >"$WORK/sendmail.hung" <<SH
+#!/bin/sh
+cat >/dev/null
+sleep 300 &
+echo \$! >"$WORK/hung.child"
+exec sleep 300
+SH
+chmod +x "$WORK/sendmail.hung"
+write_config "$WORK/hung.conf" "sendmail_path = $WORK/sendmail.hung" "sendmail_timeout = 1"
+start=$(date +%s)
+out=$(timeout -k 5 60 "$C" -c "$WORK/hung.conf" request --account hung --email hung@agri.gouv.fr --send 2>&1); rc=$?
+took=$(( $(date +%s) - start ))
+expect_eq "a hung sendmail is killed after sendmail_timeout: exit 5, said, within timeout(1)'s 60 s" \
+	"5/milterctl: challenge not sent: $WORK/sendmail.hung -t -i did not finish within sendmail_timeout (1 s); killed/yes" \
+	"$rc/$out/$([ "$took" -lt 60 ] && echo yes || echo "no: $took s")"
+# running PID: not gone, nor a zombie waiting to be reaped
+running() { [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat"; }
+child=$(cat "$WORK/hung.child" 2>/dev/null || echo 0)
+wait_for 5 eval "! running $child"
+expect_eq "... its child killed with it, the request withdrawn" "gone|0" \
+	"$(running "$child" && echo alive || echo gone)|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'hung'")"
 out=$($CC request --account x --email x@agri.gouv.fr --lang de 2>&1); rc=$?
 expect_eq "unknown language refused" "2/milterctl: --lang must be fr or en" "$rc/$out"
 
