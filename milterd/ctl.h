@@ -40,6 +40,10 @@ int		 ctl_config(struct ctl *);
 /* The conninfo: --database, else MILTERD_DATABASE, else the configuration's;
  * NULL (reported) when the configuration is needed and broken. */
 const char	*ctl_conninfo(struct ctl *);
+/* connect_timeout for milterctl's connections, a key to pass before dbname
+ * (which the conninfo may then override): "" when PGCONNECT_TIMEOUT is set,
+ * so that libpq takes it, else 10 seconds. */
+const char	*ctl_connect_timeout(void);
 int		 ctl_connect(struct ctl *);
 /* A parameterised query; NULL with the error printed and c->sqlstate set. */
 PGresult	*ctl_query(struct ctl *, const char *sql, int n, const char *const *params);

@@ -600,10 +600,11 @@ follow_connect(struct follow *f)
 	/* Not ctl_connect(): its failures are printed, not said in the log line
 	 * that tells when the follower tries again. Keys before dbname are
 	 * defaults that the conninfo (expand_dbname) may override. */
-	const char *keys[] = { "keepalives", "keepalives_idle", "keepalives_interval",
-	    "keepalives_count", "tcp_user_timeout", "application_name", "dbname", NULL };
-	const char *vals[] = { "1", FOLLOW_KA_IDLE, FOLLOW_KA_INTERVAL, FOLLOW_KA_COUNT,
-	    FOLLOW_USER_TIMEOUT, "milterctl follow", conninfo, NULL };
+	const char *keys[] = { "connect_timeout", "keepalives", "keepalives_idle",
+	    "keepalives_interval", "keepalives_count", "tcp_user_timeout", "application_name",
+	    "dbname", NULL };
+	const char *vals[] = { ctl_connect_timeout(), "1", FOLLOW_KA_IDLE, FOLLOW_KA_INTERVAL,
+	    FOLLOW_KA_COUNT, FOLLOW_USER_TIMEOUT, "milterctl follow", conninfo, NULL };
 
 	c->conn = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(c->conn) != CONNECTION_OK) {

@@ -155,16 +155,27 @@ ctl_conninfo(struct ctl *c)
 	return c->snap->cfg->database;
 }
 
+/* Twice milterd's db_timeout default: no SMTP client waits on milterctl, but
+ * a cron run or the recertify timer does, and libpq's own default is to wait
+ * for ever: a database host gone silent hung each run, behind the last. */
+const char *
+ctl_connect_timeout(void)
+{
+	return getenv("PGCONNECT_TIMEOUT") != NULL ? "" : "10";
+}
+
 int
 ctl_connect(struct ctl *c)
 {
-	const char *conninfo;
+	/* Keys before dbname are defaults the conninfo (expand_dbname) may override. */
+	const char *keys[] = { "connect_timeout", "dbname", NULL };
+	const char *vals[] = { ctl_connect_timeout(), NULL, NULL };
 
 	if (c->conn != NULL)
 		return EX_DONE;
-	if ((conninfo = ctl_conninfo(c)) == NULL)
+	if ((vals[1] = ctl_conninfo(c)) == NULL)
 		return EX_CONFIG;
-	c->conn = PQconnectdb(conninfo);
+	c->conn = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(c->conn) != CONNECTION_OK) {
 		fprintf(stderr, "milterctl: cannot connect to the database: %s",
 		    PQerrorMessage(c->conn));

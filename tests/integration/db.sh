@@ -99,6 +99,44 @@ expect_eq "missing --email: usage error, exit 2" 2 "$rc"
 if [ "$rc" = 3 ] && grep -q "cannot connect to the database" "$WORK/err"; then
 	ok "unreachable database: exit 3 with a message"; else not_ok "unreachable database: rc=$rc"; fi
 
+# A database that accepts and never answers (a host gone silent behind a proxy):
+# libpq's own default waits for ever. milterctl gives up after its 10 s, or after
+# what the conninfo or PGCONNECT_TIMEOUT say.
+mkdir -p "$WORK/silent"
+/usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(16)
+held = []
+while True:
+    held.append(s.accept()[0])
+' "$WORK/silent/.s.PGSQL.5432" &
+silent=$!
+wait_for 5 test -S "$WORK/silent/.s.PGSQL.5432"
+# silent_status [ENV=VALUE] CONNINFO-TAIL: "rc|took|message", bounded by timeout(1) at 60 s.
+silent_status() {
+	local start rc
+	start=$(date +%s)
+	env "${@:1:$#-1}" timeout -k 5 60 "$C" --database "host=$WORK/silent dbname=x ${!#}" status alice \
+		>/dev/null 2>"$WORK/err"; rc=$?
+	echo "$rc|$(( $(date +%s) - start ))|$(grep -c 'cannot connect to the database: .*timeout expired' "$WORK/err")"
+}
+IFS='|' read -r rc took msg <<<"$(silent_status "")"
+expect_eq "silent database: exit 3, 'timeout expired', after the 10 s default (not timeout(1)'s 60)" \
+	"3|1|yes" "$rc|$msg|$([ "$took" -ge 9 ] && [ "$took" -lt 60 ] && echo yes || echo "no: ${took} s")"
+IFS='|' read -r rc took msg <<<"$(silent_status "connect_timeout=2")"
+expect_eq "... the conninfo's connect_timeout=2 wins" \
+	"3|1|yes" "$rc|$msg|$([ "$took" -lt 9 ] && echo yes || echo "no: ${took} s")"
+IFS='|' read -r rc took msg <<<"$(silent_status PGCONNECT_TIMEOUT=2 "")"
+expect_eq "... and so does PGCONNECT_TIMEOUT=2" \
+	"3|1|yes" "$rc|$msg|$([ "$took" -lt 9 ] && echo yes || echo "no: ${took} s")"
+# The follower, whose connection has its own keys, gives up as well and tries again.
+timeout -k 2 14 "$C" --database "host=$WORK/silent dbname=x" follow --exec /bin/true 2>"$WORK/ferr"
+expect_eq "... milterctl follow too: 'timeout expired; again in 1 s' within 14 s" 1 \
+	"$(grep -c 'follow: cannot connect to the database: .*timeout expired.*; again in 1 s' "$WORK/ferr")"
+kill "$silent" 2>/dev/null; wait "$silent" 2>/dev/null
+
 # decide(): two replies racing for one request. The first holds its transaction open
 # after turning the request verified; the second reads it still pending, waits on the
 # row in its UPDATE, then (006) reads it again: already_verified, never from_mismatch.
