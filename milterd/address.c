@@ -283,3 +283,12 @@ address_parse_from(const char *value, struct from_addr *out, const char **why)
 	}
 	return 0;
 }
+
+int
+address_is_mailbox(const char *s)
+{
+	struct from_addr fa;
+	const char *why;
+
+	return address_parse_from(s, &fa, &why) == 0 && strcasecmp(fa.addr, s) == 0;
+}

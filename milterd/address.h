@@ -37,6 +37,11 @@ struct from_addr {
 int	address_parse_from(const char *value, struct from_addr *out,
 	    const char **why);
 
+/* Whether s, as the address of a request, is one that a From can match: a
+ * bare local@domain that address_parse_from() gives back as it is (no display
+ * name, no angle brackets, a dot-atom local part, a hostname), case aside. */
+int	address_is_mailbox(const char *s);
+
 /* A mail domain: dname_valid() with two labels or more. */
 int	address_valid_domain(const char *);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "address.h"
 #include "buf.h"
 #include "challenge.h"
 #include "ctl.h"
@@ -463,6 +464,14 @@ ctl_reqopts(int argc, char **argv, struct ctl_reqopts *o, int with_ttl)
 	}
 	memmove(o->addr, str_trim(o->addr), strlen(str_trim(o->addr)) + 1);
 	str_lower(o->addr);
+	/* The database takes anything with one @ ("<a@b>", "Name <a@b>"); no
+	 * From could ever equal such a request's address, and reporting it
+	 * with address would end the account's certification all the same. */
+	if (!address_is_mailbox(o->addr)) {
+		fprintf(stderr, "milterctl: '%s' is not an email address (a bare local@domain, as"
+		    " the agent's From gives it)\n", o->email);
+		return EX_USAGE;
+	}
 	if (o->lang != NULL && replies_lang(o->lang) == -1) {
 		fprintf(stderr, "milterctl: --lang must be fr or en\n");
 		return EX_USAGE;

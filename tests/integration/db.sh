@@ -91,7 +91,7 @@ expect_eq "revoke a pending request" "revoked frank/0" "$out/$rc"
 expect_eq "revoke with nothing pending: exit 1" 1 "$rc"
 
 "$C" request --account x --email 'not an address' >/dev/null 2>"$WORK/err"; rc=$?
-if [ "$rc" = 3 ] && grep -q "is not an email address" "$WORK/err"; then
+if [ "$rc" = 2 ] && grep -q "is not an email address" "$WORK/err"; then
 	ok "bad email refused with a message"; else not_ok "bad email refused: rc=$rc $(cat "$WORK/err")"; fi
 "$C" request --account x >/dev/null 2>&1; rc=$?
 expect_eq "missing --email: usage error, exit 2" 2 "$rc"

@@ -54,6 +54,24 @@ static const struct {
 	{ "<alice@agri.gouv.fr\x01>", NULL },
 };
 
+/* A request's address: what a From can equal (milterctl request, address). */
+static const struct {
+	const char *in;
+	int want;
+} mailbox_cases[] = {
+	{ "alice@agri.gouv.fr", 1 },
+	{ "Alice.Martin@Agri.Gouv.FR", 1 },
+	{ "a+b@x.agri.gouv.fr", 1 },
+	{ "<alice@agri.gouv.fr>", 0 },
+	{ "Alice <alice@agri.gouv.fr>", 0 },
+	{ "\"a b\"@agri.gouv.fr", 0 },
+	{ "alice@localhost", 0 },
+	{ "alice@agri.gouv.fr.", 0 },
+	{ "a@b@agri.gouv.fr", 0 },
+	{ "alice@agri.gouv.fr (Alice)", 0 },
+	{ "", 0 },
+};
+
 int
 main(void)
 {
@@ -77,5 +95,8 @@ main(void)
 			CHECK_STR(rc == 0 ? out : NULL, envelope_cases[i].want,
 			    "envelope '%s'", envelope_cases[i].in);
 	}
+	for (size_t i = 0; i < sizeof(mailbox_cases) / sizeof(mailbox_cases[0]); i++)
+		CHECK(address_is_mailbox(mailbox_cases[i].in) == mailbox_cases[i].want,
+		    "mailbox '%s': %s", mailbox_cases[i].in, mailbox_cases[i].want ? "yes" : "no");
 	return CHECK_DONE();
 }

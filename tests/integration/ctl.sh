@@ -1,0 +1,32 @@
+# ctl.sh — milterctl as a mail administrator meets it: what a command refuses
+# before it changes anything, where it takes the database from, what it says.
+. "$TOP/tests/lib/pg.sh"
+. "$TOP/tests/lib/common.sh"
+C="$BUILD/milterctl"
+export MILTERD_SQLDIR="$TOP/milterd/sql"
+db_reset
+write_config "$WORK/milterd.conf"
+
+# states ACCOUNT: the account's requests' states, oldest first.
+states() {
+	pg_psql "SELECT coalesce(string_agg(state, ' ' ORDER BY id), 'none')
+		FROM milterd.verifications WHERE account = '$1'"
+}
+
+# An address the database takes (one @, no space) that no From can equal: the
+# request could never be verified, and address would end a live certification.
+tok=$(new_token alice alice@agri.gouv.fr)
+pg_psql "UPDATE milterd.requests SET state = 'verified', verified_at = now()
+	WHERE account = 'alice'" >/dev/null
+for bad in '<alice@agri.gouv.fr>' 'Alice<alice@agri.gouv.fr>' 'alice@localhost'; do
+	"$C" request --account bob --email "$bad" >"$WORK/out" 2>"$WORK/err"; rc=$?
+	expect_eq "request --email '$bad': refused, exit 2, nothing stored" \
+		"2/none/milterctl: '$bad' is not an email address" \
+		"$rc/$(states bob)/$(cut -d'(' -f1 "$WORK/err" | sed 's/ $//')"
+	"$C" address --account alice --email "$bad" >"$WORK/out" 2>"$WORK/err"; rc=$?
+	expect_eq "address --email '$bad': refused, exit 2, the certification kept" \
+		"2/verified" "$rc/$(states alice)"
+done
+out=$("$C" request --account bob --email ' Bob.Martin@Agri.Gouv.FR ')
+expect_eq "a bare address, spaced and in capitals, is still taken" "bob.martin@agri.gouv.fr" \
+	"$(pg_psql "SELECT email FROM milterd.requests WHERE account = 'bob' ORDER BY id DESC LIMIT 1")"
