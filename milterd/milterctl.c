@@ -427,6 +427,14 @@ struct ctl_reqopts {
 	char		 addr[400];	/* email, trimmed and lowercased */
 };
 
+/* Whether the option ch of request or address already has its value. */
+static int
+ctl_reqopt_twice(const struct ctl_reqopts *o, int ch)
+{
+	return (ch == 'a' && o->account != NULL) || (ch == 'e' && o->email != NULL) ||
+	    (ch == 't' && o->ttl != NULL) || (ch == 'l' && o->lang != NULL);
+}
+
 static int
 ctl_reqopts(int argc, char **argv, struct ctl_reqopts *o, int with_ttl)
 {
@@ -439,10 +447,18 @@ ctl_reqopts(int argc, char **argv, struct ctl_reqopts *o, int with_ttl)
 		{ "print", no_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int ch;
+	int ch, idx;
 
 	optind = 0;	/* glibc: a full restart, forgetting the "+" of the main parse */
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "", opts, &idx)) != -1) {
+		/* A value given twice is a mistake, not a correction: the last one
+		 * winning, address --account alice ... --account bob would end
+		 * bob's certification. */
+		if (ctl_reqopt_twice(o, ch)) {
+			fprintf(stderr, "milterctl: %s: --%s given twice\n", argv[0],
+			    opts[idx].name);
+			return EX_USAGE;
+		}
 		switch (ch) {
 		case 'a': o->account = optarg; break;
 		case 'e': o->email = optarg; break;

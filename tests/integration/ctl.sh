@@ -30,3 +30,14 @@ done
 out=$("$C" request --account bob --email ' Bob.Martin@Agri.Gouv.FR ')
 expect_eq "a bare address, spaced and in capitals, is still taken" "bob.martin@agri.gouv.fr" \
 	"$(pg_psql "SELECT email FROM milterd.requests WHERE account = 'bob' ORDER BY id DESC LIMIT 1")"
+
+# An option given twice: refused, whichever command, before anything changes
+# (the last one winning, address would end the other account's certification).
+"$C" address --account alice --email alice@agri.gouv.fr --account bob >/dev/null 2>"$WORK/err"; rc=$?
+expect_eq "address --account given twice: exit 2, named, nothing changes" \
+	"2/milterctl: address: --account given twice/verified/pending" \
+	"$rc/$(cat "$WORK/err")/$(states alice)/$(states bob | awk '{print $NF}')"
+"$C" request --account carol --email carol@agri.gouv.fr --email dave@agri.gouv.fr \
+	>/dev/null 2>"$WORK/err"; rc=$?
+expect_eq "request --email given twice: exit 2, named, no request" \
+	"2/milterctl: request: --email given twice/none" "$rc/$(cat "$WORK/err")/$(states carol)"
