@@ -287,6 +287,14 @@ cmd_migrate(struct ctl *c, int argc, char **argv)
 		fprintf(stderr, "milterctl: %s: %s\n", dir, strerror(errno));
 		return EX_CONFIG;
 	}
+	/* A wrong directory would otherwise say "schema up to date" over an
+	 * empty database, and every other command "run milterctl db migrate". */
+	if (n == 0) {
+		fprintf(stderr, "milterctl: %s: no migration (NNN_name.sql) in this directory"
+		    " (--sql-dir, MILTERD_SQLDIR)\n", dir);
+		free(names);
+		return EX_CONFIG;
+	}
 	c->any_schema = 1;
 	if ((rc = ctl_connect(c)) != EX_DONE)
 		goto out;

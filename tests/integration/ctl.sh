@@ -41,3 +41,14 @@ expect_eq "address --account given twice: exit 2, named, nothing changes" \
 	>/dev/null 2>"$WORK/err"; rc=$?
 expect_eq "request --email given twice: exit 2, named, no request" \
 	"2/milterctl: request: --email given twice/none" "$rc/$(cat "$WORK/err")/$(states carol)"
+
+# db migrate from a directory without migrations (a wrong --sql-dir or
+# MILTERD_SQLDIR): an error, not "schema up to date" over an empty database.
+mkdir -p "$WORK/nosql"
+psql -d postgres -qc "DROP DATABASE IF EXISTS ctl_empty" -qc "CREATE DATABASE ctl_empty" >/dev/null
+"$C" --database "$MILTERD_DATABASE dbname=ctl_empty" db migrate --sql-dir "$WORK/nosql" \
+	>"$WORK/out" 2>"$WORK/err"; rc=$?
+expect_eq "db migrate without a migration in the directory: exit 4, named, nothing created" \
+	"4//milterctl: $WORK/nosql: no migration (NNN_name.sql) in this directory (--sql-dir, MILTERD_SQLDIR)/0" \
+	"$rc/$(cat "$WORK/out")/$(cat "$WORK/err")/$(psql -d ctl_empty -Atqc \
+	"SELECT count(*) FROM pg_namespace WHERE nspname = 'milterd'")"
