@@ -37,7 +37,8 @@ void		 ctl_usage(void) __attribute__((noreturn));
 long		 ctl_number(const char *, long lo, long hi);
 /* Loads the configuration snapshot once; EX_DONE or EX_CONFIG (reported). */
 int		 ctl_config(struct ctl *);
-/* The conninfo: --database, else MILTERD_DATABASE, else the configuration's;
+/* The conninfo: --database, else the configuration's when -c is given, else
+ * MILTERD_DATABASE, else the (default) configuration's;
  * NULL (reported) when the configuration is needed and broken. */
 const char	*ctl_conninfo(struct ctl *);
 /* connect_timeout for milterctl's connections, a key to pass before dbname

@@ -147,7 +147,11 @@ ctl_conninfo(struct ctl *c)
 {
 	if (c->database != NULL)
 		return c->database;
-	if (getenv("MILTERD_DATABASE") != NULL)
+	/* -c names an instance on the command line: it wins over the
+	 * environment, or with MILTERD_DATABASE exported for one instance,
+	 * -c other.conf revoke bob would revoke bob in the first one's
+	 * database, and a -c FILE that does not exist would go unnoticed. */
+	if (!c->config_given && getenv("MILTERD_DATABASE") != NULL)
 		return getenv("MILTERD_DATABASE");
 	if (ctl_config(c) != EX_DONE) {
 		fprintf(stderr, "milterctl: or pass --database\n");

@@ -52,3 +52,22 @@ expect_eq "db migrate without a migration in the directory: exit 4, named, nothi
 	"4//milterctl: $WORK/nosql: no migration (NNN_name.sql) in this directory (--sql-dir, MILTERD_SQLDIR)/0" \
 	"$rc/$(cat "$WORK/out")/$(cat "$WORK/err")/$(psql -d ctl_empty -Atqc \
 	"SELECT count(*) FROM pg_namespace WHERE nspname = 'milterd'")"
+
+# -c on the command line names the instance, over MILTERD_DATABASE (exported
+# for another instance): its database is the one changed, and a -c that does
+# not exist is an error, not ignored.
+psql -d postgres -qc "DROP DATABASE IF EXISTS ctl_other" -qc "CREATE DATABASE ctl_other" >/dev/null
+other="$MILTERD_DATABASE dbname=ctl_other"
+"$C" --database "$other" db migrate >/dev/null
+"$C" --database "$other" request --account alice --email alice@agri.gouv.fr >/dev/null
+write_config "$WORK/other.conf" "database = $other"
+out=$("$C" -c "$WORK/other.conf" revoke alice 2>&1); rc=$?
+expect_eq "-c FILE with MILTERD_DATABASE set: FILE's database is the one changed" \
+	"0/revoked alice/verified/revoked" \
+	"$rc/$out/$(states alice)/$(psql -d ctl_other -Atqc "SELECT state FROM milterd.requests")"
+"$C" -c "$WORK/none.conf" list >"$WORK/out" 2>"$WORK/err"; rc=$?
+expect_eq "-c FILE that does not exist, MILTERD_DATABASE set: exit 4, named, nothing listed" \
+	"4//$WORK/none.conf: cannot open: No such file or directory" \
+	"$rc/$(cat "$WORK/out")/$(head -n 1 "$WORK/err")"
+out=$("$C" --database "$other" -c "$WORK/milterd.conf" --json status alice | grep -o '"state":"[a-z]*"')
+expect_eq "--database still wins over -c" '"state":"revoked"' "$out"
