@@ -717,7 +717,11 @@ cmd_revoke(struct ctl *c, int argc, char **argv)
 		    " no certification)\n", argv[1]);
 		return EX_NOTFOUND;
 	}
-	printf("revoked %s\n", argv[1]);
+	if (c->json)
+		ctl_json_print(json_pack("{s:o, s:i}", "account", ctl_json_text(argv[1]),
+		    "revoked", n));
+	else
+		printf("revoked %s\n", argv[1]);
 	return EX_DONE;
 }
 

@@ -71,3 +71,10 @@ expect_eq "-c FILE that does not exist, MILTERD_DATABASE set: exit 4, named, not
 	"$rc/$(cat "$WORK/out")/$(head -n 1 "$WORK/err")"
 out=$("$C" --database "$other" -c "$WORK/milterd.conf" --json status alice | grep -o '"state":"[a-z]*"')
 expect_eq "--database still wins over -c" '"state":"revoked"' "$out"
+
+# revoke --json: one JSON document on standard output, like every command
+# that prints a result.
+"$C" request --account erin --email erin@agri.gouv.fr >/dev/null
+out=$("$C" --json revoke erin); rc=$?
+expect_eq "revoke --json: an object with the account and how many requests changed" \
+	'0/{"account":"erin","revoked":1}' "$rc/$out"
