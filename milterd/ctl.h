@@ -58,10 +58,17 @@ json_t		*ctl_json_text(const char *);
 /* A result row as a JSON object: column names as keys, NULL as null. */
 json_t		*ctl_json_row(const PGresult *, int row);
 
+/* Flushes standard output: 1 if all that was printed reached it, else 0
+ * (reported). */
+int		 ctl_stdout_ok(void);
+/* Deletes the pending request of a token nobody got (its challenge not sent,
+ * or its token or challenge not printed), so that the next run asks again. */
+void		 ctl_withdraw(struct ctl *, const char *token);
+
 /* Renders the challenge of a request just created from its token, and sends
  * it (sendmail) or prints it. kind: "challenge" or "recertify". A request
- * whose challenge could not be sent is revoked (EX_SEND): nobody knows its
- * token, and the next run asks again. The line saying it was sent is the
+ * whose challenge could not be sent or printed is withdrawn (EX_SEND):
+ * nobody knows its token, and the next run asks again. The line saying it was sent is the
  * command's JSON document when doc is set (request --send); otherwise, with
  * --json, it is text on stderr, so that stdout holds one document. */
 int		 ctl_challenge(struct ctl *, const char *kind, const char *account,

@@ -341,6 +341,33 @@ out:
 }
 
 int
+ctl_stdout_ok(void)
+{
+	int e = fflush(stdout) == EOF ? errno : 0;
+
+	if (!ferror(stdout))
+		return 1;
+	fprintf(stderr, "milterctl: standard output: %s\n", e ? strerror(e) : "write error");
+	return 0;
+}
+
+void
+ctl_withdraw(struct ctl *c, const char *token)
+{
+	const char *params[1] = { token };
+	PGresult *res;
+
+	/* Nobody knows its token, so it was never asked. Withdrawn, not revoked:
+	 * a revoked request counts as asked (the Mastodon kit does not ask a
+	 * user twice at one address), and the next run (cron, recertify) must
+	 * ask again. A request written, then taken back: nothing else refers
+	 * to it yet. */
+	if ((res = ctl_query(c, "DELETE FROM milterd.requests WHERE token_hash ="
+	    " sha256(convert_to($1, 'UTF8')) AND state = 'pending'", 1, params)) != NULL)
+		PQclear(res);
+}
+
+int
 ctl_challenge(struct ctl *c, const char *kind, const char *account, const char *email,
     const char *token, int lang, int send, int doc)
 {
@@ -364,9 +391,11 @@ ctl_challenge(struct ctl *c, const char *kind, const char *account, const char *
 	if (challenge_render(c->snap->cfg, &ch, &msg, &err) == -1) {
 		fprintf(stderr, "milterctl: %s\n", err.s);
 		rc = EX_CONFIG;
-	} else if (!send)
+	} else if (!send) {
 		fputs(msg.s, stdout);
-	else if (challenge_send(c->snap->cfg, msg.s, &err) == -1) {
+		if (!ctl_stdout_ok())
+			rc = EX_SEND;
+	} else if (challenge_send(c->snap->cfg, msg.s, &err) == -1) {
 		fprintf(stderr, "milterctl: challenge not sent: %s\n", err.s);
 		rc = EX_SEND;
 	} else if (c->json && doc)
@@ -377,15 +406,8 @@ ctl_challenge(struct ctl *c, const char *kind, const char *account, const char *
 	PQclear(res);
 	buf_free(&msg);
 	buf_free(&err);
-	/* A request whose challenge nobody got: nobody knows its token, so it
-	 * was never asked. Withdrawn, not revoked: a revoked request counts as
-	 * asked (the Mastodon kit does not ask a user twice at one address), and
-	 * the next run (cron, recertify) must ask again. A request written,
-	 * then taken back: nothing else refers to it yet. */
-	if (rc != EX_DONE && (res = ctl_query(c, "DELETE FROM milterd.requests"
-	    " WHERE token_hash = sha256(convert_to($1, 'UTF8')) AND state = 'pending'", 1,
-	    params)) != NULL)
-		PQclear(res);
+	if (rc != EX_DONE)
+		ctl_withdraw(c, token);
 	return rc;
 }
 
@@ -544,6 +566,12 @@ cmd_request(struct ctl *c, int argc, char **argv)
 		ctl_json_print(j);
 	} else
 		printf("%s\n", tok);
+	/* The token is shown once: lost on the way (a full disk, a closed
+	 * pipe), its request could never be answered. */
+	if (!ctl_stdout_ok()) {
+		ctl_withdraw(c, tok);
+		return EX_SEND;
+	}
 	return EX_DONE;
 }
 
@@ -811,6 +839,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "milterctl: unknown command '%s'\n", argv[0]);
 		ctl_usage();
 	}
+	/* Whatever the command, a result that did not reach its reader is not
+	 * a success. */
+	if (rc == EX_DONE && !ctl_stdout_ok())
+		rc = EX_SEND;
 	if (c.conn != NULL)
 		PQfinish(c.conn);
 	snapshot_unref(c.snap);

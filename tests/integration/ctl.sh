@@ -78,3 +78,18 @@ expect_eq "--database still wins over -c" '"state":"revoked"' "$out"
 out=$("$C" --json revoke erin); rc=$?
 expect_eq "revoke --json: an object with the account and how many requests changed" \
 	'0/{"account":"erin","revoked":1}' "$rc/$out"
+
+# A token (or a challenge) printed once and lost on the way (a full disk, a
+# closed pipe) is not a success: exit 5, said, and the request withdrawn, since
+# nobody can answer it. Any other output that does not get through: exit 5.
+"$C" request --account frank --email frank@agri.gouv.fr >/dev/full 2>"$WORK/err"; rc=$?
+expect_eq "request, its token not written: exit 5, said, no request left" \
+	"5/milterctl: standard output: No space left on device/none" \
+	"$rc/$(cat "$WORK/err")/$(states frank)"
+"$C" -c "$WORK/milterd.conf" request --account frank --email frank@agri.gouv.fr --print \
+	>/dev/full 2>"$WORK/err"; rc=$?
+expect_eq "request --print, the challenge not written: exit 5, no request left" \
+	"5/none" "$rc/$(states frank)"
+"$C" list >/dev/full 2>"$WORK/err"; rc=$?
+expect_eq "list not written: exit 5, said" \
+	"5/milterctl: standard output: No space left on device" "$rc/$(cat "$WORK/err")"
