@@ -223,8 +223,13 @@ cmd_prune(struct ctl *c, int argc, char **argv)
 
 	optind = 0;	/* glibc: a full restart, forgetting the "+" of the main parse */
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (ch != 'b' || ctl_number(optarg, 1, 100000) == -1)
+		if (ch != 'b')
 			ctl_usage();
+		if (ctl_number(optarg, 1, 100000) == -1) {
+			fprintf(stderr, "milterctl: --batch '%s': not a whole number from 1 to"
+			    " 100000\n", optarg);
+			return EX_USAGE;
+		}
 		batch = optarg;
 	}
 	if (optind != argc)

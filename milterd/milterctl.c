@@ -650,6 +650,15 @@ print_row(const struct ctl *c, PGresult *res, int row)
 	}
 }
 
+/* status and revoke take one account: said, rather than the whole usage
+ * with nothing naming what was wrong (revoke alice bob revokes neither). */
+static int
+ctl_one_account(const char *cmd)
+{
+	fprintf(stderr, "milterctl: %s takes one ACCOUNT (milterctl --help)\n", cmd);
+	return EX_USAGE;
+}
+
 static int
 cmd_status(struct ctl *c, int argc, char **argv)
 {
@@ -658,7 +667,7 @@ cmd_status(struct ctl *c, int argc, char **argv)
 	int rc;
 
 	if (argc != 2)
-		ctl_usage();
+		return ctl_one_account(argv[0]);
 	params[0] = argv[1];
 	if ((rc = ctl_connect(c)) != EX_DONE)
 		return rc;
@@ -732,7 +741,7 @@ cmd_revoke(struct ctl *c, int argc, char **argv)
 	int rc, n;
 
 	if (argc != 2)
-		ctl_usage();
+		return ctl_one_account(argv[0]);
 	params[0] = argv[1];
 	if ((rc = ctl_connect(c)) != EX_DONE)
 		return rc;

@@ -93,3 +93,15 @@ expect_eq "request --print, the challenge not written: exit 5, no request left" 
 "$C" list >/dev/full 2>"$WORK/err"; rc=$?
 expect_eq "list not written: exit 5, said" \
 	"5/milterctl: standard output: No space left on device" "$rc/$(cat "$WORK/err")"
+
+# Usage errors name what is wrong (exit 2), not only the whole usage.
+"$C" revoke alice bob >/dev/null 2>"$WORK/err"; rc=$?
+expect_eq "revoke of two accounts: exit 2, said, nothing revoked" \
+	"2/milterctl: revoke takes one ACCOUNT (milterctl --help)/verified" \
+	"$rc/$(cat "$WORK/err")/$(states alice)"
+"$C" status >/dev/null 2>"$WORK/err"; rc=$?
+expect_eq "status without an account: exit 2, said" \
+	"2/milterctl: status takes one ACCOUNT (milterctl --help)" "$rc/$(cat "$WORK/err")"
+"$C" -c "$WORK/milterd.conf" db prune --batch 0 >/dev/null 2>"$WORK/err"; rc=$?
+expect_eq "db prune --batch 0: exit 2, the value named" \
+	"2/milterctl: --batch '0': not a whole number from 1 to 100000" "$rc/$(cat "$WORK/err")"
