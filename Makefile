@@ -16,7 +16,7 @@ SYSCONFDIR ?= /etc/milterd
 DESTDIR   ?=
 
 CC        ?= cc
-PKGS      := opendkim libpq libpsl inih libcrypto libmicrohttpd jansson
+PKGS      := opendkim libpq libpsl inih libcrypto libmicrohttpd jansson libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -54,7 +54,7 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*
 # lintian (no fakeroot: Rules-Requires-Root: no); deb.sh needs adduser (the package's
 # dependency, dpkg -i does not fetch it) and systemd's systemd-analyze (not as PID 1).
 DEB_PACKAGES := gcc make pkg-config libopendkim-dev libspf2-dev libpq-dev \
-	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev libmicrohttpd-dev libjansson-dev postgresql postgresql-contrib \
+	libssl-dev libunbound-dev libpsl-dev publicsuffix libinih-dev libmicrohttpd-dev libjansson-dev libsystemd-dev postgresql postgresql-contrib \
 	postfix swaks miltertest python3 python3-dkim python3-dnspython python3-spf python3-yaml unbound bind9-dnsutils ldnsutils openssl iproute2 util-linux groff-base man-db clang libclang-rt-14-dev \
 	build-essential debhelper dpkg-dev lintian adduser systemd \
 	m4 libwrap0 liblockfile1 valgrind

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "log.h"
 #include "milter.h"
 #include "server.h"
@@ -44,6 +46,9 @@ reload(void)
 	struct buf errors;
 	char *line, *next;
 
+	/* systemd's state while the file is read (Type=notify): "reloading",
+	 * then READY=1 again, whatever the outcome. */
+	(void)sd_notify(0, "RELOADING=1");
 	buf_init(&errors);
 	if ((snap = snapshot_load(config_path, &errors)) != NULL) {
 		old = milter_snapshot();
@@ -54,6 +59,8 @@ reload(void)
 		snapshot_unref(old);
 	}
 	if (snap == NULL) {
+		(void)sd_notify(0, "READY=1\nSTATUS=reload refused, the running configuration"
+		    " stays (see the log)");
 		log_err("reload refused, the running configuration stays:");
 		for (line = errors.s; line && *line; line = next) {
 			if ((next = strchr(line, '\n')) != NULL)
@@ -63,6 +70,7 @@ reload(void)
 	} else {
 		log_set_level(snap->cfg->log_level);
 		milter_swap(snap);
+		(void)sd_notify(0, "READY=1\nSTATUS=serving");
 		log_info("configuration and policy reloaded from %s", config_path);
 	}
 	buf_free(&errors);
@@ -94,6 +102,8 @@ static void
 drain(void)
 {
 	milter_stopping();
+	(void)sd_notifyf(0, "STOPPING=1\nSTATUS=stopping: %d message(s) in flight",
+	    stats_in_flight());
 	log_info("stopping: %d message(s) in flight", stats_in_flight());
 	for (int i = 0; i < STOP_GRACE * 10 && stats_in_flight() > 0; i++) {
 		usleep(100000);
@@ -463,6 +473,11 @@ main(int argc, char **argv)
 	active = active_workers(cfg);
 	log_info("milterd started on %s, verify address %s; %d workers, %d serving at once",
 	    cfg->socket, cfg->verify_address, cfg->workers, active);
+	/* Type=notify: ready once the socket listens, its privileges dropped
+	 * and the pid file written, so that an MTA ordered after milterd
+	 * (Before=postfix.service) finds the socket. Without systemd
+	 * (NOTIFY_SOCKET unset) this does nothing. */
+	(void)sd_notifyf(0, "READY=1\nSTATUS=serving on %s", cfg->socket);
 	connecting = pthread_create(&connector, NULL, connect_thread, st) == 0;
 	if (nofile > 0 && nofile < NOFILE_WANT)
 		log_warn("only %lu descriptors (RLIMIT_NOFILE): about as many MTA connections at most",
