@@ -53,8 +53,11 @@ kill "$MILTERD_PID"
 wait "$MILTERD_PID"; rc=$?
 MILTERD_PID=
 wait_for 5 grep -q STOPPING=1 "$WORK/notified"
+# (Whether the socket still existed is not asked: milterd removes it as it
+# exits, and the listener may look after that.)
 expect_eq "SIGTERM: STOPPING=1 with the messages in flight, then exit 0" \
-	"STOPPING=1|STATUS=stopping: 0 message(s) in flight socket=yes|0" "$(cat "$WORK/notified")|$rc"
+	"STOPPING=1|STATUS=stopping: 0 message(s) in flight|0" \
+	"$(sed 's/ socket=[a-z]*$//' "$WORK/notified")|$rc"
 
 # Without NOTIFY_SOCKET (started by hand, by a script, by the tests) nothing is sent.
 : >"$WORK/notified"
