@@ -59,6 +59,7 @@ reload(void)
 		snapshot_unref(old);
 	}
 	if (snap == NULL) {
+		stats_config_loaded(0);
 		(void)sd_notify(0, "READY=1\nSTATUS=reload refused, the running configuration"
 		    " stays (see the log)");
 		log_err("reload refused, the running configuration stays:");
@@ -70,6 +71,7 @@ reload(void)
 	} else {
 		log_set_level(snap->cfg->log_level);
 		milter_swap(snap);
+		stats_config_loaded(1);
 		(void)sd_notify(0, "READY=1\nSTATUS=serving");
 		log_info("configuration and policy reloaded from %s", config_path);
 	}
@@ -448,6 +450,7 @@ main(int argc, char **argv)
 	}
 	buf_free(&errors);
 	milter_setup(snap, st);
+	stats_config_loaded(1);
 	if (drop_privileges(cfg) == -1)
 		return 1;
 	if (!foreground && daemon(0, 0) == -1) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -33,6 +34,8 @@ static unsigned long	stats_connections;
 static long		stats_open;
 static int		stats_workers;
 static long		stats_busy;
+static int		stats_reload_ok = 1;	/* the last SIGHUP's outcome; 1 at start */
+static long		stats_loaded_at;	/* when the running configuration was loaded */
 static struct MHD_Daemon *stats_daemon;
 
 #define BUMP(x) __atomic_add_fetch(&(x), 1, __ATOMIC_RELAXED)
@@ -110,6 +113,14 @@ stats_worker_busy(int delta)
 	__atomic_add_fetch(&stats_busy, delta, __ATOMIC_RELAXED);
 }
 
+void
+stats_config_loaded(int ok)
+{
+	__atomic_store_n(&stats_reload_ok, ok ? 1 : 0, __ATOMIC_RELAXED);
+	if (ok)
+		__atomic_store_n(&stats_loaded_at, (long)time(NULL), __ATOMIC_RELAXED);
+}
+
 int
 stats_workers_all_busy(void)
 {
@@ -157,6 +168,17 @@ stats_format(struct buf *out)
 	    "# TYPE milterd_workers_busy gauge\nmilterd_workers_busy %ld\n",
 	    READ(stats_connections), READ(stats_open), stats_in_flight(), READ(stats_workers),
 	    READ(stats_busy));
+	/* Named as Prometheus names its own: an alert on a refused reload needs
+	 * no log scraping (milterd goes on with the configuration it had). */
+	buf_printf(out, "# HELP milterd_config_last_reload_successful Whether the last reload"
+	    " (SIGHUP) was applied (1) or refused (0); 1 at start.\n"
+	    "# TYPE milterd_config_last_reload_successful gauge\n"
+	    "milterd_config_last_reload_successful %d\n"
+	    "# HELP milterd_config_last_reload_success_timestamp_seconds When the running"
+	    " configuration was loaded (at start or by the last applied reload), Unix time.\n"
+	    "# TYPE milterd_config_last_reload_success_timestamp_seconds gauge\n"
+	    "milterd_config_last_reload_success_timestamp_seconds %ld\n",
+	    READ(stats_reload_ok), READ(stats_loaded_at));
 }
 
 int

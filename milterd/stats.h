@@ -28,6 +28,9 @@ void	stats_connection_open(int delta);
 void	stats_set_workers(int n);
 void	stats_worker_busy(int delta);
 int	stats_workers_all_busy(void);
+/* The configuration loaded: at start (1), and at each SIGHUP, applied (1) or
+ * refused (0, the running one stays). */
+void	stats_config_loaded(int ok);
 
 /* The Prometheus text exposition of every counter. */
 void	stats_format(struct buf *out);

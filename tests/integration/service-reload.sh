@@ -15,6 +15,12 @@ tok=$(new_token alice alice@agri.gouv.fr)
 sed -i 's/^verify_address = .*/verify_address = check@certify.test/' "$WORK/milterd.conf"
 kill -HUP "$MILTERD_PID"
 wait_for 5 grep -q "configuration and policy reloaded" "$MILTERD_LOG"
+# The reload's outcome in the counters (written at once after a SIGHUP).
+gauge() { sed -n "s/^milterd_config_last_reload_$1 //p" "$WORK/stats"; }
+wait_for 5 test -s "$WORK/stats"
+loaded1=$(gauge success_timestamp_seconds)
+expect_eq "stats: the reload applied (1), loaded within the last minute" "1|yes" \
+	"$(gauge successful)|$([ "$(( $(date +%s) - ${loaded1:-0} ))" -lt 60 ] && echo yes || echo "no: ${loaded1:-none}")"
 if rcpt_ok "<check+$tok@certify.test>" continue && rcpt_ok "<check+abcdefghijklmnopqrstuvwxy4@certify.test>" reply &&
 	rcpt_ok "<verify+abcdefghijklmnopqrstuvwxy4@certify.test>" continue; then
 	ok "SIGHUP applies a valid new configuration (new verify address screened, old one passes)"
@@ -31,6 +37,9 @@ kill -HUP "$MILTERD_PID"
 wait_for 5 grep -q "reload refused" "$MILTERD_LOG"
 expect_grep "a broken policy is refused, naming file, line and key" \
 	"bad-policy.conf:3: require: expected dkim" "$MILTERD_LOG"
+wait_for 5 grep -q "^milterd_config_last_reload_successful 0" "$WORK/stats"
+expect_eq "stats: the refused reload (0), the running configuration's load time kept" "0|$loaded1" \
+	"$(gauge successful)|$(gauge success_timestamp_seconds)"
 if rcpt_ok "<check+$tok@certify.test>" continue && rcpt_ok "<check+abcdefghijklmnopqrstuvwxy4@certify.test>" reply; then
 	ok "after a refused reload milterd keeps answering with the old configuration"
 else
@@ -53,3 +62,11 @@ kill -HUP "$MILTERD_PID"
 wait_for 5 grep -q "stats_file: changing it needs a restart" "$MILTERD_LOG"
 expect_grep "a key removed on reload: refused, its default named" \
 	"$WORK/milterd.conf: stats_file: changing it needs a restart \(removed: back to its default, /run/milterd/stats\)" "$MILTERD_LOG"
+
+# Applied again: 1, with a load time no earlier than the first.
+sleep 1
+cp "$WORK/good.conf" "$WORK/milterd.conf"
+kill -HUP "$MILTERD_PID"
+wait_for 5 grep -q "^milterd_config_last_reload_successful 1" "$WORK/stats"
+expect_eq "stats: a reload applied after a refused one: 1, loaded later than the first" "1|yes" \
+	"$(gauge successful)|$([ "$(gauge success_timestamp_seconds)" -gt "$loaded1" ] && echo yes || echo no)"
