@@ -54,6 +54,22 @@ log_stderr_is_journal(void)
 }
 
 void
+log_stderr_text(int level, const char *text)
+{
+	int journal = log_stderr_is_journal();
+
+	for (const char *p = text, *nl; *p; p = nl) {
+		nl = p + strcspn(p, "\n");
+		if (*nl == '\n')
+			nl++;
+		if (journal)
+			fprintf(stderr, "<%d>", level);
+		fwrite(p, 1, (size_t)(nl - p), stderr);
+	}
+	fflush(stderr);
+}
+
+void
 log_open(const char *ident, int to_stderr, int facility)
 {
 	log_ident = ident;

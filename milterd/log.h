@@ -12,6 +12,11 @@ int	log_level_parse(const char *name);	/* -1 if unknown */
 const char *log_level_name(int level);
 int	log_facility_parse(const char *name);	/* -1 if unknown */
 
+/* Before log_open(): text (lines, as milterd -n prints a file's errors) to
+ * stderr as it is, each line prefixed with <level> when stderr is journald's
+ * (ExecStartPre=, ExecReload=), so that journald records errors as errors. */
+void	log_stderr_text(int level, const char *text);
+
 /* qid may be NULL ("NOQUEUE"). */
 void	log_msg(int level, const char *qid, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));

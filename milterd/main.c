@@ -394,7 +394,7 @@ main(int argc, char **argv)
 
 	buf_init(&errors);
 	if ((snap = snapshot_load(path, &errors)) == NULL) {
-		fputs(errors.s, stderr);
+		log_stderr_text(LOG_ERR, errors.s);
 		buf_free(&errors);
 		free(abspath);
 		return 1;

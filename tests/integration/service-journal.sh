@@ -48,3 +48,17 @@ log="$WORK/redirected.log"
 run_milterd "$log" "$(stat -c '%d:%i' "$other")"
 expect_grep "JOURNAL_STREAM of another file: lines as before" '^milterd\[err\]: NOQUEUE: reload refused' "$log"
 expect_eq "JOURNAL_STREAM of another file: no line has a prefix" 0 "$(grep -c '^<' "$log")"
+
+# milterd -n (ExecStartPre=, ExecReload=) prints a broken file's errors before
+# logging starts: under the journal each line is <3> too, elsewhere as it was.
+printf 'workers = many\nbogus = 1\n' >>"$WORK/run.conf"
+log="$WORK/check.log"
+: >"$log"
+JOURNAL_STREAM="$(stat -c '%d:%i' "$log")" "$BUILD/milterd" -n -c "$WORK/run.conf" 2>>"$log"
+n=$(wc -l <"$WORK/run.conf")
+expect_eq "journal: milterd -n's errors, each line <3>" \
+	"<3>$WORK/run.conf:$((n - 1)): workers: 'many' is not a whole number from 1 to 1024
+<3>$WORK/run.conf:$n: bogus: unknown key" "$(cat "$log")"
+env -u JOURNAL_STREAM "$BUILD/milterd" -n -c "$WORK/run.conf" 2>"$WORK/check-plain.log"
+expect_eq "not the journal: milterd -n's errors without a prefix" \
+	"$(sed 's/^<3>//' "$log")" "$(cat "$WORK/check-plain.log")"
