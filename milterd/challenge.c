@@ -170,7 +170,7 @@ challenge_send(const struct config *cfg, const char *msg, struct buf *err)
 			;
 		buf_printf(err, "%s -t -i did not finish within sendmail_timeout (%d s); killed",
 		    cfg->sendmail_path, cfg->sendmail_timeout);
-		return -1;
+		return CHALLENGE_STALLED;
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		buf_printf(err, "%s -t -i failed (%s %d)", cfg->sendmail_path,

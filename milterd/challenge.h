@@ -20,7 +20,10 @@ struct challenge {
 /* Renders templates/KIND.LANG.eml. 0, or -1 with err set. */
 int	challenge_render(const struct config *, const struct challenge *, struct buf *out,
 	    struct buf *err);
-/* Pipes a rendered message (CRLF lines) to cfg->sendmail_path -t -i. */
+/* Pipes a rendered message (CRLF lines) to cfg->sendmail_path -t -i: 0, or
+ * -1 with err set; CHALLENGE_STALLED (err set) when it had not finished after
+ * cfg->sendmail_timeout seconds and was killed. */
+#define CHALLENGE_STALLED	(-2)
 int	challenge_send(const struct config *, const char *msg, struct buf *err);
 
 #endif

@@ -30,6 +30,7 @@ struct ctl {
 	PGconn		*conn;
 	struct snapshot	*snap;		/* loaded on demand */
 	char		 sqlstate[6];	/* of the last failed query */
+	int		 sendmail_stalled;	/* a challenge's sendmail timed out */
 };
 
 void		 ctl_usage(void) __attribute__((noreturn));

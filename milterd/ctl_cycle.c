@@ -143,6 +143,14 @@ recertify_due(struct ctl *c, struct recertify_counts *n)
 		}
 		if (rc == EX_DB)
 			break;
+		/* A sendmail that hung once hangs for the next challenge too:
+		 * sendmail_timeout each, the lock held all along. The rest
+		 * are still within their notice; the next run asks them. */
+		if (c->sendmail_stalled) {
+			fprintf(stderr, "milterctl: recertify: sendmail timed out: no more challenges"
+			    " in this run; the next run sends them\n");
+			break;
+		}
 	}
 	PQclear(res);
 	return rc;

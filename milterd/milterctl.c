@@ -375,7 +375,7 @@ ctl_challenge(struct ctl *c, const char *kind, const char *account, const char *
 	struct challenge ch = { kind, account, email, token, lang, NULL, NULL };
 	struct buf msg, err;
 	PGresult *res;
-	int rc = EX_DONE;
+	int rc = EX_DONE, sent;
 
 	if ((res = ctl_query(c, "SELECT to_char(r.expires_at AT TIME ZONE 'UTC',"
 	    " 'YYYY-MM-DD HH24:MI \"UTC\"'), to_char(v.valid_until AT TIME ZONE 'UTC',"
@@ -395,8 +395,9 @@ ctl_challenge(struct ctl *c, const char *kind, const char *account, const char *
 		fputs(msg.s, stdout);
 		if (!ctl_stdout_ok())
 			rc = EX_SEND;
-	} else if (challenge_send(c->snap->cfg, msg.s, &err) == -1) {
+	} else if ((sent = challenge_send(c->snap->cfg, msg.s, &err)) != 0) {
 		fprintf(stderr, "milterctl: challenge not sent: %s\n", err.s);
+		c->sendmail_stalled |= sent == CHALLENGE_STALLED;
 		rc = EX_SEND;
 	} else if (c->json && doc)
 		ctl_json_print(json_pack("{s:s, s:s, s:s, s:b}", "account", account, "email", email,

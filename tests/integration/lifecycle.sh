@@ -272,6 +272,22 @@ out=$($CC recertify 2>&1)
 expect_eq "the next run sends it" "recertify: 0 lapsed, 0 given an end date, 1 challenged, 0 not sent, 0 refused by the policy, 0 ended meanwhile" \
 	"$(tail -n 1 <<<"$out")"
 
+# A sendmail that hangs: killed after sendmail_timeout, and the run stops there
+# rather than wait as long for each challenge after it; the next run sends them.
+for a in sid tim; do
+	verify "$a verifies" "$a" "$a@agri.gouv.fr"
+	pg_psql "UPDATE milterd.requests SET valid_until = now() + interval '5 days' WHERE account = '$a' AND state = 'verified'" >/dev/null
+done
+printf '#!/bin/sh\ncat >/dev/null\nexec sleep 300\n' >"$WORK/sendmail.hung"; chmod +x "$WORK/sendmail.hung"
+write_config "$WORK/hung.conf" "sendmail_path = $WORK/sendmail.hung" "sendmail_timeout = 1"
+out=$(timeout -k 5 60 "$C" -c "$WORK/hung.conf" recertify 2>&1); rc=$?
+expect_eq "sendmail hanging: exit 5, one challenge tried and withdrawn, the run stopped and said so" \
+	"5|recertify: 0 lapsed, 0 given an end date, 0 challenged, 1 not sent, 0 refused by the policy, 0 ended meanwhile|1|1|0" \
+	"$rc|$(tail -n 1 <<<"$out")|$(grep -c 'did not finish within sendmail_timeout (1 s); killed' <<<"$out")|$(grep -c 'sendmail timed out: no more challenges in this run' <<<"$out")|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account IN ('sid', 'tim') AND state = 'pending'")"
+out=$($CC recertify 2>&1)
+expect_eq "... the next run sends both" "recertify: 0 lapsed, 0 given an end date, 2 challenged, 0 not sent, 0 refused by the policy, 0 ended meanwhile" \
+	"$(tail -n 1 <<<"$out")"
+
 # Two accounts certified by one address (from before schema 007): neither can be
 # challenged again, both are said and counted, and the run goes on with the others.
 pg_psql "INSERT INTO milterd.requests (account, email, token_hash, state, expires_at, verified_at, valid_until)
