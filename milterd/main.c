@@ -250,17 +250,19 @@ connect_thread(void *arg)
 	return NULL;
 }
 
-static void
-usage(void)
+/* To stdout for --help (exit 0), to stderr for a usage error (exit 2). */
+static void __attribute__((noreturn))
+usage(FILE *fp, int code)
 {
-	fprintf(stderr, "usage: milterd [-f] [-n[n]] [-c FILE]\n"
+	fprintf(fp, "usage: milterd [-f] [-n[n]] [-c FILE]\n"
 	    "       milterd -V|--version\n"
 	    "  -c FILE  configuration (default %s)\n"
 	    "  -f       stay in the foreground, log to stderr\n"
 	    "  -n       check the configuration and exit; -nn prints it\n"
-	    "  -V       print the version and exit (also --version)\n",
+	    "  -V       print the version and exit (also --version)\n"
+	    "  -h       print this and exit (also --help)\n",
 	    CONFIG_DEFAULT_PATH);
-	exit(2);
+	exit(code);
 }
 
 /* The filesystem path of a unix socket spec, or NULL for inet sockets. */
@@ -363,7 +365,8 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 },
+		{ "version", no_argument, NULL, 'V' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = CONFIG_DEFAULT_PATH;
 	char *abspath = NULL;	/* path made absolute; lives as long as the process */
@@ -377,17 +380,18 @@ main(int argc, char **argv)
 	sigset_t sigs;
 	int ch, check = 0, foreground = 0, rc, active, connecting;
 
-	while ((ch = getopt_long(argc, argv, "c:fnV", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:fnVh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
 		case 'f': foreground = 1; break;
 		case 'n': check++; break;
 		case 'V': printf("milterd %s\n", MILTERD_VERSION); return 0;
-		default: usage();
+		case 'h': usage(stdout, 0);
+		default: usage(stderr, 2);
 		}
 	}
 	if (optind != argc)
-		usage();
+		usage(stderr, 2);
 	/* Read again at each SIGHUP, after daemon() moved to /. */
 	if (path[0] != '/' && (abspath = realpath(path, NULL)) != NULL)
 		path = abspath;

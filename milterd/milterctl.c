@@ -36,10 +36,12 @@ ctl_config(struct ctl *c)
 	return c->snap ? EX_DONE : EX_CONFIG;
 }
 
-void
-ctl_usage(void)
+/* The usage text: to stdout for --help (exit 0), to stderr for a usage error
+ * (exit 2), as GNU's tools do: "milterctl --help | less" then works. */
+static void
+ctl_usage_print(FILE *fp)
 {
-	fprintf(stderr,
+	fprintf(fp,
 	    "usage: milterctl [-c FILE] [--database CONNINFO] [--json] COMMAND ...\n"
 	    "  or:  milterctl -V|--version\n"
 	    "commands:\n"
@@ -65,6 +67,12 @@ ctl_usage(void)
 	    "  revoke ACCOUNT                      revoke the account's pending request and end\n"
 	    "                                      its certification\n"
 	    "  stats                               the daemon's counters\n");
+}
+
+void
+ctl_usage(void)
+{
+	ctl_usage_print(stderr);
 	exit(EX_USAGE);
 }
 
@@ -835,6 +843,7 @@ main(int argc, char **argv)
 		case 'c': c.config_path = optarg; c.config_given = 1; break;
 		case 'd': c.database = optarg; break;
 		case 'j': c.json = 1; break;
+		case 'h': ctl_usage_print(stdout); return ctl_stdout_ok() ? EX_DONE : EX_SEND;
 		default: ctl_usage();
 		}
 	}

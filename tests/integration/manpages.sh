@@ -133,6 +133,16 @@ expect_eq "milterd -V, milterd --version, milterctl -V, milterctl --version: deb
 	"milterd $version/0|milterd $version/0|milterctl $version/0|milterctl $version/0" \
 	"$("$M" -V 2>&1)/$?|$("$M" --version 2>&1)/$?|$("$C" -V 2>&1)/$?|$("$C" --version 2>&1)/$?"
 
+# --help: the usage on stdout, exit 0 (a usage error: on stderr, exit 2, above and below).
+help_of() {	# help_of PROGRAM OPTION: "first line of stdout/stderr/exit code"
+	local rc
+	"$1" "$2" >"$WORK/h.out" 2>"$WORK/h.err"; rc=$?
+	echo "$(head -n 1 "$WORK/h.out")/$(cat "$WORK/h.err")/$rc"
+}
+expect_eq "milterd --help and -h, milterctl --help: the usage on stdout, nothing on stderr, exit 0" \
+	"usage: milterd [-f] [-n[n]] [-c FILE]//0|usage: milterd [-f] [-n[n]] [-c FILE]//0|usage: milterctl [-c FILE] [--database CONNINFO] [--json] COMMAND ...//0" \
+	"$(help_of "$M" --help)|$(help_of "$M" -h)|$(help_of "$C" --help)"
+
 # --- milterctl(8): every command and option of the usage text --------------------
 
 "$C" >/dev/null 2>"$WORK/ctl.usage"; rc=$?
