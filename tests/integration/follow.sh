@@ -318,9 +318,17 @@ if [ "$(runs_of gina)" = 2 ] && awk -v g="$g" 'BEGIN { exit !(g >= 2 && g < 6) }
 else
 	not_ok "hanging PROGRAM: $(runs_of gina) runs, $g s apart: $(grep gina "$WORK/main.log" | tr '\n' ' ')"
 fi
-# Killed: gone, or a zombie until PID 1 (a container's may be slow) reaps it.
-alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f1)" != Z ]; }
-if [ -f "$F/hang.pid" ] && ! alive "$(cat "$F/hang.pid")"; then
+# Killed: gone, or a zombie until PID 1 (a container's may be slow) reaps it. Its stat is
+# read once: tested, then read, it could vanish in between, the reaping read as alive.
+alive() {
+	local st
+	st=$(cat "/proc/$1/stat" 2>/dev/null) && [ -n "$st" ] || return 1
+	st=${st##*') '}
+	[ "${st%% *}" != Z ]
+}
+dead() { ! alive "$1"; }
+# Up to 5 s for a SIGKILL not yet acted on (a busy machine); it would live 60 s.
+if [ -f "$F/hang.pid" ] && wait_for 5 dead "$(cat "$F/hang.pid")"; then
 	ok "hanging PROGRAM: the child it started was killed with it"
 else
 	not_ok "hanging PROGRAM: its child $(cat "$F/hang.pid" 2>/dev/null) outlived it"
