@@ -8,13 +8,17 @@
 #
 # A group forms when verifications queue while another group is being written:
 # here the first is held on its address's lock (a transaction of the test's
-# holds the address's lock: hold_address) while the others arrive.
+# holds the address's lock: hold_address) while the others arrive, until milterd's
+# busy workers show them all waiting (each holds its worker), whatever the time
+# that takes on a loaded machine; then the lock is released (release_address).
 . "$TOP/tests/lib/pg.sh"
 . "$TOP/tests/lib/common.sh"
 trap 'kill $(jobs -p) 2>/dev/null; milterd_stop' EXIT
 
 db_reset || { not_ok "database reset"; exit 1; }
-write_config "$WORK/milterd.conf" "workers = 40" "db_timeout = 8" "db_commit_timeout = 10"
+port=$(free_port)
+write_config "$WORK/milterd.conf" "workers = 40" "db_timeout = 8" "db_commit_timeout = 10" \
+	"stats_listen = 127.0.0.1:$port"
 milterd_start "$WORK/milterd.conf" || { not_ok "milterd starts"; exit 1; }
 
 # sign ACCOUNT ADDRESS: a pending request and its signed reply in $WORK/ACCOUNT.eml;
@@ -44,6 +48,18 @@ queue_behind() {
 	fi
 	for a in "$@"; do send "$a" & QUEUED+=($!); done
 }
+# queued N: wait (up to 60 s) until N verifications wait in milterd: the one held and
+# those queued behind it each hold a worker (milterd_workers_busy).
+queued() {
+	local i busy
+	for i in $(seq 1 600); do
+		busy=$(metrics "$port" | sed -n 's/^milterd_workers_busy //p')
+		[ "${busy:-0}" -ge "$1" ] && return 0
+		sleep 0.1
+	done
+	echo "# only ${busy:-no} of $1 verifications waiting after 60 s" >&2
+	return 1
+}
 # codes ACCOUNT...: each one's SMTP code and verified evidence rows, as " CODE/ROWS".
 codes() {
 	local a
@@ -64,9 +80,10 @@ verified_rows() {	# verified_rows ACCOUNT: its evidence rows 'verified'
 # ---- One group: eight accounts and two replying from one address.
 for i in 1 2 3 4 5 6 7 8; do sign "p$i" "p$i@agri.gouv.fr" || not_ok "request p$i"; done
 sign q1 shared@agri.gouv.fr && sign q2 shared@agri.gouv.fr || not_ok "requests q1, q2"
-hold_address p1@agri.gouv.fr 3 &
+hold_address p1@agri.gouv.fr &
 holder=$!
-queue_behind p1 p2 p3 p4 p5 p6 p7 p8 q1 q2
+queue_behind p1 p2 p3 p4 p5 p6 p7 p8 q1 q2 && queued 10
+release_address p1@agri.gouv.fr
 wait "$holder" "${QUEUED[@]}"
 expect_eq "one group: each of 8 replies answered 250 and verified once (code/verified rows)" \
 	" 250/1 250/1 250/1 250/1 250/1 250/1 250/1 250/1" "$(codes p1 p2 p3 p4 p5 p6 p7 p8)"
@@ -91,23 +108,27 @@ fi
 # could be; a lost connection is run once more on a new one, store_exec_on). Each
 # row is written again on its own: r2..r5 verify at once, r6 once its address is free.
 for i in 1 2 3 4 5 6; do sign "r$i" "r$i@agri.gouv.fr" || not_ok "request r$i"; done
-hold_address r1@agri.gouv.fr 2 &
+hold_address r1@agri.gouv.fr &
 h1=$!
-hold_address r6@agri.gouv.fr 5 &
+hold_address r6@agri.gouv.fr &
 h6=$!
-if queue_behind r1 r2 r3 r4 r5 r6; then
-	# r1 committed at 2 s; then the group r2..r6 (one record_group statement)
-	# waits on r6's address.
+if queue_behind r1 r2 r3 r4 r5 r6 && queued 6; then
+	# r1 commits once released; then the group r2..r6 (one record_group
+	# statement) waits on r6's address.
+	release_address r1@agri.gouv.fr
 	wait "$h1"
-	if wait_for 5 group_waits; then
+	if wait_for 10 group_waits; then
 		psql -Atq -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
 			WHERE application_name LIKE 'milterd%' AND wait_event_type = 'Lock'
 			  AND query LIKE '%record_group%'" >/dev/null
 	else
 		not_ok "the group r2..r6 did not wait on r6's address"
 	fi
+	sleep 1	# r2..r5 written again on their own meanwhile; r6 waits for its address
 fi
-wait "$h6" "${QUEUED[@]}"
+release_address r1@agri.gouv.fr
+release_address r6@agri.gouv.fr
+wait "$h1" "$h6" "${QUEUED[@]}"
 expect_grep "the lost group is logged, and written again row by row" \
 	"database: a group of [2-5] verifications failed, each written again on its own" "$MILTERD_LOG"
 expect_eq "after the lost group: each of 6 replies answered 250 and verified once (code/verified rows)" \
@@ -119,9 +140,10 @@ expect_eq "after the lost group: each of 6 replies answered 250 and verified onc
 # its own turn): every reply verified once, none left waiting.
 S=$(seq -f 's%g' 1 36)
 for a in $S; do sign "$a" "$a@agri.gouv.fr" || not_ok "request $a"; done
-hold_address s1@agri.gouv.fr 6 &
+hold_address s1@agri.gouv.fr &
 holder=$!
-queue_behind $S
+queue_behind $S && queued 36
+release_address s1@agri.gouv.fr
 wait "$holder" "${QUEUED[@]}"
 expect_eq "36 queued at once: each answered 250 and verified once (code/verified rows)" \
 	"$(for a in $S; do printf ' 250/1'; done)" "$(codes $S)"

@@ -107,12 +107,18 @@ wait_for() {
 	return 1
 }
 
-# hold_address ADDRESS SECONDS: a transaction holding the address's lock as
-# milterd's record() takes it, so that a verification from ADDRESS waits.
+# hold_address ADDRESS [SECONDS]: a transaction holding the address's lock as
+# milterd's record() takes it, so that a verification from ADDRESS waits: for
+# SECONDS (60 by default), or until release_address ADDRESS.
 hold_address() {
-	psql -Atq -c "BEGIN" \
+	PGAPPNAME="hold $1" psql -Atq -c "BEGIN" \
 		-c "SELECT pg_advisory_xact_lock(hashtext('milterd.address'), hashtext('$1'))" \
-		-c "SELECT pg_sleep($2)" -c "COMMIT" >/dev/null 2>&1
+		-c "SELECT pg_sleep(${2:-60})" -c "COMMIT" >/dev/null 2>&1
+}
+# release_address ADDRESS: ends hold_address's transaction now (its session with it).
+release_address() {
+	psql -Atq -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE application_name = 'hold $1'" >/dev/null
 }
 
 # milterd_lock_waits N: N of milterd's database sessions wait on a lock.
