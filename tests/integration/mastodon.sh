@@ -352,7 +352,8 @@ expect_eq "a relative lock file: made in the working directory, the run goes on"
 	"$rc|$([ -f "$WORK/cwd/sync.lock" ] && echo f)|$(grep -c 'lock' <<<"$out")"
 
 # 7c. A sendmail that hangs: killed after sendmail_timeout, and the run asks no
-# one else (each would wait as long); the next run asks both.
+# one else (each would wait as long), nor handles an address change (Hugo's,
+# whose challenge would wait as long); the next run asks both and handles it.
 pg_psql "INSERT INTO accounts (username, domain, created_at, updated_at)
 	SELECT u, NULL, now(), now() FROM unnest(ARRAY['Kim', 'Lou']) AS u;
 	INSERT INTO users (email, approved, disabled, confirmed_at, account_id, created_at, updated_at)
@@ -361,13 +362,17 @@ pg_psql "INSERT INTO accounts (username, domain, created_at, updated_at)
 	  FROM accounts WHERE username IN ('Kim', 'Lou') AND domain IS NULL" >/dev/null
 printf '#!/bin/sh\ncat >/dev/null\nexec sleep 300\n' >"$WORK/sendmail.hung"; chmod +x "$WORK/sendmail.hung"
 write_config "$WORK/hung.conf" "sendmail_path = $WORK/sendmail.hung" "sendmail_timeout = 1"
+pg_psql "UPDATE users SET email = 'hugo.c@agri.gouv.fr' FROM accounts a
+	WHERE a.id = users.account_id AND a.username = 'Hugo' AND a.domain IS NULL" >/dev/null
+hugo() { echo "$(state_of Hugo) $(pg_psql "SELECT email FROM milterd.verification_status('Hugo')")"; }
 sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/hung.conf'|" "$WORK/mastodon.conf"
 timeout -k 5 60 "$KIT" >"$WORK/run-hung" 2>&1; rc=$?
-expect_eq "sendmail hanging: exit 1, one user tried, the run stopped and said so, no request left" \
-	"1|1|1|0" "$rc|$(grep -c 'did not finish within sendmail_timeout' "$WORK/run-hung")|$(grep -c 'sendmail timed out: no more challenges in this run' "$WORK/run-hung")|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account IN ('Kim', 'Lou')")"
+expect_eq "sendmail hanging: exit 1, one user tried, the run stopped and said so, no request left, Hugo's change left" \
+	"1|1|1|0|pending hugo.b@agri.gouv.fr" "$rc|$(grep -c 'did not finish within sendmail_timeout' "$WORK/run-hung")|$(grep -c 'sendmail timed out: no more challenges in this run' "$WORK/run-hung")|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account IN ('Kim', 'Lou')")|$(hugo)"
 sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/milterd.conf'|" "$WORK/mastodon.conf"
 "$KIT" >"$WORK/run-after" 2>&1; rc=$?
-expect_eq "... the next run asks both" "0|2" "$rc|$(grep -c ': new user: challenge sent' "$WORK/run-after")"
+expect_eq "... the next run asks both, and challenges Hugo's new address" "0|2|pending hugo.c@agri.gouv.fr" \
+	"$rc|$(grep -c ': new user: challenge sent' "$WORK/run-after")|$(hugo)"
 
 # 8. A wrong mastodon.conf: exit 4 before anything is done, the file and line named.
 kitconf() {	# kitconf LINES...: a configuration file of these lines; prints mastodon-sync's rc|stderr
