@@ -373,6 +373,22 @@ sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/milterd.conf'|" "$WORK/mastodon.c
 "$KIT" >"$WORK/run-after" 2>&1; rc=$?
 expect_eq "... the next run asks both, and challenges Hugo's new address" "0|2|pending hugo.c@agri.gouv.fr" \
 	"$rc|$(grep -c ': new user: challenge sent' "$WORK/run-after")|$(hugo)"
+# Hugo changes his address again, and sendmail fails on the new address's
+# challenge: the pending request at hugo.c is revoked, the new one withdrawn. A
+# request at an address he has left does not count as asked: the next run asks
+# him at hugo.d (it counted, and no run asked him again).
+pg_psql "UPDATE users SET email = 'hugo.d@agri.gouv.fr' FROM accounts a
+	WHERE a.id = users.account_id AND a.username = 'Hugo' AND a.domain IS NULL" >/dev/null
+sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/fail.conf'|" "$WORK/mastodon.conf"
+"$KIT" >"$WORK/run-fail-d" 2>&1; rc=$?
+sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/milterd.conf'|" "$WORK/mastodon.conf"
+expect_eq "an address change while pending, its challenge not sent: exit 1, hugo.c revoked, no request at hugo.d" \
+	"1|revoked hugo.c@agri.gouv.fr|0" \
+	"$rc|$(hugo)|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'Hugo' AND email = 'hugo.d@agri.gouv.fr'")"
+"$KIT" >"$WORK/run-d" 2>&1; rc=$?
+"$KIT" >"$WORK/run-d2" 2>&1
+expect_eq "... the next run asks him at hugo.d, once" "0|pending hugo.d@agri.gouv.fr|1|0" \
+	"$rc|$(hugo)|$(grep -c 'Hugo: certification ended' "$WORK/run-d")|$(grep -c 'Hugo' "$WORK/run-d2")"
 
 # 8. A wrong mastodon.conf: exit 4 before anything is done, the file and line named.
 kitconf() {	# kitconf LINES...: a configuration file of these lines; prints mastodon-sync's rc|stderr
