@@ -112,6 +112,18 @@ state_of() { "$C" -c "$WORK/milterd.conf" --json status "$1" | grep -o '"state":
 user() { pg_psql "SELECT u.approved, u.disabled FROM users u JOIN accounts a ON a.id = u.account_id
 	WHERE a.username = '$1' AND a.domain IS NULL" | tr '|' ' '; }
 unacked() { pg_psql "SELECT count(*) FROM milterd.events WHERE account = '$1'"; }
+# moves USERNAME ADDRESS: the user's confirmed address in Mastodon changes.
+moves() { pg_psql "UPDATE users SET email = '$2' FROM accounts a
+	WHERE a.id = users.account_id AND a.username = '$1' AND a.domain IS NULL" >/dev/null; }
+# kit_with CONF OUT: a run of the kit with milterctl's configuration CONF (its sendmail),
+# its output in OUT; its exit code (bounded at 60 s).
+kit_with() {
+	local rc
+	sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$1'|" "$WORK/mastodon.conf"
+	timeout -k 5 60 "$KIT" >"$2" 2>&1; rc=$?
+	sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/milterd.conf'|" "$WORK/mastodon.conf"
+	return "$rc"
+}
 # is VALUE COMMAND...: the command prints VALUE (for wait_for).
 is() { [ "$("${@:2}")" = "$1" ]; }
 follow_start() {	# [VAR=value ...]: the follower, with that environment
@@ -301,16 +313,14 @@ pg_psql "INSERT INTO accounts (username, domain, created_at, updated_at) VALUES 
 	INSERT INTO users (email, approved, disabled, confirmed_at, account_id, created_at, updated_at)
 	SELECT 'alice@agri.gouv.fr', false, false, now() AT TIME ZONE 'UTC', id, now() AT TIME ZONE 'UTC',
 	       now() AT TIME ZONE 'UTC' FROM accounts WHERE username = 'Alice' AND domain IS NULL" >/dev/null
-sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/fail.conf'|" "$WORK/mastodon.conf"
 printf '#!/bin/sh\ncat >/dev/null\nexit 75\n' >"$WORK/sendmail.fail"; chmod +x "$WORK/sendmail.fail"
 write_config "$WORK/fail.conf" "sendmail_path = $WORK/sendmail.fail"
 before=$(mails)
-"$KIT" >"$WORK/run17" 2>&1; rc=$?
+kit_with "$WORK/fail.conf" "$WORK/run17"; rc=$?
 expect_eq "sendmail failing: exit 1, no challenge, no request left for the new Alice" "1|$before|0" \
 	"$rc|$(mails)|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'Alice' AND state = 'pending'")"
 expect_grep "... said, with when it is sent again" \
 	"Alice: new user: milterctl: challenge not sent: .*exit 75\); the next run sends it again" "$WORK/run17"
-sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/milterd.conf'|" "$WORK/mastodon.conf"
 "$KIT" >"$WORK/run18" 2>&1; rc=$?
 "$KIT" >"$WORK/run19" 2>&1
 expect_eq "the next run asks the new Alice, once" "0|1|pending alice@agri.gouv.fr|" \
@@ -333,11 +343,8 @@ pg_psql "INSERT INTO accounts (username, domain, created_at, updated_at) VALUES 
 "$KIT" >"$WORK/run21" 2>&1
 if reply "Hugo's reply verifies him" hugo@agri.gouv.fr agri.gouv.fr; then
 	"$KIT" >"$WORK/run22" 2>&1
-	pg_psql "UPDATE users SET email = 'hugo.b@agri.gouv.fr' FROM accounts a
-		WHERE a.id = users.account_id AND a.username = 'Hugo' AND a.domain IS NULL" >/dev/null
-	sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/fail.conf'|" "$WORK/mastodon.conf"
-	"$KIT" >"$WORK/run23" 2>&1; rc=$?
-	sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/milterd.conf'|" "$WORK/mastodon.conf"
+	moves Hugo hugo.b@agri.gouv.fr
+	kit_with "$WORK/fail.conf" "$WORK/run23"; rc=$?
 	expect_eq "address change, sendmail failing: exit 1, certification ended, Hugo disabled, no request for the new address" \
 		"1|address_changed|t t|0" \
 		"$rc|$(state_of Hugo)|$(user Hugo)|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'Hugo' AND email = 'hugo.b@agri.gouv.fr'")"
@@ -362,14 +369,11 @@ pg_psql "INSERT INTO accounts (username, domain, created_at, updated_at)
 	  FROM accounts WHERE username IN ('Kim', 'Lou') AND domain IS NULL" >/dev/null
 printf '#!/bin/sh\ncat >/dev/null\nexec sleep 300\n' >"$WORK/sendmail.hung"; chmod +x "$WORK/sendmail.hung"
 write_config "$WORK/hung.conf" "sendmail_path = $WORK/sendmail.hung" "sendmail_timeout = 1"
-pg_psql "UPDATE users SET email = 'hugo.c@agri.gouv.fr' FROM accounts a
-	WHERE a.id = users.account_id AND a.username = 'Hugo' AND a.domain IS NULL" >/dev/null
+moves Hugo hugo.c@agri.gouv.fr
 hugo() { echo "$(state_of Hugo) $(pg_psql "SELECT email FROM milterd.verification_status('Hugo')")"; }
-sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/hung.conf'|" "$WORK/mastodon.conf"
-timeout -k 5 60 "$KIT" >"$WORK/run-hung" 2>&1; rc=$?
+kit_with "$WORK/hung.conf" "$WORK/run-hung"; rc=$?
 expect_eq "sendmail hanging: exit 1, one user tried, the run stopped and said so, no request left, Hugo's change left" \
 	"1|1|1|0|pending hugo.b@agri.gouv.fr" "$rc|$(grep -c 'did not finish within sendmail_timeout' "$WORK/run-hung")|$(grep -c 'sendmail timed out: no more challenges in this run' "$WORK/run-hung")|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account IN ('Kim', 'Lou')")|$(hugo)"
-sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/milterd.conf'|" "$WORK/mastodon.conf"
 "$KIT" >"$WORK/run-after" 2>&1; rc=$?
 expect_eq "... the next run asks both, and challenges Hugo's new address" "0|2|pending hugo.c@agri.gouv.fr" \
 	"$rc|$(grep -c ': new user: challenge sent' "$WORK/run-after")|$(hugo)"
@@ -377,11 +381,8 @@ expect_eq "... the next run asks both, and challenges Hugo's new address" "0|2|p
 # challenge: the pending request at hugo.c is revoked, the new one withdrawn. A
 # request at an address he has left does not count as asked: the next run asks
 # him at hugo.d (it counted, and no run asked him again).
-pg_psql "UPDATE users SET email = 'hugo.d@agri.gouv.fr' FROM accounts a
-	WHERE a.id = users.account_id AND a.username = 'Hugo' AND a.domain IS NULL" >/dev/null
-sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/fail.conf'|" "$WORK/mastodon.conf"
-"$KIT" >"$WORK/run-fail-d" 2>&1; rc=$?
-sed -i "s|^MILTERD_CONF=.*|MILTERD_CONF='$WORK/milterd.conf'|" "$WORK/mastodon.conf"
+moves Hugo hugo.d@agri.gouv.fr
+kit_with "$WORK/fail.conf" "$WORK/run-fail-d"; rc=$?
 expect_eq "an address change while pending, its challenge not sent: exit 1, hugo.c revoked, no request at hugo.d" \
 	"1|revoked hugo.c@agri.gouv.fr|0" \
 	"$rc|$(hugo)|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'Hugo' AND email = 'hugo.d@agri.gouv.fr'")"
