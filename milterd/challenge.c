@@ -63,7 +63,7 @@ challenge_ms_left(const struct timespec *deadline)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	ms = (long long)(deadline->tv_sec - now.tv_sec) * 1000 +
 	    (deadline->tv_nsec - now.tv_nsec) / 1000000;
-	return ms <= 0 ? 0 : ms > 1000 ? 1000 : (int)ms;
+	return ms <= 0 ? 0 : (int)ms;	/* sendmail_timeout is at most an hour */
 }
 
 /* Waits for pid until deadline: 0 with *status set, 1 when the deadline
@@ -114,7 +114,7 @@ challenge_write(int fd, const struct buf *msg, const struct timespec *deadline)
 int
 challenge_send(const struct config *cfg, const char *msg, struct buf *err)
 {
-	int fds[2], status, late, waited = 0;
+	int fds[2], status, waited;
 	struct timespec deadline;
 	pid_t pid;
 	struct buf lf;
@@ -151,16 +151,17 @@ challenge_send(const struct config *cfg, const char *msg, struct buf *err)
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += cfg->sendmail_timeout;
 	(void)fcntl(fds[1], F_SETFL, O_NONBLOCK);
-	/* A write error is the reader's going: its exit status says why. */
-	late = challenge_write(fds[1], &lf, &deadline) == -1 && challenge_ms_left(&deadline) == 0;
+	/* waited: 1 once the deadline has passed, writing or waiting. A write
+	 * error before it is the reader's going: its exit status says why. */
+	waited = challenge_write(fds[1], &lf, &deadline) == -1 &&
+	    challenge_ms_left(&deadline) == 0;
 	close(fds[1]);
 	buf_free(&lf);
-	if (!late && (waited = challenge_wait(pid, &status, &deadline)) == -1) {
+	if (!waited && (waited = challenge_wait(pid, &status, &deadline)) == -1) {
 		buf_printf(err, "waitpid: %s", strerror(errno));
 		return -1;
 	}
-	late = late || waited == 1;
-	if (late) {
+	if (waited == 1) {
 		/* A sendmail that hangs (a relay that does not answer, for one
 		 * that delivers at once; a full queue) would hold recertify and
 		 * its database lock, and every challenge after it, for ever. */

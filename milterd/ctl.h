@@ -17,7 +17,7 @@ enum {
 	EX_USAGE = 2,
 	EX_DB = 3,		/* database unreachable or refused */
 	EX_CONFIG = 4,
-	EX_SEND = 5,		/* the challenge could not be submitted */
+	EX_SEND = 5,		/* a challenge not submitted, or output not written */
 	EX_TEMPORARY = 5,	/* check: the daemon would answer 4xx */
 };
 
@@ -69,7 +69,8 @@ void		 ctl_withdraw(struct ctl *, const char *token);
 /* Renders the challenge of a request just created from its token, and sends
  * it (sendmail) or prints it. kind: "challenge" or "recertify". A request
  * whose challenge could not be sent or printed is withdrawn (EX_SEND):
- * nobody knows its token, and the next run asks again. The line saying it was sent is the
+ * nobody knows its token, and the next run asks again; a sendmail killed for
+ * its time also sets c->sendmail_stalled. The line saying it was sent is the
  * command's JSON document when doc is set (request --send); otherwise, with
  * --json, it is text on stderr, so that stdout holds one document. */
 int		 ctl_challenge(struct ctl *, const char *kind, const char *account,
