@@ -486,6 +486,9 @@ main(int argc, char **argv)
 	 * (NOTIFY_SOCKET unset) this does nothing. */
 	(void)sd_notifyf(0, "READY=1\nSTATUS=serving on %s", cfg->socket);
 	connecting = pthread_create(&connector, NULL, connect_thread, st) == 0;
+	/* After daemon(): a thread does not survive the fork. */
+	if (store_tokens_start(st) == -1)
+		log_warn("token filter: cannot start its thread; every token is looked up");
 	if (nofile > 0 && nofile < NOFILE_WANT)
 		log_warn("only %lu descriptors (RLIMIT_NOFILE): about as many MTA connections at most",
 		    (unsigned long)nofile);

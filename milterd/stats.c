@@ -36,6 +36,9 @@ static int		stats_workers;
 static long		stats_busy;
 static int		stats_reload_ok = 1;	/* the last SIGHUP's outcome; 1 at start */
 static long		stats_loaded_at;	/* when the running configuration was loaded */
+static int		stats_filter_current;	/* the token filter's thread writes these two */
+static unsigned long	stats_filter_tokens;
+static unsigned long	stats_spared;
 static struct MHD_Daemon *stats_daemon;
 
 #define BUMP(x) __atomic_add_fetch(&(x), 1, __ATOMIC_RELAXED)
@@ -121,6 +124,19 @@ stats_config_loaded(int ok)
 		__atomic_store_n(&stats_loaded_at, (long)time(NULL), __ATOMIC_RELAXED);
 }
 
+void
+stats_token_filter(int current, size_t tokens)
+{
+	__atomic_store_n(&stats_filter_current, current ? 1 : 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&stats_filter_tokens, (unsigned long)tokens, __ATOMIC_RELAXED);
+}
+
+void
+stats_token_spared(void)
+{
+	BUMP(stats_spared);
+}
+
 int
 stats_workers_all_busy(void)
 {
@@ -179,6 +195,16 @@ stats_format(struct buf *out)
 	    "# TYPE milterd_config_last_reload_success_timestamp_seconds gauge\n"
 	    "milterd_config_last_reload_success_timestamp_seconds %ld\n",
 	    READ(stats_reload_ok), READ(stats_loaded_at));
+	buf_printf(out, "# HELP milterd_token_filter_current Whether the set of issued tokens is"
+	    " known to be current (1), so that a token never issued is refused without a lookup.\n"
+	    "# TYPE milterd_token_filter_current gauge\nmilterd_token_filter_current %d\n"
+	    "# HELP milterd_token_filter_tokens Issued tokens in the set.\n"
+	    "# TYPE milterd_token_filter_tokens gauge\nmilterd_token_filter_tokens %lu\n"
+	    "# HELP milterd_token_filter_refusals_total Tokens answered unknown from the set,"
+	    " without a database lookup.\n"
+	    "# TYPE milterd_token_filter_refusals_total counter\n"
+	    "milterd_token_filter_refusals_total %lu\n",
+	    READ(stats_filter_current), READ(stats_filter_tokens), READ(stats_spared));
 }
 
 int

@@ -31,6 +31,10 @@ int	stats_workers_all_busy(void);
 /* The configuration loaded: at start (1), and at each SIGHUP, applied (1) or
  * refused (0, the running one stays). */
 void	stats_config_loaded(int ok);
+/* The set of issued tokens (store_tokens.c): whether it is current and how
+ * many it holds, and +1 for each token refused from it without a lookup. */
+void	stats_token_filter(int current, size_t tokens);
+void	stats_token_spared(void);
 
 /* The Prometheus text exposition of every counter. */
 void	stats_format(struct buf *out);

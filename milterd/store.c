@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "stats.h"
 #include "store.h"
 #include "store_pool.h"
 
@@ -116,6 +117,7 @@ store_close(struct store *st)
 {
 	if (st == NULL)
 		return;
+	store_tokens_stop(st->tokens);
 	for (int i = 0; i < st->size; i++)
 		if (st->slots[i].conn != NULL)
 			PQfinish(st->slots[i].conn);
@@ -682,6 +684,10 @@ store_lookup(struct store *st, const unsigned char *hash, struct store_request *
 	enum store_rc rc = STORE_NOTFOUND;
 
 	memset(out, 0, sizeof(*out));
+	if (st->tokens != NULL && store_tokens_absent(st->tokens, hash)) {
+		stats_token_spared();
+		return STORE_NOTFOUND;
+	}
 	store_deadline(&dl, st->timeout, "db_timeout");
 	dl.at.tv_sec += 1;	/* past statement_timeout: the server's own error comes first */
 	if ((res = store_exec(st, "lookup", 1, values, lengths, formats, &dl, err)) == NULL)

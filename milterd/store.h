@@ -57,6 +57,13 @@ void		 store_set_wait_hook(struct store *, void (*before_wait)(void));
  * risk once (asynchronous standbys: a verification answered 250 can be lost
  * on failover). */
 void		 store_watch_replication(struct store *);
+/* The daemon's: keeps the hash prefix of every issued token in memory, in
+ * a thread with a connection of its own that LISTENs to milterd_token_issued
+ * (migration 012), so that store_lookup() answers STORE_NOTFOUND for a token
+ * never issued without a statement. Tokens are looked up as before while
+ * the set is not known to be current (store_tokens.c). Call it after any
+ * fork; -1 when the thread cannot start (lookups as before). */
+int		 store_tokens_start(struct store *);
 /* Opens one pooled connection now; -1 with err set if the database cannot
  * be reached (later uses try again). */
 int		 store_connect_now(struct store *, struct buf *err);

@@ -52,7 +52,14 @@ struct store {
 	struct store_group_item *group_head, **group_tail;	/* queued, not taken */
 	int		 group_leading;	/* a group is being written */
 	void		(*before_wait)(void);	/* store_set_wait_hook */
+	struct store_tokens *tokens;	/* store_tokens_start, or NULL */
 };
+
+/* 1 when no request has hash's prefix and the set of issued tokens is
+ * current: the token was never issued (store_tokens.c); 0: look it up. */
+int		 store_tokens_absent(struct store_tokens *, const unsigned char *hash);
+/* Stops the set's thread and frees it; NULL is fine. */
+void		 store_tokens_stop(struct store_tokens *);
 
 /* A deadline `seconds` from now, set by configuration key `key`. */
 void		 store_deadline(struct store_deadline *, int seconds, const char *key);
