@@ -12,7 +12,7 @@ Session session snapshot
 Decide policy policy_file
 Checks dkim spf align address token authres
 Mail render replies challenge
-Store store store_record store_pool
+Store store store_record store_tokens store_pool
 DNS dns
 Base config config_ini log buf stats reason dname
 "
