@@ -204,10 +204,10 @@ active_workers(const struct config *cfg)
 static void *
 signal_thread(void *arg)
 {
+	struct store *st = arg;
 	sigset_t set;
 	int sig;
 
-	(void)arg;
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
@@ -217,6 +217,7 @@ signal_thread(void *arg)
 
 		if ((sig = sigtimedwait(&set, NULL, &tick)) == SIGHUP) {
 			reload();
+			store_tokens_reread(st);
 			write_stats();
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			drain();
@@ -473,7 +474,11 @@ main(int argc, char **argv)
 		buf_free(&errors);
 		log_info("statistics on http://%s/metrics", cfg->stats_listen);
 	}
-	if (pthread_create(&reloader, NULL, signal_thread, NULL) != 0) {
+	/* After daemon(): a thread does not survive the fork. Before the
+	 * signal thread, which rereads the set on SIGHUP. */
+	if (store_tokens_start(st) == -1)
+		log_warn("token filter: cannot start its thread; every token is looked up");
+	if (pthread_create(&reloader, NULL, signal_thread, st) != 0) {
 		log_err("cannot start the signal thread");
 		return 1;
 	}
@@ -486,9 +491,6 @@ main(int argc, char **argv)
 	 * (NOTIFY_SOCKET unset) this does nothing. */
 	(void)sd_notifyf(0, "READY=1\nSTATUS=serving on %s", cfg->socket);
 	connecting = pthread_create(&connector, NULL, connect_thread, st) == 0;
-	/* After daemon(): a thread does not survive the fork. */
-	if (store_tokens_start(st) == -1)
-		log_warn("token filter: cannot start its thread; every token is looked up");
 	if (nofile > 0 && nofile < NOFILE_WANT)
 		log_warn("only %lu descriptors (RLIMIT_NOFILE): about as many MTA connections at most",
 		    (unsigned long)nofile);

@@ -64,6 +64,9 @@ void		 store_watch_replication(struct store *);
  * the set is not known to be current (store_tokens.c). Call it after any
  * fork; -1 when the thread cannot start (lookups as before). */
 int		 store_tokens_start(struct store *);
+/* Empties the set and reads the table anew (SIGHUP): for tokens written
+ * with the triggers off, and to forget purged requests. */
+void		 store_tokens_reread(struct store *);
 /* Opens one pooled connection now; -1 with err set if the database cannot
  * be reached (later uses try again). */
 int		 store_connect_now(struct store *, struct buf *err);

@@ -59,6 +59,7 @@ struct store_tokens {
 	pthread_t	 thread;
 	int		 wake[2];	/* a byte on wake[1] stops the thread */
 	int		 stopping;
+	int		 reread;	/* store_tokens_reread(): read the table anew */
 	/* The set: open addressing, keys never 0; written by the thread,
 	 * read by every worker. */
 	pthread_rwlock_t set_lock;
@@ -275,14 +276,34 @@ store_tokens_absent(struct store_tokens *t, const unsigned char *hash)
 
 /* ---------------------------------------------------------- the thread */
 
-/* Waits ms, or less if stopped; 1 when stopping. */
-static int
+/* Reads the bytes that woke the thread (store_tokens_stop, _reread). */
+static void
+tokens_woken(struct store_tokens *t)
+{
+	char b[16];
+
+	while (read(t->wake[0], b, sizeof(b)) == -1 && errno == EINTR)
+		;
+}
+
+/* Waits ms, or less if woken. */
+static void
 tokens_sleep(struct store_tokens *t, int ms)
 {
 	struct pollfd pfd = { .fd = t->wake[0], .events = POLLIN };
 
-	(void)poll(&pfd, 1, ms);
-	return __atomic_load_n(&t->stopping, __ATOMIC_ACQUIRE);
+	if (poll(&pfd, 1, ms) == 1)
+		tokens_woken(t);
+}
+
+/* Empties the set (not current: the caller has dropped the connection). */
+static void
+tokens_clear(struct store_tokens *t)
+{
+	pthread_rwlock_wrlock(&t->set_lock);
+	memset(t->keys, 0, t->cap * sizeof(*t->keys));
+	t->count = 0;
+	pthread_rwlock_unlock(&t->set_lock);
 }
 
 /* A new connection that listens, with every issued token in the set; NULL
@@ -390,6 +411,15 @@ tokens_run(void *arg)
 	PGconn *conn;
 
 	while (!__atomic_load_n(&t->stopping, __ATOMIC_ACQUIRE)) {
+		if (__atomic_exchange_n(&t->reread, 0, __ATOMIC_ACQ_REL)) {
+			/* Tokens written with the triggers off (pg_restore
+			 * --disable-triggers, session_replication_role = replica)
+			 * were never announced; prefixes of purged requests stay
+			 * until then. */
+			log_info("token filter: reading the issued tokens anew");
+			tokens_drop(t);
+			tokens_clear(t);
+		}
 		if (t->conn == NULL) {
 			buf_init(&err);
 			if ((conn = tokens_connect(t, &err)) == NULL) {
@@ -398,7 +428,7 @@ tokens_run(void *arg)
 					    " it connects", err.s);
 				buf_free(&err);
 				tokens_say(t);
-				(void)tokens_sleep(t, TOKENS_RETRY_MS);
+				tokens_sleep(t, TOKENS_RETRY_MS);
 				continue;
 			}
 			buf_free(&err);
@@ -438,7 +468,11 @@ tokens_run(void *arg)
 		pfd[0] = (struct pollfd){ .fd = t->wake[0], .events = POLLIN };
 		pfd[1] = (struct pollfd){ .fd = PQsocket(t->conn), .events = POLLIN };
 		ms = (int)(next > now ? next - now : TOKENS_PING_MS);
-		if (poll(pfd, 2, ms) > 0 && (pfd[1].revents & (POLLIN | POLLERR | POLLHUP))) {
+		if (poll(pfd, 2, ms) <= 0)
+			continue;
+		if (pfd[0].revents & POLLIN)
+			tokens_woken(t);
+		if (pfd[1].revents & (POLLIN | POLLERR | POLLHUP)) {
 			pthread_mutex_lock(&t->conn_lock);
 			if (tokens_pump(t) == -1) {
 				pthread_mutex_unlock(&t->conn_lock);
@@ -490,14 +524,29 @@ store_tokens_start(struct store *st)
 	return 0;
 }
 
+static void
+tokens_wake(struct store_tokens *t)
+{
+	while (write(t->wake[1], "", 1) == -1 && errno == EINTR)
+		;
+}
+
+void
+store_tokens_reread(struct store *st)
+{
+	if (st->tokens == NULL)
+		return;
+	__atomic_store_n(&st->tokens->reread, 1, __ATOMIC_RELEASE);
+	tokens_wake(st->tokens);
+}
+
 void
 store_tokens_stop(struct store_tokens *t)
 {
 	if (t == NULL)
 		return;
 	__atomic_store_n(&t->stopping, 1, __ATOMIC_RELEASE);
-	while (write(t->wake[1], "", 1) == -1 && errno == EINTR)
-		;
+	tokens_wake(t);
 	pthread_join(t->thread, NULL);
 	close(t->wake[0]);
 	close(t->wake[1]);

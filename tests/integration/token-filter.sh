@@ -144,6 +144,32 @@ rcpt_ok "<verify+$(junk)@certify.test>" reply &&
 	ok "junk is refused from the set again" ||
 	not_ok "junk is refused from the set again: $spared -> $(metric milterd_token_filter_refusals_total)"
 
+# A token written with the triggers off is announced to nobody: the set does
+# not know it (its reply is refused) until SIGHUP has it read anew, which
+# also forgets the hash 'direct' had.
+silent=$(junk)
+pg_psql "SET session_replication_role = replica;
+	INSERT INTO milterd.requests (account, email, token_hash, expires_at)
+	VALUES ('silent', 'silent@agri.gouv.fr', sha256(convert_to('$silent', 'UTF8')),
+		now() + interval '1 day')" >/dev/null
+spared=$(metric milterd_token_filter_refusals_total)
+rcpt_ok "<verify+$silent@certify.test>" reply &&
+	[ "$(metric milterd_token_filter_refusals_total)" = "$((spared + 1))" ] &&
+	ok "a token written with the triggers off is unknown to the set" ||
+	not_ok "a token written with the triggers off: refusals $spared -> $(metric milterd_token_filter_refusals_total)"
+kill -HUP "$MILTERD_PID"
+if wait_for 5 grep -q "token filter: reading the issued tokens anew" "$MILTERD_LOG" &&
+	wait_for 10 current 1; then
+	ok "SIGHUP: the set is read anew and current again"
+else
+	not_ok "SIGHUP: the set is read anew: $(grep 'token filter' "$MILTERD_LOG" | tail -n 3 | tr '\n' ' ')"
+fi
+rcpt_ok "<verify+$silent@certify.test>" continue &&
+	ok "after SIGHUP the token written with the triggers off is looked up" ||
+	not_ok "after SIGHUP the token written with the triggers off is looked up"
+expect_eq "after SIGHUP the set holds exactly the table's requests" \
+	"$(pg_psql "SELECT count(*) FROM milterd.requests")" "$(metric milterd_token_filter_tokens)"
+
 # The database goes away: no longer current, tokens looked up (451); back: current again.
 pg_stop
 if wait_for 5 current 0; then ok "the database stops: the set is no longer current"
