@@ -120,7 +120,7 @@ $(BUILD)/fuzz/milter_fuzz: tests/fuzz/milter_fuzz.c milterd/milter.c milterd/buf
 # sessions at once (epoll hand-offs, reloads, stopping, races for one request
 # and one address): any report fails them (halt_on_error), tests/tsan.supp
 # says what is suppressed and why.
-TSAN_TESTS ?= service-workers service-stop service-reload dkim lifecycle rcpt follow dnsrecovery group
+TSAN_TESTS ?= service-workers service-stop service-reload dkim lifecycle rcpt follow dnsrecovery group token-filter
 tsan:
 	$(MAKE) SANITIZER=thread BUILD=$(CURDIR)/build-tsan all unit
 	@for t in $(TSAN_TESTS); do \
@@ -135,7 +135,7 @@ tsan:
 # $(BUILD)/valgrind. Tests whose timing is part of what they check
 # (service-limits, service-workers) are left out: under valgrind milterd runs
 # some twenty times slower.
-VALGRIND_TESTS ?= dkim rcpt lifecycle group challenge failover service-reload service-stop postfix
+VALGRIND_TESTS ?= dkim rcpt lifecycle group challenge failover service-reload service-stop postfix token-filter
 VALGRIND_LOGS = $(abspath $(BUILD))/valgrind
 valgrind: deps
 	$(MAKE) all unit

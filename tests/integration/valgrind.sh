@@ -1,10 +1,10 @@
 # valgrind.sh — milterd under valgrind's memcheck, in the tests that drive the code
-# attacker mail reaches (DKIM and its DNS keys, RCPT screening, the database down)
-# and in reloading and stopping: a memory error or a definite leak in any milterd
+# attacker mail reaches (DKIM and its DNS keys, RCPT screening, the database down,
+# the set of issued tokens and its thread) and in reloading and stopping: a memory error or a definite leak in any milterd
 # they start fails, as does a failed check of theirs. `make valgrind` runs it
 # over a longer list (VALGRIND_TESTS) and keeps the logs (VALGRIND_LOGS).
-# Why these four in every run: they cost about 50 s under valgrind on 2 cores,
-# where the nine of `make valgrind` cost some 3.5 minutes.
+# Why these five in every run: they cost about 75 s under valgrind on 2 cores
+# (token-filter 25 s of it), where the ten of `make valgrind` cost some 4 minutes.
 . "$TOP/tests/lib/common.sh"
 
 command -v valgrind >/dev/null || { not_ok "valgrind is not installed (make deps installs it)"; exit 0; }
@@ -15,7 +15,7 @@ if grep -q -- '-fsanitize' "$BUILD/flags" 2>/dev/null; then
 fi
 logs="${VALGRIND_LOGS:-$WORK/logs}"
 mkdir -p "$logs"
-for t in ${VALGRIND_TESTS:-dkim rcpt service-reload service-stop}; do
+for t in ${VALGRIND_TESTS:-dkim rcpt service-reload service-stop token-filter}; do
 	script="$TOP/tests/integration/$t.sh"
 	[ -f "$script" ] || { not_ok "valgrind $t: no test tests/integration/$t.sh"; continue; }
 	dir="$WORK/$t"
