@@ -157,6 +157,8 @@ session_msg_reset(struct session *s)
 	struct msg *m = &s->msg;
 	struct session_header *hs[] = { &m->from, &m->to, &m->cc, &m->subject, &m->message_id };
 
+	if (m->prospect != NULL)
+		store_prospect(m->prospect, -1);
 	dkimv_free(m->dkim);
 	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
 		free(hs[i]->value);
@@ -212,6 +214,10 @@ session_lookup(struct session *s, struct store *st, const unsigned char *hash,
 		log_msg(LOG_WARNING, m->qid, "token=%s database: %s", m->hash_prefix, err.s);
 		break;
 	case STORE_OK:
+		if (m->req.state == REQ_PENDING && m->prospect == NULL) {
+			m->prospect = st;	/* a verification may come */
+			store_prospect(st, 1);
+		}
 		/* No holders yet: the guarded write counts them (store.c, "lookup"). */
 		m->preq = (struct policy_request){ m->req.state, m->req.attempts, m->req.email,
 		    m->req.created_at, 0 };
@@ -608,6 +614,10 @@ session_record(struct session *s, struct store *st, const struct session_eom *ou
 	};
 
 	session_spf_summary(out, d, spf, sizeof(spf));
+	if (m->prospect != NULL) {
+		store_prospect(m->prospect, -1);
+		m->prospect = NULL;
+	}
 	buf_init(&err);
 	if (store_record(st, &ev, d->reason == R_VERIFIED ? &g : NULL, &res, &err) != STORE_OK) {
 		/* No evidence, no decision: the sender's MTA retries. */

@@ -35,6 +35,7 @@ struct msg {
 	unsigned char	 hash[TOKEN_HASH_LEN];
 	char		 hash_prefix[TOKEN_PREFIX_LEN + 1];
 	struct store_request req;	/* the request, as RCPT read it */
+	struct store	*prospect;	/* store_prospect()'s, until the decision is recorded */
 	struct policy_request preq;	/* the same, for the policy */
 	int		 lang;		/* the request's reply language */
 

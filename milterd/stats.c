@@ -39,6 +39,7 @@ static long		stats_loaded_at;	/* when the running configuration was loaded */
 static int		stats_filter_current;	/* the token filter's thread writes these two */
 static unsigned long	stats_filter_tokens;
 static unsigned long	stats_spared;
+static long		stats_prospects;
 static struct MHD_Daemon *stats_daemon;
 
 #define BUMP(x) __atomic_add_fetch(&(x), 1, __ATOMIC_RELAXED)
@@ -137,6 +138,12 @@ stats_token_spared(void)
 	BUMP(stats_spared);
 }
 
+void
+stats_prospect(int delta)
+{
+	__atomic_add_fetch(&stats_prospects, delta, __ATOMIC_RELAXED);
+}
+
 int
 stats_workers_all_busy(void)
 {
@@ -205,6 +212,10 @@ stats_format(struct buf *out)
 	    "# TYPE milterd_token_filter_refusals_total counter\n"
 	    "milterd_token_filter_refusals_total %lu\n",
 	    READ(stats_filter_current), READ(stats_filter_tokens), READ(stats_spared));
+	buf_printf(out, "# HELP milterd_replies_pending Messages whose recipient's token selects a"
+	    " pending request, from RCPT to the recording of their decision.\n"
+	    "# TYPE milterd_replies_pending gauge\nmilterd_replies_pending %ld\n",
+	    READ(stats_prospects));
 }
 
 int

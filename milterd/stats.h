@@ -35,6 +35,9 @@ void	stats_config_loaded(int ok);
  * many it holds, and +1 for each token refused from it without a lookup. */
 void	stats_token_filter(int current, size_t tokens);
 void	stats_token_spared(void);
+/* Messages whose RCPT found a pending request and whose decision is not
+ * recorded yet: +1/-1 (store_prospect). */
+void	stats_prospect(int delta);
 
 /* The Prometheus text exposition of every counter. */
 void	stats_format(struct buf *out);

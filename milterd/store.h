@@ -76,6 +76,12 @@ int		 store_connect_now(struct store *, struct buf *err);
 enum store_rc	 store_lookup(struct store *, const unsigned char *hash,
 		    struct store_request *out, struct buf *err);
 
+/* +1 when a message's RCPT found a pending request (a verification may
+ * come), -1 once its decision is being recorded or the message ended
+ * without one. The leader of a group of verifications waits, a moment at
+ * most, for those still to come (store_record.c). */
+void		 store_prospect(struct store *, int delta);
+
 /* What a decision leaves as evidence (NULL fields are stored as NULL). */
 struct store_evidence {
 	long long		 request_id;	/* 0: none */

@@ -53,6 +53,10 @@ struct store {
 	int		 group_leading;	/* a group is being written */
 	void		(*before_wait)(void);	/* store_set_wait_hook */
 	struct store_tokens *tokens;	/* store_tokens_start, or NULL */
+	/* store_prospect: messages whose RCPT found a pending request and
+	 * whose decision is not recorded yet (workers, relaxed atomics). */
+	int		 prospects;
+	struct store_group_item *group_waiter;	/* a leader waiting for them (group_lock) */
 };
 
 /* 1 when no request has hash's prefix and the set of issued tokens is

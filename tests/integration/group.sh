@@ -151,6 +151,40 @@ expect_eq "the largest group took 32 of them, the rest came after (rows per tran
 	"$(psql -Atq -c "SELECT max(n) FROM (SELECT count(*) n FROM milterd.evidence e
 		JOIN milterd.requests r ON r.id = e.request_id WHERE r.account ~ '^s[0-9]+$'
 		AND e.reason = 'verified' GROUP BY e.decided_at) x")"
+# A group's leader waits (3 ms at most) for the verifications still to come:
+# messages whose RCPT found a pending request, counted until their decision is
+# recorded or the message ends (milterd_replies_pending). The count must come
+# back to 0 on every path, or every later leader would wait for nothing.
+pending() { metrics "$port" | awk '$1 == "milterd_replies_pending" {print $2}'; }
+expect_eq "no reply pending once the groups are written" 0 "$(pending)"
+sign pw1 pw1@agri.gouv.fr && sign pw2 pw2@agri.gouv.fr
+mt message.lua "file=$WORK/pw1.eml" "rcpt=$(cat "$WORK/pw1.rcpt")" expect=accept pause=3 \
+	>"$WORK/pw1.out" 2>&1 &
+held=$!
+if wait_for 10 test "$(pending)" = 1; then
+	ok "a message held after RCPT of a pending request is counted (milterd_replies_pending 1)"
+else
+	not_ok "a message held after RCPT: milterd_replies_pending $(pending)"
+fi
+rcpt_ok "$(cat "$WORK/pw2.rcpt")" continue	# RCPT, then the connection ends
+expect_eq "a message that ends after RCPT leaves the count" 1 "$(pending)"
+wait "$held"; rc=$?
+if [ "$rc" = 0 ] && wait_for 5 test "$(pending)" = 0 &&
+	[ "$(pg_psql "SELECT state FROM milterd.requests WHERE account = 'pw1'")" = verified ]; then
+	ok "the held message verified; the count is 0 again"
+else
+	not_ok "held message: miltertest $rc, pending $(pending), state $(pg_psql "SELECT string_agg(state, ' ') FROM milterd.requests WHERE account = 'pw1'"): $(tr '\n' ' ' <"$WORK/pw1.out")"
+fi
+# A copy (already verified) and junk are not counted; nor is a refusal at RCPT.
+mt message.lua "file=$WORK/pw1.eml" "rcpt=$(cat "$WORK/pw1.rcpt")" expect=accept pause=2 \
+	>"$WORK/pw1b.out" 2>&1 &
+held=$!
+copies=$(grep -c "state=verified rcpt accepted" "$MILTERD_LOG")
+wait_for 10 test "$(grep -c "state=verified rcpt accepted" "$MILTERD_LOG")" -gt "$copies"
+expect_eq "a copy of a verified reply, held after RCPT, is not counted" 0 "$(pending)"
+wait "$held"
+send pw2
+expect_eq "after every message, no reply is pending" 0 "$(pending)"
 milterd_stop
 
 # ---- record_group (009) writes a group whose addresses, requests and accounts are
@@ -211,3 +245,4 @@ expect_eq "record_group, distinct rows: the rows record() returns row by row" \
 expect_eq "record_group, distinct rows: the same rows, requests and evidence as row by row" \
 	"$(sed 2d <<<"$row_way")" "$(sed 2d <<<"$set_way")"
 echo "  # row by row: $(sed 2d <<<"$row_way" | tr "\n" "|")"
+
