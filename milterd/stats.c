@@ -152,6 +152,8 @@ stats_workers_all_busy(void)
 	return workers > 0 && READ(stats_busy) >= workers;
 }
 
+static void	stats_format_state(struct buf *);
+
 void
 stats_format(struct buf *out)
 {
@@ -191,6 +193,13 @@ stats_format(struct buf *out)
 	    "# TYPE milterd_workers_busy gauge\nmilterd_workers_busy %ld\n",
 	    READ(stats_connections), READ(stats_open), stats_in_flight(), READ(stats_workers),
 	    READ(stats_busy));
+	stats_format_state(out);
+}
+
+/* The gauges of the configuration, the token filter and the group commit. */
+static void
+stats_format_state(struct buf *out)
+{
 	/* Named as Prometheus names its own: an alert on a refused reload needs
 	 * no log scraping (milterd goes on with the configuration it had). */
 	buf_printf(out, "# HELP milterd_config_last_reload_successful Whether the last reload"
