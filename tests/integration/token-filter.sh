@@ -28,6 +28,15 @@ junk() {
 print(base64.b32encode(os.urandom(16)).decode().lower().rstrip("="))'
 }
 current() { [ "$(metric milterd_token_filter_current)" = "$1" ]; }
+# current_again NAME PATTERN: the log says PATTERN (the set is being read
+# anew), then the set is current again.
+current_again() {
+	if wait_for 5 grep -q "$2" "$MILTERD_LOG" && wait_for 10 current 1; then
+		ok "$1"
+	else
+		not_ok "$1: $(grep 'token filter' "$MILTERD_LOG" | tail -n 3 | tr '\n' ' ')"
+	fi
+}
 
 if wait_for 10 current 1; then
 	ok "the set becomes current ($(metric milterd_token_filter_tokens) token(s) known)"
@@ -124,12 +133,8 @@ fi
 # anew, requests issued while it was away included.
 psql -Atq -c "SELECT pg_terminate_backend($(listener_pid))" >/dev/null
 gone=$(new_token gone gone@agri.gouv.fr)
-if wait_for 5 grep -q "token filter: .*connecting again" "$MILTERD_LOG" &&
-	wait_for 10 current 1; then
-	ok "the listener's connection ends: milterd connects again, the set is current"
-else
-	not_ok "the set comes back after its connection ends: $(grep 'token filter' "$MILTERD_LOG" | tail -n 3 | tr '\n' ' ')"
-fi
+current_again "the listener's connection ends: milterd connects again, the set is current" \
+	"token filter: .*connecting again"
 rcpt_ok "<verify+$gone@certify.test>" continue &&
 	ok "a request issued while the listener was away is known" ||
 	not_ok "a request issued while the listener was away is known"
@@ -158,12 +163,8 @@ rcpt_ok "<verify+$silent@certify.test>" reply &&
 	ok "a token written with the triggers off is unknown to the set" ||
 	not_ok "a token written with the triggers off: refusals $spared -> $(metric milterd_token_filter_refusals_total)"
 kill -HUP "$MILTERD_PID"
-if wait_for 5 grep -q "token filter: reading the issued tokens anew" "$MILTERD_LOG" &&
-	wait_for 10 current 1; then
-	ok "SIGHUP: the set is read anew and current again"
-else
-	not_ok "SIGHUP: the set is read anew: $(grep 'token filter' "$MILTERD_LOG" | tail -n 3 | tr '\n' ' ')"
-fi
+current_again "SIGHUP: the set is read anew and current again" \
+	"token filter: reading the issued tokens anew"
 rcpt_ok "<verify+$silent@certify.test>" continue &&
 	ok "after SIGHUP the token written with the triggers off is looked up" ||
 	not_ok "after SIGHUP the token written with the triggers off is looked up"
