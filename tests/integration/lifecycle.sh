@@ -31,8 +31,11 @@ signed() {
 }
 state() { pg_psql "SELECT state FROM milterd.verification_status('$1')"; }
 # listen CHANNEL: a session LISTENing on CHANNEL until heard; heard prints, into
-# $WORK/listen.out, the notifications it got meanwhile.
+# $WORK/listen.out, the notifications it got meanwhile. psql prints one when the
+# server sends it, which can come after the answer to a later statement: heard
+# waits for one on CHANNEL (10 s at most) before it ends the session.
 listen() {
+	lch=$1
 	rm -f "$WORK/listen.fifo"; mkfifo "$WORK/listen.fifo"
 	psql -Atq <"$WORK/listen.fifo" >"$WORK/listen.out" 2>&1 &
 	lp=$!
@@ -40,7 +43,11 @@ listen() {
 	echo "LISTEN $1; SELECT 'listening';" >&7
 	wait_for 10 grep -q listening "$WORK/listen.out"
 }
-heard() { echo "SELECT 'done';" >&7; exec 7>&-; wait "$lp"; }
+heard() {
+	echo "SELECT 'done';" >&7
+	wait_for 10 grep -q "notification \"$lch\"" "$WORK/listen.out"
+	exec 7>&-; wait "$lp"
+}
 # verify NAME ACCOUNT EMAIL: a request and its genuine reply through milterd.
 verify() {
 	local t
