@@ -108,6 +108,9 @@ store_open(const char *conninfo, const char *appname, int size, int timeout)
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->freed, NULL);
 	pthread_mutex_init(&st->group_lock, NULL);
+	/* A leader's wait is bounded on the monotonic clock (store_record.c). */
+	pthread_condattr_init(&st->group_attr);
+	pthread_condattr_setclock(&st->group_attr, CLOCK_MONOTONIC);
 	st->group_tail = &st->group_head;
 	return st;
 }
@@ -124,6 +127,7 @@ store_close(struct store *st)
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->freed);
 	pthread_mutex_destroy(&st->group_lock);
+	pthread_condattr_destroy(&st->group_attr);
 	free(st->slots);
 	free(st->conninfo);
 	free(st);
@@ -467,27 +471,41 @@ store_schema_check(PGconn *conn, const char *who, struct buf *err)
 	return -1;
 }
 
-/* Opens and prepares s's connection; -1 with err set on failure. */
-static int
-store_connect(struct store *st, struct store_slot *s, struct buf *err)
+PGconn *
+store_dial(struct store *st, struct buf *err)
 {
 	/* Keys before dbname are defaults the conninfo string may override. */
 	const char *keys[] = { "connect_timeout", "application_name", "dbname", NULL };
 	char tmo[16];
 	const char *vals[] = { tmo, st->appname, st->conninfo, NULL };
-	PGresult *res;
+	PGconn *conn;
 
 	snprintf(tmo, sizeof(tmo), "%d", st->timeout);
 	/* expand_dbname: the conninfo string may itself set any of these. */
-	s->conn = PQconnectdbParams(keys, vals, 1);
-	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
-		store_error(err, "connect", s->conn ? PQerrorMessage(s->conn) : "out of memory");
+	conn = PQconnectdbParams(keys, vals, 1);
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+		store_error(err, "connect", conn ? PQerrorMessage(conn) : "out of memory");
 		goto fail;
 	}
-	PQsetNoticeReceiver(s->conn, store_notice, NULL);
-	if (store_session(st, s, err) == -1)
+	PQsetNoticeReceiver(conn, store_notice, NULL);
+	if (store_schema_check(conn, "milterd", err) == -1)
 		goto fail;
-	if (store_schema_check(s->conn, "milterd", err) == -1)
+	return conn;
+fail:
+	if (conn != NULL)
+		PQfinish(conn);
+	return NULL;
+}
+
+/* Opens and prepares s's connection; -1 with err set on failure. */
+static int
+store_connect(struct store *st, struct store_slot *s, struct buf *err)
+{
+	PGresult *res;
+
+	if ((s->conn = store_dial(st, err)) == NULL)
+		return -1;
+	if (store_session(st, s, err) == -1)
 		goto fail;
 	for (size_t i = 0; i < NSTATEMENTS; i++) {
 		res = PQprepare(s->conn, store_statements[i].name, store_statements[i].sql,

@@ -50,6 +50,7 @@ struct store {
 	/* Group commit of verifications (store_group_record). */
 	pthread_mutex_t	 group_lock;
 	struct store_group_item *group_head, **group_tail;	/* queued, not taken */
+	pthread_condattr_t group_attr;	/* each waiting verification's condition: monotonic */
 	int		 group_leading;	/* a group is being written */
 	void		(*before_wait)(void);	/* store_set_wait_hook */
 	struct store_tokens *tokens;	/* store_tokens_start, or NULL */
@@ -59,6 +60,10 @@ struct store {
 	struct store_group_item *group_waiter;	/* a leader waiting for them (group_lock) */
 };
 
+/* A new connection to st's database (connect_timeout: its timeout;
+ * application_name: instance_name), its notices in milterd's log and its
+ * schema checked; NULL with err set. */
+PGconn		*store_dial(struct store *, struct buf *err);
 /* 1 when no request has hash's prefix and the set of issued tokens is
  * current: the token was never issued (store_tokens.c); 0: look it up. */
 int		 store_tokens_absent(struct store_tokens *, const unsigned char *hash);

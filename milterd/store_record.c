@@ -455,7 +455,6 @@ store_group_record(struct store *st, const struct store_evidence *ev,
 	struct store_group_item me = { .ev = ev, .g = g, .out = out, .err = err,
 	    .rc = STORE_TEMPFAIL };
 	struct store_group_item *group[STORE_GROUP_MAX], *next;
-	pthread_condattr_t attr;
 	struct store_deadline dl;
 	int n, slot;
 
@@ -464,10 +463,7 @@ store_group_record(struct store *st, const struct store_evidence *ev,
 	store_deadline(&me.dl, st->commit_timeout, "db_commit_timeout");
 	if (st->before_wait != NULL)
 		st->before_wait();
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&me.wake, &attr);
-	pthread_condattr_destroy(&attr);
+	pthread_cond_init(&me.wake, &st->group_attr);
 	pthread_mutex_lock(&st->group_lock);
 	*st->group_tail = &me;
 	st->group_tail = &me.next;

@@ -312,22 +312,14 @@ tokens_clear(struct store_tokens *t)
 static PGconn *
 tokens_connect(struct store_tokens *t, struct buf *err)
 {
-	const char *keys[] = { "connect_timeout", "application_name", "dbname", NULL };
-	char tmo[16], sql[96];
-	const char *vals[] = { tmo, t->st->appname, t->st->conninfo, NULL };
+	char sql[96];
 	PGconn *conn;
 	PGresult *res;
 	uint64_t k;
 	int n;
 
-	snprintf(tmo, sizeof(tmo), "%d", t->st->timeout);
-	conn = PQconnectdbParams(keys, vals, 1);
-	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-		store_error(err, "connect", conn ? PQerrorMessage(conn) : "out of memory");
-		goto fail;
-	}
-	if (store_schema_check(conn, "milterd", err) == -1)
-		goto fail;
+	if ((conn = store_dial(t->st, err)) == NULL)
+		return NULL;
 	/* A ping is no data: its commit need not wait for the disk. */
 	snprintf(sql, sizeof(sql), "SET statement_timeout = %d; SET synchronous_commit = off;"
 	    " LISTEN " TOKENS_CHANNEL, t->st->timeout * 1000);
@@ -360,8 +352,7 @@ tokens_connect(struct store_tokens *t, struct buf *err)
 	PQclear(res);
 	return conn;
 fail:
-	if (conn != NULL)
-		PQfinish(conn);
+	PQfinish(conn);
 	return NULL;
 }
 

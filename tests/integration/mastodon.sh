@@ -340,6 +340,8 @@ pg_psql "INSERT INTO accounts (username, domain, created_at, updated_at) VALUES 
 	INSERT INTO users (email, approved, disabled, confirmed_at, account_id, created_at, updated_at)
 	SELECT 'hugo@agri.gouv.fr', false, false, now() AT TIME ZONE 'UTC', id, now() AT TIME ZONE 'UTC',
 	       now() AT TIME ZONE 'UTC' FROM accounts WHERE username = 'Hugo' AND domain IS NULL" >/dev/null
+# hugo: Hugo's state and the address of his latest request.
+hugo() { echo "$(state_of Hugo) $(pg_psql "SELECT email FROM milterd.verification_status('Hugo')")"; }
 "$KIT" >"$WORK/run21" 2>&1
 if reply "Hugo's reply verifies him" hugo@agri.gouv.fr agri.gouv.fr; then
 	"$KIT" >"$WORK/run22" 2>&1
@@ -350,7 +352,7 @@ if reply "Hugo's reply verifies him" hugo@agri.gouv.fr agri.gouv.fr; then
 		"$rc|$(state_of Hugo)|$(user Hugo)|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'Hugo' AND email = 'hugo.b@agri.gouv.fr'")"
 	"$KIT" >"$WORK/run24" 2>&1; rc=$?
 	expect_eq "... the next run challenges the new address" "0|1|pending hugo.b@agri.gouv.fr" \
-		"$rc|$(grep -lx "To: <hugo.b@agri.gouv.fr>" "$WORK/mail"/* | wc -l)|$(state_of Hugo) $(pg_psql "SELECT email FROM milterd.verification_status('Hugo')")"
+		"$rc|$(grep -lx "To: <hugo.b@agri.gouv.fr>" "$WORK/mail"/* | wc -l)|$(hugo)"
 fi
 # A relative MASTODON_SYNC_LOCK is a file in the working directory.
 mkdir -p "$WORK/cwd"
@@ -370,7 +372,6 @@ pg_psql "INSERT INTO accounts (username, domain, created_at, updated_at)
 printf '#!/bin/sh\ncat >/dev/null\nexec sleep 300\n' >"$WORK/sendmail.hung"; chmod +x "$WORK/sendmail.hung"
 write_config "$WORK/hung.conf" "sendmail_path = $WORK/sendmail.hung" "sendmail_timeout = 1"
 moves Hugo hugo.c@agri.gouv.fr
-hugo() { echo "$(state_of Hugo) $(pg_psql "SELECT email FROM milterd.verification_status('Hugo')")"; }
 kit_with "$WORK/hung.conf" "$WORK/run-hung"; rc=$?
 expect_eq "sendmail hanging: exit 1, one user tried, the run stopped and said so, no request left, Hugo's change left" \
 	"1|1|1|0|pending hugo.b@agri.gouv.fr" "$rc|$(grep -c 'did not finish within sendmail_timeout' "$WORK/run-hung")|$(grep -c 'sendmail timed out: no more challenges in this run' "$WORK/run-hung")|$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account IN ('Kim', 'Lou')")|$(hugo)"
