@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "ctl.h"
 #include "log.h"
 #include "store.h"
@@ -92,10 +93,7 @@ follow_signal(int sig)
 static double
 follow_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)clock_ms() / 1000;
 }
 
 /* Says in f->why what failed, on one line without a trailing newline (libpq's

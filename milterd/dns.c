@@ -18,6 +18,7 @@
 
 #include <unbound.h>
 
+#include "clock.h"
 #include "dns.h"
 #include "log.h"
 
@@ -155,15 +156,6 @@ struct dns_wait {
 	struct ub_result *result;
 	struct dns_res	*res;		/* the context it was asked on */
 };
-
-static long long
-dns_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 dns_wait_unref(struct dns_wait *w)
@@ -333,7 +325,7 @@ dns_open(const char *resolver, const char *trust_anchor, int timeout, struct buf
 		free(d);
 		return NULL;
 	}
-	d->fresh_at = dns_now_ms();
+	d->fresh_at = clock_ms();
 	return d;
 }
 
@@ -393,7 +385,7 @@ dns_renew(struct dns *d)
 	pthread_mutex_lock(&d->lock);
 	d->renewing = 0;
 	d->nfail = 0;
-	d->fresh_at = dns_now_ms();
+	d->fresh_at = clock_ms();
 	if (r != NULL) {
 		old = d->cur;
 		old->retired = 1;
@@ -705,7 +697,7 @@ dns_cache_free(struct dns *d)
 static void
 dns_res_done(struct dns *d, struct dns_res *r, int answered)
 {
-	long long now = dns_now_ms();
+	long long now = clock_ms();
 	int renew = 0, back = 0;
 
 	pthread_mutex_lock(&d->lock);

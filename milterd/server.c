@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "milter.h"
 #include "server.h"
@@ -95,10 +96,7 @@ static char server_listen_tag, server_wake_tag;
 static long
 server_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1;
+	return (long)clock_ms() + 1;
 }
 
 /* ------------------------------------------------------------ listening */

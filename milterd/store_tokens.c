@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 #include <openssl/rand.h>
 
+#include "clock.h"
 #include "log.h"
 #include "stats.h"
 #include "store.h"
@@ -78,15 +79,6 @@ struct store_tokens {
 	int		 broken;	/* a token could not be added: connect anew */
 	int		 said;		/* what the log last said: 1 current, 0 not */
 };
-
-static long long
-tokens_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A hash's key: its first TOKENS_PREFIX bytes; 0 marks an empty slot, so a
  * prefix of zeros shares key 1 (one more lookup, never a wrong answer). */
@@ -258,7 +250,7 @@ store_tokens_absent(struct store_tokens *t, const unsigned char *hash)
 	uint64_t k = tokens_key(hash);
 	struct pollfd pfd;
 
-	if (tokens_now() >= __atomic_load_n(&t->until_ms, __ATOMIC_ACQUIRE) || tokens_has(t, k))
+	if (clock_ms() >= __atomic_load_n(&t->until_ms, __ATOMIC_ACQUIRE) || tokens_has(t, k))
 		return 0;
 	/* What the server has sent already, the thread may not have read yet. */
 	pfd.fd = __atomic_load_n(&t->fd, __ATOMIC_ACQUIRE);
@@ -271,7 +263,7 @@ store_tokens_absent(struct store_tokens *t, const unsigned char *hash)
 		if (tokens_has(t, k))
 			return 0;
 	}
-	return tokens_now() < __atomic_load_n(&t->until_ms, __ATOMIC_ACQUIRE);
+	return clock_ms() < __atomic_load_n(&t->until_ms, __ATOMIC_ACQUIRE);
 }
 
 /* ---------------------------------------------------------- the thread */
@@ -375,7 +367,7 @@ tokens_drop(struct store_tokens *t)
 static void
 tokens_say(struct store_tokens *t)
 {
-	int current = tokens_now() < __atomic_load_n(&t->until_ms, __ATOMIC_ACQUIRE);
+	int current = clock_ms() < __atomic_load_n(&t->until_ms, __ATOMIC_ACQUIRE);
 	size_t n = tokens_count(t);
 
 	stats_token_filter(current, n);
@@ -430,7 +422,7 @@ tokens_run(void *arg)
 			pthread_mutex_unlock(&t->conn_lock);
 			next = 0;
 		}
-		now = tokens_now();
+		now = clock_ms();
 		pthread_mutex_lock(&t->conn_lock);
 		if (t->waiting != 0 && now - t->sent_ms >= TOKENS_DEAD_MS) {
 			pthread_mutex_unlock(&t->conn_lock);

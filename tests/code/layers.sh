@@ -14,7 +14,7 @@ Checks dkim spf align address token authres
 Mail render replies challenge
 Store store store_record store_tokens store_pool
 DNS dns
-Base config config_ini log buf stats reason dname
+Base config config_ini log buf stats reason dname clock
 "
 layer_of() { awk -v m="$1" '{ for (i = 2; i <= NF; i++) if ($i == m) { print NR; exit } }' <<<"$LAYERS"; }
 

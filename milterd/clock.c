@@ -1,0 +1,14 @@
+/* clock.c — the monotonic clock in milliseconds, one definition for the DNS
+ * cache, the workers' hold-up watch, the token filter and milterctl follow. */
+#include <time.h>
+
+#include "clock.h"
+
+long long
+clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

@@ -1,0 +1,8 @@
+/* clock.h — the monotonic clock in milliseconds, for timers and deadlines. */
+#ifndef MILTERD_CLOCK_H
+#define MILTERD_CLOCK_H
+
+/* Milliseconds on CLOCK_MONOTONIC: not wall time, never goes back. */
+long long	clock_ms(void);
+
+#endif
