@@ -455,9 +455,14 @@ ctl_new_request(struct ctl *c, const char *account, const char *email, const cha
 	PGresult *res;
 
 	if ((res = ctl_query(c, "SELECT milterd.request_verification($1, $2, $3::interval, $4,"
-	    " $5::integer)", 5, params)) == NULL)
+	    " $5::integer)", 5, params)) == NULL) {
 		/* One address, one account: refused, not a database failure. */
-		return strcmp(c->sqlstate, "23505") == 0 ? EX_NOTFOUND : EX_DB;
+		if (strcmp(c->sqlstate, "23505") == 0)
+			return EX_NOTFOUND;
+		/* A value the database refuses (class 22, data exception: a --ttl
+		 * that is not an interval, or not positive), its message said. */
+		return strncmp(c->sqlstate, "22", 2) == 0 ? EX_USAGE : EX_DB;
+	}
 	(void)str_copy(tok, PQgetvalue(res, 0, 0), toksize);
 	PQclear(res);
 	return EX_DONE;
@@ -515,6 +520,10 @@ ctl_reqopts(int argc, char **argv, struct ctl_reqopts *o, int with_ttl)
 	if (o->account == NULL || o->email == NULL || optind != argc || (o->send && o->print)) {
 		fprintf(stderr, "milterctl: %s needs --account and --email (and at most one of"
 		    " --send, --print)\n", argv[0]);
+		return EX_USAGE;
+	}
+	if (o->account[strspn(o->account, " \t")] == '\0') {
+		fprintf(stderr, "milterctl: --account must not be empty\n");
 		return EX_USAGE;
 	}
 	if (str_copy(o->addr, o->email, sizeof(o->addr)) == -1) {

@@ -95,6 +95,19 @@ if [ "$rc" = 2 ] && grep -q "is not an email address" "$WORK/err"; then
 	ok "bad email refused with a message"; else not_ok "bad email refused: rc=$rc $(cat "$WORK/err")"; fi
 "$C" request --account x >/dev/null 2>&1; rc=$?
 expect_eq "missing --email: usage error, exit 2" 2 "$rc"
+"$C" request --account ' ' --email x@agri.gouv.fr >/dev/null 2>"$WORK/err"; rc=$?
+expect_eq "an empty --account: usage error, exit 2, with a message" \
+	"2/milterctl: --account must not be empty" "$rc/$(cat "$WORK/err")"
+"$C" request --account xavier --email x@agri.gouv.fr --ttl banana >/dev/null 2>"$WORK/err"; rc=$?
+if [ "$rc" = 2 ] && grep -q 'interval.*banana' "$WORK/err"; then
+	ok "a --ttl that is not an interval: exit 2 with the database's message"
+else not_ok "--ttl banana: rc=$rc $(cat "$WORK/err")"; fi
+"$C" request --account xavier --email x@agri.gouv.fr --ttl '-1 day' >/dev/null 2>"$WORK/err"; rc=$?
+if [ "$rc" = 2 ] && grep -q 'ttl must be positive' "$WORK/err"; then
+	ok "a --ttl that is not positive: exit 2 with the database's message"
+else not_ok "--ttl -1 day: rc=$rc $(cat "$WORK/err")"; fi
+expect_eq "no request was made for them" 0 \
+	"$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'xavier'")"
 "$C" --database "host=$WORK/nowhere dbname=x" status alice >/dev/null 2>"$WORK/err"; rc=$?
 if [ "$rc" = 3 ] && grep -q "cannot connect to the database" "$WORK/err"; then
 	ok "unreachable database: exit 3 with a message"; else not_ok "unreachable database: rc=$rc"; fi
