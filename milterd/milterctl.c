@@ -150,6 +150,27 @@ ctl_schema_check(struct ctl *c)
 	return rc;
 }
 
+/* A command waits at most CTL_LOCK_TIMEOUT for a lock another session holds
+ * (the account's, a request row), unless the role or database sets its own
+ * lock_timeout: a transaction left open elsewhere then fails the command
+ * (exit 3, with the server's message) instead of hanging the script that ran
+ * it. Not for db migrate: a migration that gave up would leave milterd's
+ * queries queued behind its lock request for nothing. */
+#define CTL_LOCK_TIMEOUT "10s"
+
+static int
+ctl_lock_bound(struct ctl *c)
+{
+	PGresult *res;
+
+	if ((res = ctl_query(c, "SELECT CASE WHEN current_setting('lock_timeout') = '0'"
+	    " THEN set_config('lock_timeout', '" CTL_LOCK_TIMEOUT "', false) END", 0,
+	    NULL)) == NULL)
+		return EX_DB;
+	PQclear(res);
+	return ctl_schema_check(c);
+}
+
 const char *
 ctl_conninfo(struct ctl *c)
 {
@@ -194,7 +215,7 @@ ctl_connect(struct ctl *c)
 		    PQerrorMessage(c->conn));
 		return EX_DB;
 	}
-	return c->any_schema ? EX_DONE : ctl_schema_check(c);
+	return c->any_schema ? EX_DONE : ctl_lock_bound(c);
 }
 
 PGresult *

@@ -108,6 +108,33 @@ if [ "$rc" = 2 ] && grep -q 'ttl must be positive' "$WORK/err"; then
 else not_ok "--ttl -1 day: rc=$rc $(cat "$WORK/err")"; fi
 expect_eq "no request was made for them" 0 \
 	"$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'xavier'")"
+
+# A transaction left open on an account (its lock held) fails a command on that
+# account after the role's lock_timeout, or else milterctl's own, 10 s, instead
+# of hanging it.
+psql -Atq -c "SELECT milterd.lock_account('yann'), pg_sleep(14)" >/dev/null 2>&1 &
+holder=$!
+for _ in $(seq 50); do
+	[ "$(pg_psql "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")" -gt 0 ] && break
+	sleep 0.1
+done
+t0=$(date +%s%3N)
+PGOPTIONS="-c lock_timeout=1s" "$C" revoke yann >/dev/null 2>"$WORK/err"; rc=$?
+waited=$(( $(date +%s%3N) - t0 ))
+if [ "$rc" = 3 ] && grep -q "lock timeout" "$WORK/err" && [ "$waited" -lt 3000 ]; then
+	ok "a command on an account locked elsewhere, the role's lock_timeout 1 s: exit 3, 'lock timeout'"
+else not_ok "role's lock_timeout: rc=$rc after $waited ms: $(cat "$WORK/err")"; fi
+t0=$(date +%s%3N)
+"$C" request --account yann --email yann@agri.gouv.fr >/dev/null 2>"$WORK/err"; rc=$?
+waited=$(( $(date +%s%3N) - t0 ))
+if [ "$rc" = 3 ] && grep -q "lock timeout" "$WORK/err" && [ "$waited" -ge 9500 ] &&
+   [ "$waited" -lt 13000 ]; then
+	ok "... without one, milterctl's own: exit 3 after 10 s ($waited ms)"
+else not_ok "milterctl's lock_timeout: rc=$rc after $waited ms: $(cat "$WORK/err")"; fi
+wait "$holder"
+"$C" request --account yann --email yann@agri.gouv.fr >/dev/null; rc=$?
+expect_eq "... and once the lock is released the request is made" "0/1" \
+	"$rc/$(pg_psql "SELECT count(*) FROM milterd.requests WHERE account = 'yann'")"
 "$C" --database "host=$WORK/nowhere dbname=x" status alice >/dev/null 2>"$WORK/err"; rc=$?
 if [ "$rc" = 3 ] && grep -q "cannot connect to the database" "$WORK/err"; then
 	ok "unreachable database: exit 3 with a message"; else not_ok "unreachable database: rc=$rc"; fi
