@@ -168,7 +168,7 @@ ctl_lock_bound(struct ctl *c)
 	    NULL)) == NULL)
 		return EX_DB;
 	PQclear(res);
-	return ctl_schema_check(c);
+	return EX_DONE;
 }
 
 const char *
@@ -215,7 +215,9 @@ ctl_connect(struct ctl *c)
 		    PQerrorMessage(c->conn));
 		return EX_DB;
 	}
-	return c->any_schema ? EX_DONE : ctl_lock_bound(c);
+	if (c->any_schema)
+		return EX_DONE;
+	return ctl_lock_bound(c) == EX_DONE ? ctl_schema_check(c) : EX_DB;
 }
 
 PGresult *

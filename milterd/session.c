@@ -151,14 +151,24 @@ session_shutdown_libs(struct dns *dns)
 	dns_close(dns);
 }
 
+/* The message's verification, if one may come, no longer will: it is being
+ * recorded, or the message ended without one (store_prospect). */
+static void
+session_prospect_end(struct msg *m)
+{
+	if (m->prospect != NULL) {
+		store_prospect(m->prospect, -1);
+		m->prospect = NULL;
+	}
+}
+
 void
 session_msg_reset(struct session *s)
 {
 	struct msg *m = &s->msg;
 	struct session_header *hs[] = { &m->from, &m->to, &m->cc, &m->subject, &m->message_id };
 
-	if (m->prospect != NULL)
-		store_prospect(m->prospect, -1);
+	session_prospect_end(m);
 	dkimv_free(m->dkim);
 	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
 		free(hs[i]->value);
@@ -614,10 +624,7 @@ session_record(struct session *s, struct store *st, const struct session_eom *ou
 	};
 
 	session_spf_summary(out, d, spf, sizeof(spf));
-	if (m->prospect != NULL) {
-		store_prospect(m->prospect, -1);
-		m->prospect = NULL;
-	}
+	session_prospect_end(m);
 	buf_init(&err);
 	if (store_record(st, &ev, d->reason == R_VERIFIED ? &g : NULL, &res, &err) != STORE_OK) {
 		/* No evidence, no decision: the sender's MTA retries. */
