@@ -134,6 +134,34 @@ expect_grep "the lost group is logged, and written again row by row" \
 expect_eq "after the lost group: each of 6 replies answered 250 and verified once (code/verified rows)" \
 	" 250/1 250/1 250/1 250/1 250/1 250/1" "$(codes r1 r2 r3 r4 r5 r6)"
 
+# ---- A row of a group races a revoke() (013): the revoke holds t2's request, the
+# group t1, t2 (queued behind t0, held on its address's lock) waits on it, then the
+# revoke commits. t2 gets the revoke's own answer, 550 unknown_token, as a reply
+# written on its own would, not 451 "the request changed while deciding" (its
+# group's statement had read it pending before the commit); t1 verifies.
+for a in t0 t1 t2; do sign "$a" "$a@agri.gouv.fr" || not_ok "request $a"; done
+coproc REVOKE { PGAPPNAME="revoke t2" psql -Atq >/dev/null 2>&1; }
+echo "BEGIN; SELECT milterd.revoke('t2');" >&"${REVOKE[1]}"
+revoking() {
+	[ "$(psql -Atq -c "SELECT state FROM pg_stat_activity
+		WHERE application_name = 'revoke t2'")" = "idle in transaction" ]
+}
+wait_for 10 revoking || not_ok "the revoke of t2 did not start"
+hold_address t0@agri.gouv.fr &
+holder=$!
+if queue_behind t0 t1 t2 && queued 3; then
+	release_address t0@agri.gouv.fr
+	wait_for 10 group_waits || not_ok "the group t1, t2 did not wait on t2's request"
+fi
+echo "COMMIT;" >&"${REVOKE[1]}"
+exec {REVOKE[1]}>&-
+wait "$REVOKE_PID" "$holder" "${QUEUED[@]}"
+expect_eq "a group's row racing a revoke(): 550 and unknown_token, the other 250 (codes, reasons)" \
+	"250 550 t1:verified t2:unknown_token" \
+	"$(replied t1) $(replied t2) $(psql -Atq -c "SELECT string_agg(r.account || ':' || e.reason,
+		' ' ORDER BY r.account) FROM milterd.evidence e JOIN milterd.requests r
+		ON r.id = e.request_id WHERE r.account IN ('t1', 't2')")"
+
 # ---- More verifications queue than a group takes (STORE_GROUP_MAX, 32): s1 is held
 # on its address's lock while s2..s36 queue; the first of them leads a group of 32, and
 # the rest, still queued, are woken for the group after (a waiter is woken only for
