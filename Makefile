@@ -43,7 +43,7 @@ BUILD     ?= build
 SRC_COMMON := buf.c log.c clock.c reason.c dname.c config.c config_ini.c stats.c address.c token.c store.c store_record.c store_tokens.c dns.c dkim.c spf.c \
 	      align.c authres.c render.c replies.c challenge.c policy_file.c policy.c snapshot.c session.c
 SRC_DAEMON := main.c milter.c server.c
-SRC_CTL    := milterctl.c ctl_check.c ctl_follow.c ctl_cycle.c
+SRC_CTL    := milterctl.c ctl_request.c ctl_check.c ctl_follow.c ctl_cycle.c
 OBJ_COMMON := $(SRC_COMMON:%.c=$(BUILD)/%.o)
 OBJ_DAEMON := $(SRC_DAEMON:%.c=$(BUILD)/%.o)
 OBJ_CTL    := $(SRC_CTL:%.c=$(BUILD)/%.o)

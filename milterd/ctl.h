@@ -83,6 +83,8 @@ int		 ctl_new_request(struct ctl *, const char *account, const char *email,
 		    const char *ttl, const char *lang, const char *accounts_per_address,
 		    char *tok, size_t toksize);
 
+int		 cmd_request(struct ctl *, int, char **);
+int		 cmd_address(struct ctl *, int, char **);
 int		 cmd_check(struct ctl *, int, char **);
 int		 cmd_follow(struct ctl *, int, char **);
 int		 cmd_recertify(struct ctl *, int, char **);

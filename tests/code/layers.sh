@@ -6,7 +6,7 @@
 # Layers top to bottom (DESIGN.md, Architecture); a module is a file name
 # without .c/.h. ctl*: milterctl's commands, with milterctl.c in the Face.
 LAYERS="
-Face main milterctl ctl ctl_check ctl_cycle ctl_follow
+Face main milterctl ctl ctl_request ctl_check ctl_cycle ctl_follow
 Wire server milter
 Session session snapshot
 Decide policy policy_file
