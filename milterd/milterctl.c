@@ -524,8 +524,7 @@ cmd_revoke(struct ctl *c, int argc, char **argv)
 static int
 cmd_stats(struct ctl *c, int argc, char **argv)
 {
-	char line[512], name[256];
-	unsigned long long v;
+	char line[512], name[256], v[64];
 	json_t *all = NULL;
 	int rc;
 	FILE *fp;
@@ -546,13 +545,18 @@ cmd_stats(struct ctl *c, int argc, char **argv)
 	}
 	if (c->json)
 		all = json_object();
+	/* Counts are integers; seconds (the group commit's) have a fraction,
+	 * shown as written. */
 	while (fgets(line, sizeof(line), fp) != NULL) {
-		if (line[0] == '#' || sscanf(line, "%255s %llu", name, &v) != 2)
+		if (line[0] == '#' || sscanf(line, "%255s %63s", name, v) != 2)
 			continue;
-		if (c->json)
-			json_object_set_new(all, name, json_integer((json_int_t)v));
+		if (!c->json)
+			printf("%-72s %s\n", name, v);
+		else if (strchr(v, '.') != NULL)
+			json_object_set_new(all, name, json_real(strtod(v, NULL)));
 		else
-			printf("%-72s %llu\n", name, v);
+			json_object_set_new(all, name,
+			    json_integer((json_int_t)strtoll(v, NULL, 10)));
 	}
 	if (c->json)
 		ctl_json_print(all);

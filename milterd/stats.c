@@ -40,6 +40,10 @@ static int		stats_filter_current;	/* the token filter's thread writes these two 
 static unsigned long	stats_filter_tokens;
 static unsigned long	stats_spared;
 static long		stats_prospects;
+static unsigned long	stats_groups;		/* the group commit: transactions, */
+static unsigned long	stats_group_rows;	/* their verifications, */
+static unsigned long	stats_group_us[3];	/* the leaders' time by phase, */
+static unsigned long	stats_group_wait_us;	/* the verifications' time in it */
 static struct MHD_Daemon *stats_daemon;
 
 #define BUMP(x) __atomic_add_fetch(&(x), 1, __ATOMIC_RELAXED)
@@ -144,6 +148,31 @@ stats_prospect(int delta)
 	__atomic_add_fetch(&stats_prospects, delta, __ATOMIC_RELAXED);
 }
 
+void
+stats_group_written(int rows)
+{
+	BUMP(stats_groups);
+	__atomic_add_fetch(&stats_group_rows, (unsigned long)rows, __ATOMIC_RELAXED);
+}
+
+void
+stats_group_led(long long gather_us, long long write_us, long long durable_us)
+{
+	const long long us[3] = { gather_us, write_us, durable_us };
+
+	for (int i = 0; i < 3; i++)
+		if (us[i] > 0)
+			__atomic_add_fetch(&stats_group_us[i], (unsigned long)us[i],
+			    __ATOMIC_RELAXED);
+}
+
+void
+stats_group_waited(long long us)
+{
+	if (us > 0)
+		__atomic_add_fetch(&stats_group_wait_us, (unsigned long)us, __ATOMIC_RELAXED);
+}
+
 int
 stats_workers_all_busy(void)
 {
@@ -153,6 +182,7 @@ stats_workers_all_busy(void)
 }
 
 static void	stats_format_state(struct buf *);
+static void	stats_format_group(struct buf *);
 
 void
 stats_format(struct buf *out)
@@ -225,6 +255,40 @@ stats_format_state(struct buf *out)
 	    " pending request, from RCPT to the recording of their decision.\n"
 	    "# TYPE milterd_replies_pending gauge\nmilterd_replies_pending %ld\n",
 	    READ(stats_prospects));
+	stats_format_group(out);
+}
+
+/* The group commit's counters (store_record.c), kept in microseconds and
+ * shown in seconds: an administrator reads the verifications per transaction,
+ * and where a verification's time goes, from their rates. */
+static void
+stats_format_group(struct buf *out)
+{
+	static const char *const phases[] = { "gather", "write", "durable" };
+	unsigned long wait = READ(stats_group_wait_us);
+
+	buf_printf(out, "# HELP milterd_group_commits_total Transactions that wrote verifications"
+	    " (the group commit), groups of one included.\n"
+	    "# TYPE milterd_group_commits_total counter\nmilterd_group_commits_total %lu\n"
+	    "# HELP milterd_group_rows_total Verifications those transactions wrote (a row the"
+	    " database's guard then refused, address_in_use say, included).\n"
+	    "# TYPE milterd_group_rows_total counter\nmilterd_group_rows_total %lu\n"
+	    "# HELP milterd_group_seconds_total Time the groups' leaders spent, by phase: waiting"
+	    " for the verifications still to come (gather), writing the group (write), waiting for"
+	    " its WAL flush and its standbys (durable).\n"
+	    "# TYPE milterd_group_seconds_total counter\n",
+	    READ(stats_groups), READ(stats_group_rows));
+	for (int i = 0; i < 3; i++) {
+		unsigned long us = READ(stats_group_us[i]);
+
+		buf_printf(out, "milterd_group_seconds_total{phase=\"%s\"} %lu.%06lu\n",
+		    phases[i], us / 1000000, us % 1000000);
+	}
+	buf_printf(out, "# HELP milterd_group_wait_seconds_total Time verifications spent in the"
+	    " group commit, from queueing to their result, summed over them.\n"
+	    "# TYPE milterd_group_wait_seconds_total counter\n"
+	    "milterd_group_wait_seconds_total %lu.%06lu\n", wait / 1000000,
+	    wait % 1000000);
 }
 
 int

@@ -38,6 +38,12 @@ void	stats_token_spared(void);
 /* Messages whose RCPT found a pending request and whose decision is not
  * recorded yet: +1/-1 (store_prospect). */
 void	stats_prospect(int delta);
+/* The group commit (store_record.c): a transaction written with its rows;
+ * a leader's time gathering, writing and waiting for durability; a
+ * verification's time from queueing to its result. Microseconds. */
+void	stats_group_written(int rows);
+void	stats_group_led(long long gather_us, long long write_us, long long durable_us);
+void	stats_group_waited(long long us);
 
 /* The Prometheus text exposition of every counter. */
 void	stats_format(struct buf *out);

@@ -8,6 +8,7 @@
 
 #include <libpq-fe.h>
 
+#include "clock.h"
 #include "log.h"
 #include "stats.h"
 #include "store.h"
@@ -385,6 +386,7 @@ store_group_write(struct store *st, struct store_group_item **group, int n,
 		}
 		PQclear(res);
 		buf_free(&err);
+		stats_group_written(n);
 		if (!durable)
 			store_release(st, slot);
 		return durable ? slot : -1;
@@ -393,10 +395,12 @@ store_group_write(struct store *st, struct store_group_item **group, int n,
 		log_msg(LOG_NOTICE, NULL, "database: a group of %d verifications failed%s: %s", n,
 		    store_left(dl) > 0 ? ", each written again on its own" : "", err.s);
 	for (int i = 0; i < n; i++)
-		if (n > 1 && store_left(dl) > 0)
+		if (n > 1 && store_left(dl) > 0) {
 			group[i]->rc = store_record_one(st, group[i]->ev, group[i]->g,
 			    group[i]->out, &group[i]->dl, group[i]->err);
-		else
+			if (group[i]->rc == STORE_OK)
+				stats_group_written(1);	/* a group of one */
+		} else
 			buf_puts(group[i]->err, err.s);	/* rc stays STORE_TEMPFAIL */
 	buf_free(&err);
 	return -1;
@@ -469,6 +473,7 @@ store_group_record(struct store *st, const struct store_evidence *ev,
 	    .rc = STORE_TEMPFAIL };
 	struct store_group_item *group[STORE_GROUP_MAX], *next;
 	struct store_deadline dl;
+	long long queued = clock_us(), t[4];
 	int n, slot;
 
 	memset(out, 0, sizeof(*out));
@@ -488,10 +493,13 @@ store_group_record(struct store *st, const struct store_evidence *ev,
 			continue;
 		}
 		st->group_leading = 1;
+		t[0] = clock_us();
 		store_group_gather(st, &me);
 		n = store_group_take(st, group);
 		pthread_mutex_unlock(&st->group_lock);
+		t[1] = clock_us();
 		slot = store_group_write(st, group, n, &dl);
+		t[3] = t[2] = clock_us();
 		pthread_mutex_lock(&st->group_lock);
 		st->group_leading = 0;		/* the next group may be written */
 		/* By the first queued; not by this leader when it is still queued
@@ -503,8 +511,10 @@ store_group_record(struct store *st, const struct store_evidence *ev,
 		if (slot != -1) {
 			pthread_mutex_unlock(&st->group_lock);
 			store_group_durable(st, group, n, slot, &dl);
+			t[3] = clock_us();
 			pthread_mutex_lock(&st->group_lock);
 		}
+		stats_group_led(t[1] - t[0], t[2] - t[1], t[3] - t[2]);
 		for (int i = 0; i < n; i++) {
 			group[i]->done = 1;
 			pthread_cond_signal(&group[i]->wake);
@@ -512,6 +522,7 @@ store_group_record(struct store *st, const struct store_evidence *ev,
 	}
 	pthread_mutex_unlock(&st->group_lock);
 	pthread_cond_destroy(&me.wake);
+	stats_group_waited(clock_us() - queued);
 	return me.rc;
 }
 

@@ -399,9 +399,11 @@ milterd_ok() {	# LABEL: a milterd row must not fail
 # first LABEL NAME CONNECTIONS MESSAGES: first verifications on milterd NAME (after a reset);
 # each request delivered in the row must verify exactly once.
 first() {
-	local label="$1" name="$2" conns="$3" n="$4" want
+	local label="$1" name="$2" conns="$3" n="$4" want g0
 	reset_requests
+	g0=$(group_metrics "$MPORT")
 	load "$label" accept "$SEQ" "$conns" "$n" "${SOCK[$name]}"
+	R[$label.group]="$g0 $(group_metrics "$MPORT")"
 	milterd_ok "$label"
 	want=$(fresh_in "${R[$label.messages]:-0}")
 	if [ "${R[$label.verified]:-}" != "$want" ]; then
@@ -668,6 +670,19 @@ pg_per_verification() {
 	per_msg "$(sum $(vals db_ticks "${ls[@]}"))" "$(sum $(vals verified "${ls[@]}"))"
 }
 pg_per_tx() { per_msg "${R[pgb.$1.db_ticks]:-0}" "${R[pgb.$1.tx]:-0}"; }
+# group_line C: milterd's group commit in the rows fv.C.* (its metrics before and after
+# each row): per group, the leader's gather, write and durable times; per verification,
+# its time from queueing to its result.
+group_line() {
+	local ls; mapfile -t ls < <(labels_of "fv.$1")
+	vals group "${ls[@]}" | awk -v c="$1" '
+		NF == 12 { for (i = 1; i <= 6; i++) d[i] += $(i + 6) - $i }
+		END {
+			if (!d[1] || !d[2]) { print "  " c ": -"; exit }
+			printf "  %s: %.1f verifications per group; per group gather %.2f, write %.2f, durable %.2f ms;" \
+				" a verification %.2f ms in the group commit\n", c, d[2] / d[1], d[3] / d[1] / 1000,
+				d[4] / d[1] / 1000, d[5] / d[1] / 1000, d[6] / d[2] / 1000 }'
+}
 kb_mb() { awk -v k="${1:-0}" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
 verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v == "-" || v == "") print "not measured"; else if ((op == ">=" && v + 0 >= t) || (op == "<=" && v + 0 <= t)) print "met"; else print "MISSED" }'; }
 c1000_line() {	# LABEL WHO
@@ -727,6 +742,10 @@ result="$BENCH/results/RESULT-$stamp.txt"
 	for c in $CONNS_LIST; do
 		echo "  $c: $(pg_per_verification "$c") ms, $(ratio "$(pg_per_verification "$c")" "$(pg_per_tx "$c")") x pgbench -N"
 	done
+	echo "milterd's group commit (milterd_group_* metrics, all rounds): the leader's time per group"
+	echo "  gathering the verifications still to come, writing the group, waiting for its flush;"
+	echo "  a verification's time from queueing to its result (compare the msg p50):"
+	for c in $CONNS_LIST; do group_line "$c"; done
 	echo
 	echo "NOT PRODUCTION-LIKE (labelled; never the headline):"
 	printf "$FMT" conns system "msgs/s" "p50 ms" "p99 ms" "p99 ms" "ms/msg" "ms/msg" "ms/msg" "syncs" "procs" errors "copies xgroup"

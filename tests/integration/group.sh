@@ -77,14 +77,22 @@ verified_rows() {	# verified_rows ACCOUNT: its evidence rows 'verified'
 		ON r.id = e.request_id WHERE r.account = '$1' AND e.reason = 'verified'"
 }
 
+now_us() { echo $(( $(date +%s%N) / 1000 )); }
+
 # ---- One group: eight accounts and two replying from one address.
 for i in 1 2 3 4 5 6 7 8; do sign "p$i" "p$i@agri.gouv.fr" || not_ok "request p$i"; done
 sign q1 shared@agri.gouv.fr && sign q2 shared@agri.gouv.fr || not_ok "requests q1, q2"
+read -r c0 r0 g0 w0 _ wait0 <<<"$(group_metrics "$port")"
+t_start=$(now_us)
 hold_address p1@agri.gouv.fr &
 holder=$!
-queue_behind p1 p2 p3 p4 p5 p6 p7 p8 q1 q2 && queued 10
+t_held=$t_start
+# Once queue_behind returns, p1's group is being written, waiting on the address's lock.
+queue_behind p1 p2 p3 p4 p5 p6 p7 p8 q1 q2 && t_held=$(now_us) && queued 10
+t_release=$(now_us)
 release_address p1@agri.gouv.fr
 wait "$holder" "${QUEUED[@]}"
+t_end=$(now_us)
 expect_eq "one group: each of 8 replies answered 250 and verified once (code/verified rows)" \
 	" 250/1 250/1 250/1 250/1 250/1 250/1 250/1 250/1" "$(codes p1 p2 p3 p4 p5 p6 p7 p8)"
 expect_eq "two accounts, one address, in one group: one 250 verified, the other 550 address_in_use" \
@@ -100,6 +108,26 @@ if [ "${most:-0}" -ge 5 ]; then
 	ok "the verifications that queued were written in one transaction ($most rows together)"
 else
 	not_ok "no group: at most ${most:-0} verifications per transaction"
+fi
+# The metrics of the group commit against what the database and the clock say:
+# a transaction per distinct decided_at of the verified rows (q2's address_in_use
+# row was written in its group, refused by the guard, and its evidence then in
+# a transaction of its own), all 10 rows written;
+# p1's group was written from before t_held to after t_release, and p1 waited
+# that long; groups are written one at a time, so gathering and writing fit in
+# the scenario's time.
+read -r c1 r1 g1 w1 _ wait1 <<<"$(group_metrics "$port")"
+txns=$(psql -Atq -c "SELECT count(DISTINCT e.decided_at) FROM milterd.evidence e
+	JOIN milterd.requests r ON r.id = e.request_id WHERE e.reason = 'verified' AND
+	r.account IN ('p1','p2','p3','p4','p5','p6','p7','p8','q1','q2')")
+expect_eq "milterd_group_commits_total and _rows_total count the transactions and rows written" \
+	"$txns 10" "$((c1 - c0)) $((r1 - r0))"
+held=$((t_release - t_held)) elapsed=$((t_end - t_start))
+if [ "$((w1 - w0))" -ge "$held" ] && [ "$((wait1 - wait0))" -ge "$held" ] &&
+	[ "$((g1 - g0 + w1 - w0))" -le "$elapsed" ]; then
+	ok "milterd_group_seconds_total and _wait_seconds_total: the write held on the lock counted (write $((w1 - w0)) us, wait $((wait1 - wait0)) us, held $held us), within the $elapsed us elapsed"
+else
+	not_ok "group seconds: gather $((g1 - g0)) us, write $((w1 - w0)) us, wait $((wait1 - wait0)) us; held $held us, elapsed $elapsed us"
 fi
 
 # ---- A group that fails is written again row by row. r1 is held on its address's

@@ -36,3 +36,11 @@ if grep -Eq '^milterd_decisions_total\{reason="unknown_token",stage="rcpt"\} +[1
 else
 	not_ok "milterctl stats: $out"
 fi
+# Seconds keep their fraction, as text and in JSON (a number with a fraction).
+if grep -Eq '^milterd_group_wait_seconds_total +[0-9]+\.[0-9]{6}$' <<<"$out" &&
+	[ "$("$BUILD/milterctl" -c "$WORK/milterd.conf" --json stats | /usr/bin/python3 -c \
+		'import json, sys; print(type(json.load(sys.stdin)["milterd_group_wait_seconds_total"]).__name__)')" = float ]; then
+	ok "milterctl stats shows seconds with their fraction (text and --json)"
+else
+	not_ok "milterctl stats, seconds: $(grep group_wait <<<"$out")"
+fi

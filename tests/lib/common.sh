@@ -96,6 +96,19 @@ metrics() {
 		'http://127.0.0.1:%s/metrics' % sys.argv[1], timeout=5).read().decode())" "$1" 2>&1
 }
 
+# group_metrics PORT: the group commit's counters as "commits rows gather write
+# durable wait", the times in microseconds (group.sh, the bench).
+group_metrics() {
+	metrics "$1" | awk '
+		$1 == "milterd_group_commits_total" { c = $2 }
+		$1 == "milterd_group_rows_total" { r = $2 }
+		$1 == "milterd_group_seconds_total{phase=\"gather\"}" { g = $2 }
+		$1 == "milterd_group_seconds_total{phase=\"write\"}" { w = $2 }
+		$1 == "milterd_group_seconds_total{phase=\"durable\"}" { d = $2 }
+		$1 == "milterd_group_wait_seconds_total" { q = $2 }
+		END { printf "%d %d %.0f %.0f %.0f %.0f\n", c, r, g * 1e6, w * 1e6, d * 1e6, q * 1e6 }'
+}
+
 # wait_for SECONDS COMMAND...: poll until the command succeeds.
 wait_for() {
 	local t=$(( $1 * 10 )); shift
