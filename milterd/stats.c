@@ -155,22 +155,19 @@ stats_group_written(int rows)
 	__atomic_add_fetch(&stats_group_rows, (unsigned long)rows, __ATOMIC_RELAXED);
 }
 
+/* The times come from the monotonic clock, taken in order: never negative. */
 void
 stats_group_led(long long gather_us, long long write_us, long long durable_us)
 {
-	const long long us[3] = { gather_us, write_us, durable_us };
-
-	for (int i = 0; i < 3; i++)
-		if (us[i] > 0)
-			__atomic_add_fetch(&stats_group_us[i], (unsigned long)us[i],
-			    __ATOMIC_RELAXED);
+	__atomic_add_fetch(&stats_group_us[0], (unsigned long)gather_us, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&stats_group_us[1], (unsigned long)write_us, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&stats_group_us[2], (unsigned long)durable_us, __ATOMIC_RELAXED);
 }
 
 void
 stats_group_waited(long long us)
 {
-	if (us > 0)
-		__atomic_add_fetch(&stats_group_wait_us, (unsigned long)us, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&stats_group_wait_us, (unsigned long)us, __ATOMIC_RELAXED);
 }
 
 int
